@@ -1,0 +1,281 @@
+//! The `brine` command: Salt's `salt '<target>' module.function [args] [key=value]`.
+//!
+//! It publishes one job through the master's control socket, then, unless `--async`, prints
+//! every targeted minion's return (or why there is none) and exits with a code that says how
+//! the job went (see [`crate::exit`]).
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use brine_proto::control::{ControlEvent, ControlRequest, JobReport, MinionState, PublishRequest};
+use brine_proto::Target;
+use clap::{value_parser, Parser};
+use tokio::time::Instant;
+
+use crate::args::parse_args;
+use crate::client::{Connection, ANSWER_TIMEOUT, DEFAULT_SOCKET, DONE_MARGIN};
+use crate::error::{event_name, CommandError};
+use crate::exit;
+use crate::job::follow;
+use crate::output::{color_wanted, missing_text, JobPrinter, OutputFormat, Palette};
+
+/// Run a function on the minions a target matches, the way `salt` does.
+///
+/// Example: brine -L web1,web2 cmd.run 'uptime' timeout=10
+#[derive(Debug, Parser)]
+#[command(
+    name = "brine",
+    version,
+    after_help = exit::BRINE_HELP,
+    allow_negative_numbers = true
+)]
+pub struct Cli {
+    /// The target is a comma-separated list of minion ids
+    #[arg(short = 'L', long = "list", conflicts_with = "pcre")]
+    pub list: bool,
+
+    /// The target is a regular expression, matched from the start of the id
+    #[arg(short = 'E', long = "pcre")]
+    pub pcre: bool,
+
+    /// Seconds to wait for minions that have not returned; also the function's run time limit
+    #[arg(
+        short,
+        long,
+        default_value_t = 5,
+        value_name = "SECONDS",
+        value_parser = value_parser!(u64).range(1..=86_400)
+    )]
+    pub timeout: u64,
+
+    /// Output format
+    #[arg(
+        long,
+        visible_alias = "output",
+        value_enum,
+        default_value_t,
+        value_name = "FORMAT"
+    )]
+    pub out: OutputFormat,
+
+    /// Publish the job, print its jid and exit without waiting for returns
+    #[arg(long = "async")]
+    pub no_wait: bool,
+
+    /// Print the jid first, and the minions that did not return last (on stderr)
+    #[arg(short, long)]
+    pub verbose: bool,
+
+    /// The master's control socket
+    #[arg(long, env = "BRINE_SOCKET", default_value = DEFAULT_SOCKET, value_name = "PATH")]
+    pub socket: PathBuf,
+
+    /// Which minions: a glob such as 'web*' (default), a list with -L, a regex with -E
+    #[arg(value_name = "TARGET")]
+    pub target: String,
+
+    /// The function to run, as module.function (test.ping, cmd.run, ...)
+    #[arg(value_name = "FUNCTION", value_parser = parse_function)]
+    pub fun: String,
+
+    /// Arguments: key=value is a keyword argument, anything else positional. Values are typed
+    /// like YAML: true/false, null, numbers, [flow, lists], {flow: maps}; the rest are strings
+    #[arg(value_name = "ARGS")]
+    pub args: Vec<String>,
+}
+
+/// Checks the `module.function` shape (each part an identifier).
+fn parse_function(s: &str) -> Result<String, String> {
+    let ident = |p: &str| {
+        p.chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+    };
+    match s.split_once('.') {
+        Some((module, function)) if ident(module) && ident(function) => Ok(s.to_owned()),
+        _ => Err("expected module.function, such as test.ping".to_owned()),
+    }
+}
+
+/// The separator Salt prints after the jid in verbose mode.
+const RULE: &str = "-------------------------------------------";
+
+impl Cli {
+    /// The target expression, checked (a bad glob or regex is a usage error).
+    pub fn target(&self) -> Result<Target, CommandError> {
+        let target = if self.list {
+            Target::list_from_str(&self.target)
+        } else if self.pcre {
+            Target::Regex(self.target.clone())
+        } else {
+            Target::Glob(self.target.clone())
+        };
+        target
+            .compile()
+            .map_err(|e| CommandError::Usage(format!("invalid target: {e}")))?;
+        Ok(target)
+    }
+
+    /// The request this command line sends.
+    pub fn request(&self) -> Result<ControlRequest, CommandError> {
+        let args = parse_args(&self.args);
+        Ok(ControlRequest::Publish(PublishRequest {
+            target: self.target()?,
+            fun: self.fun.clone(),
+            arg: args.arg,
+            kwarg: args.kwarg,
+            timeout_ms: self.timeout.saturating_mul(1000),
+            wait: !self.no_wait,
+        }))
+    }
+}
+
+/// Runs the command: results on `out`, messages on `err`. Gives the exit code.
+pub async fn run(
+    cli: &Cli,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+    stdout_is_terminal: bool,
+) -> Result<u8, CommandError> {
+    let request = cli.request()?;
+    let mut conn = Connection::connect(&cli.socket).await?;
+    conn.send(&request).await?;
+    let deadline = Instant::now()
+        + if cli.no_wait {
+            ANSWER_TIMEOUT
+        } else {
+            Duration::from_secs(cli.timeout) + DONE_MARGIN
+        };
+
+    let (jid, minions) = match conn.next_event(deadline).await? {
+        Some(ControlEvent::Published { jid, minions }) => (jid, minions),
+        Some(ControlEvent::Error { code, message }) => {
+            return Err(CommandError::Master { code, message })
+        }
+        Some(other) => return Err(CommandError::Unexpected(event_name(&other))),
+        None => return Err(CommandError::Incomplete),
+    };
+    if cli.no_wait {
+        writeln!(out, "Executed command with job ID: {jid}").map_err(CommandError::Output)?;
+        return Ok(exit::SUCCESS);
+    }
+    if minions.is_empty() {
+        return Err(CommandError::Master {
+            code: brine_proto::control::ControlError::NoMinions,
+            message: String::new(),
+        });
+    }
+    if cli.verbose {
+        let _ = writeln!(err, "Executing job with jid {jid}\n{RULE}\n");
+    }
+
+    let palette = Palette::new(color_wanted(stdout_is_terminal));
+    let mut printer = JobPrinter::new(cli.out, palette, stdout_is_terminal);
+    let report = tokio::select! {
+        report = follow(&mut conn, deadline, &mut printer, out) => report?,
+        _ = tokio::signal::ctrl_c() => {
+            let _ = writeln!(
+                err,
+                "\nExiting on Ctrl-C; the job goes on. Its jid is {jid}: \
+                 brine-run jobs.lookup {jid}"
+            );
+            return Ok(exit::INTERRUPTED);
+        }
+    };
+    printer.finish(&report, out).map_err(CommandError::Output)?;
+    if cli.verbose {
+        report_missing(&report, err);
+    }
+    Ok(exit::for_report(&report))
+}
+
+/// Verbose mode's closing lines: each minion without a return, with its state.
+fn report_missing(report: &JobReport, err: &mut dyn Write) {
+    let mut missing: Vec<_> = report
+        .minions
+        .iter()
+        .filter(|m| m.state != MinionState::Returned || m.ret.is_none())
+        .collect();
+    if missing.is_empty() {
+        return;
+    }
+    missing.sort_by(|a, b| a.id.cmp(&b.id));
+    let _ = writeln!(err, "{RULE}");
+    for m in missing {
+        let _ = writeln!(err, "{}: {}", m.id, missing_text(m.state));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use brine_proto::Value;
+    use clap::CommandFactory;
+    use serde_json::json;
+
+    use super::*;
+
+    fn parse(words: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("brine").chain(words.iter().copied()))
+    }
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn a_salt_command_line_becomes_a_publish_request() {
+        let cli = parse(&[
+            "-L",
+            "web1,web2",
+            "cmd.run",
+            "ls -la",
+            "-5",
+            "cwd=/tmp",
+            "-t",
+            "9",
+        ])
+        .unwrap();
+        let ControlRequest::Publish(req) = cli.request().unwrap() else {
+            panic!("not a publish");
+        };
+        assert_eq!(req.target, Target::List(vec!["web1".into(), "web2".into()]));
+        assert_eq!(req.fun, "cmd.run");
+        assert_eq!(Value::Array(req.arg), json!(["ls -la", -5]));
+        assert_eq!(Value::Object(req.kwarg), json!({"cwd": "/tmp"}));
+        assert_eq!(req.timeout_ms, 9000);
+        assert!(req.wait);
+    }
+
+    #[test]
+    fn target_kinds_and_async() {
+        let cli = parse(&["-E", "web[0-9]+", "test.ping", "--async"]).unwrap();
+        let ControlRequest::Publish(req) = cli.request().unwrap() else {
+            panic!("not a publish");
+        };
+        assert_eq!(req.target, Target::Regex("web[0-9]+".into()));
+        assert!(!req.wait);
+        assert_eq!(req.timeout_ms, 5000);
+        let cli = parse(&["web*", "test.ping"]).unwrap();
+        assert_eq!(cli.target().unwrap(), Target::Glob("web*".into()));
+    }
+
+    #[test]
+    fn usage_errors() {
+        for words in [
+            &["*"][..],
+            &["*", "ping"],
+            &["*", "test."],
+            &["-L", "-E", "a", "test.ping"],
+            &["--out", "xml", "*", "test.ping"],
+            &["-t", "0", "*", "test.ping"],
+        ] {
+            let e = parse(words).unwrap_err();
+            assert_eq!(e.exit_code(), 2, "{words:?}");
+        }
+        let cli = parse(&["-E", "(", "test.ping"]).unwrap();
+        assert_eq!(cli.request().unwrap_err().exit_code(), exit::USAGE);
+    }
+}

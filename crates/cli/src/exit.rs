@@ -1,0 +1,180 @@
+//! Exit codes of the command-line tools, and how a job's outcome maps to one.
+//!
+//! Scripts depend on these numbers: change them only with a changelog entry. The texts below
+//! are shown by `--help`.
+
+use brine_proto::control::{ControlError, JobReport, MinionState};
+
+/// Every targeted minion returned, and every function succeeded.
+pub const SUCCESS: u8 = 0;
+/// Some function failed (a return with `success = false` or a retcode other than 0), or the
+/// master could not do what was asked (job store failure, unknown jid).
+pub const FAILED: u8 = 1;
+/// The command line (or the request it makes) is invalid. clap uses 2 for usage errors too.
+pub const USAGE: u8 = 2;
+/// Some targeted minion did not return (not connected, no response, or still running).
+/// Wins over [`FAILED`] when both apply.
+pub const NO_RETURN: u8 = 3;
+/// The target matched no minion.
+pub const NO_MINIONS: u8 = 4;
+/// Interrupted by Ctrl-C while waiting for returns; the job goes on (128 + SIGINT).
+pub const INTERRUPTED: u8 = 130;
+/// The master cannot be reached, is shutting down, or the connection broke mid-answer
+/// (`EX_UNAVAILABLE` from sysexits.h).
+pub const UNAVAILABLE: u8 = 69;
+
+/// The exit code section of `brine --help`.
+pub const BRINE_HELP: &str = "\
+Exit codes:
+  0   every targeted minion returned and every function succeeded
+  1   some function failed (success = false or retcode != 0), or the master's job store failed
+  2   usage error: bad flags, target, function name or request
+  3   some targeted minion did not return (wins over 1 when both apply)
+  4   the target matched no minion
+  69  the master is unreachable or shutting down, or the connection broke
+  130 interrupted (Ctrl-C) while waiting; the job goes on: brine-run jobs.lookup <JID>";
+
+/// The exit code section of `brine-run --help`.
+pub const BRINE_RUN_HELP: &str = "\
+Exit codes:
+  0   done (jobs.lookup: every expected minion returned and every function succeeded)
+  1   the master could not answer (unknown jid, job store failure);
+      jobs.lookup: some function failed
+  2   usage error: bad flags or jid
+  3   jobs.lookup: some expected minion did not return (yet); wins over 1
+  69  the master is unreachable or shutting down, or the connection broke";
+
+/// The exit code for a finished (or looked-up) job: [`NO_RETURN`] when any expected minion has
+/// no return, else [`FAILED`] when any function failed, else [`SUCCESS`]. A job that expected
+/// no minion at all is [`NO_MINIONS`].
+pub fn for_report(report: &JobReport) -> u8 {
+    if report.minions.is_empty() {
+        return NO_MINIONS;
+    }
+    let missing = report
+        .minions
+        .iter()
+        .any(|m| m.state != MinionState::Returned || m.ret.is_none());
+    if missing {
+        return NO_RETURN;
+    }
+    let failed = report
+        .minions
+        .iter()
+        .filter_map(|m| m.ret.as_ref())
+        .any(|r| !r.success || r.retcode != 0);
+    if failed {
+        FAILED
+    } else {
+        SUCCESS
+    }
+}
+
+/// The exit code for an error the master answered with.
+pub fn for_master_error(code: ControlError) -> u8 {
+    match code {
+        ControlError::BadRequest => USAGE,
+        ControlError::NoMinions => NO_MINIONS,
+        ControlError::NotFound | ControlError::Storage => FAILED,
+        ControlError::ShuttingDown => UNAVAILABLE,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use brine_proto::control::MinionOutcome;
+    use brine_proto::{Jid, JobReturn, Map, MinionId, Target, Value};
+
+    use super::*;
+
+    fn outcome(id: &str, state: MinionState, success: bool, retcode: i32) -> MinionOutcome {
+        let id = MinionId::new(id).unwrap();
+        let ret = (state == MinionState::Returned).then(|| JobReturn {
+            id: id.clone(),
+            jid: jid(),
+            fun: "test.ping".into(),
+            ret: Value::Bool(success),
+            retcode,
+            success,
+            started_ms: 0,
+            finished_ms: 0,
+        });
+        MinionOutcome { id, state, ret }
+    }
+
+    fn jid() -> Jid {
+        Jid::new("20261125130201123456").unwrap()
+    }
+
+    fn report(minions: Vec<MinionOutcome>) -> JobReport {
+        JobReport {
+            jid: jid(),
+            fun: "test.ping".into(),
+            target: Target::Glob("*".into()),
+            arg: vec![],
+            kwarg: Map::new(),
+            user: "root".into(),
+            published_ms: 0,
+            deadline_ms: 5000,
+            minions,
+        }
+    }
+
+    #[test]
+    fn all_returned_and_succeeded_is_success() {
+        let r = report(vec![
+            outcome("a", MinionState::Returned, true, 0),
+            outcome("b", MinionState::Returned, true, 0),
+        ]);
+        assert_eq!(for_report(&r), SUCCESS);
+    }
+
+    #[test]
+    fn a_failed_function_is_failed() {
+        let r = report(vec![
+            outcome("a", MinionState::Returned, true, 0),
+            outcome("b", MinionState::Returned, false, 1),
+        ]);
+        assert_eq!(for_report(&r), FAILED);
+        // A retcode alone is enough (cmd.retcode returning 2 with success = true).
+        let r = report(vec![outcome("a", MinionState::Returned, true, 2)]);
+        assert_eq!(for_report(&r), FAILED);
+    }
+
+    #[test]
+    fn a_missing_minion_wins_over_a_failure() {
+        for state in [
+            MinionState::NotConnected,
+            MinionState::NoResponse,
+            MinionState::Running,
+            MinionState::Waiting,
+        ] {
+            let r = report(vec![
+                outcome("a", MinionState::Returned, false, 1),
+                outcome("b", state, true, 0),
+            ]);
+            assert_eq!(for_report(&r), NO_RETURN, "{state:?}");
+        }
+    }
+
+    #[test]
+    fn returned_without_a_return_counts_as_missing() {
+        let mut o = outcome("a", MinionState::Returned, true, 0);
+        o.ret = None;
+        assert_eq!(for_report(&report(vec![o])), NO_RETURN);
+    }
+
+    #[test]
+    fn no_expected_minion_is_no_minions() {
+        assert_eq!(for_report(&report(vec![])), NO_MINIONS);
+    }
+
+    #[test]
+    fn master_errors_map_to_documented_codes() {
+        assert_eq!(for_master_error(ControlError::BadRequest), USAGE);
+        assert_eq!(for_master_error(ControlError::NoMinions), NO_MINIONS);
+        assert_eq!(for_master_error(ControlError::NotFound), FAILED);
+        assert_eq!(for_master_error(ControlError::Storage), FAILED);
+        assert_eq!(for_master_error(ControlError::ShuttingDown), UNAVAILABLE);
+    }
+}

@@ -1,0 +1,661 @@
+//! Rendering of what the master answers, for people (`human`, Salt's nested outputter) and for
+//! scripts (`json`, `yaml`). Shared by `brine` and `brine-run`; this module only builds text,
+//! the callers decide where it goes.
+//!
+//! The human layout follows Salt's `nested` outputter: each minion id followed by `:`, its
+//! return below it indented by four spaces; scalars on one line (`True`, `False`, `None` as Salt
+//! prints them), maps as a `----------` rule then `key:` lines with the values four spaces
+//! further in, lists as `- item` lines (`|_` introduces a collection inside a list).
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+use std::io::{self, Write};
+
+use brine_proto::control::{JobReport, JobSummary, MinionOutcome, MinionState};
+use brine_proto::{JobReturn, Map, MinionId, Value};
+use serde::Serialize;
+
+/// How answers are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum OutputFormat {
+    /// Salt's nested layout, coloured on a terminal.
+    #[default]
+    Human,
+    /// One JSON document, indented by four spaces.
+    Json,
+    /// One YAML document.
+    Yaml,
+}
+
+/// Whether to colour output: only on a terminal, and never when `NO_COLOR` is set (non-empty).
+pub fn color_wanted(stdout_is_terminal: bool) -> bool {
+    stdout_is_terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+/// ANSI colours, or none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Palette {
+    enabled: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Color {
+    Green,
+    LightGreen,
+    Red,
+    LightRed,
+    Yellow,
+    LightYellow,
+    Cyan,
+}
+
+impl Color {
+    fn code(self) -> &'static str {
+        match self {
+            Color::Green => "\x1b[0;32m",
+            Color::LightGreen => "\x1b[1;32m",
+            Color::Red => "\x1b[0;31m",
+            Color::LightRed => "\x1b[1;31m",
+            Color::Yellow => "\x1b[0;33m",
+            Color::LightYellow => "\x1b[1;33m",
+            Color::Cyan => "\x1b[0;36m",
+        }
+    }
+}
+
+const RESET: &str = "\x1b[0m";
+
+impl Palette {
+    pub fn new(enabled: bool) -> Self {
+        Self { enabled }
+    }
+
+    pub fn plain() -> Self {
+        Self::new(false)
+    }
+
+    /// One output line: `indent` spaces, then the coloured `prefix` and `text`, then `suffix`.
+    fn line(
+        self,
+        out: &mut String,
+        indent: usize,
+        color: Color,
+        prefix: &str,
+        text: &str,
+        suffix: &str,
+    ) {
+        let (start, end) = if self.enabled {
+            (color.code(), RESET)
+        } else {
+            ("", "")
+        };
+        let _ = writeln!(out, "{:indent$}{start}{prefix}{text}{end}{suffix}", "");
+    }
+}
+
+/// Renders a value alone in Salt's nested layout (used for `manage.*`).
+pub fn nested(value: &Value, palette: Palette) -> String {
+    let mut out = String::new();
+    display(value, 0, "", palette, &mut out);
+    out
+}
+
+/// Salt's `nested.display`: one value at `indent`, its first line after `prefix`.
+fn display(value: &Value, indent: usize, prefix: &str, palette: Palette, out: &mut String) {
+    match value {
+        Value::Null | Value::Bool(_) | Value::Number(_) => {
+            palette.line(
+                out,
+                indent,
+                Color::LightYellow,
+                prefix,
+                &scalar_text(value),
+                "",
+            );
+        }
+        Value::String(s) => {
+            let pad = " ".repeat(prefix.len());
+            for (i, line) in s.lines().enumerate() {
+                let p = if i == 0 { prefix } else { &pad };
+                palette.line(out, indent, Color::Green, p, line, "");
+            }
+        }
+        Value::Array(items) => {
+            for item in items {
+                match item {
+                    Value::Array(_) | Value::Object(_) => {
+                        palette.line(out, indent, Color::Green, "", "|_", "");
+                        let p = if item.is_object() { "" } else { "- " };
+                        display(item, indent + 2, p, palette, out);
+                    }
+                    _ => display(item, indent, "- ", palette, out),
+                }
+            }
+        }
+        Value::Object(map) => {
+            if indent > 0 {
+                palette.line(out, indent, Color::Cyan, prefix, "----------", "");
+            }
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            for key in keys {
+                palette.line(out, indent, Color::Cyan, prefix, key, ":");
+                display(&map[key], indent + 4, "", palette, out);
+            }
+        }
+    }
+}
+
+/// A scalar as Salt prints it: `True`, `False`, `None`, numbers as they are.
+fn scalar_text(value: &Value) -> String {
+    match value {
+        Value::Null => "None".to_owned(),
+        Value::Bool(true) => "True".to_owned(),
+        Value::Bool(false) => "False".to_owned(),
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// The text that stands for a minion without a return.
+pub fn missing_text(state: MinionState) -> &'static str {
+    match state {
+        MinionState::NotConnected => "Minion did not return. [Not connected]",
+        MinionState::NoResponse => "Minion did not return. [No response]",
+        MinionState::Running => "Minion has not returned yet. [Running]",
+        MinionState::Waiting => "Minion has not returned yet. [Waiting]",
+        // A report that says "returned" without the return: say so rather than hide it.
+        MinionState::Returned => "Minion did not return. [No return data]",
+    }
+}
+
+/// Whether a return counts as a success (what exit code 0 needs).
+pub fn succeeded(ret: &JobReturn) -> bool {
+    ret.success && ret.retcode == 0
+}
+
+/// One minion's block in the human layout: its return.
+pub fn human_return(ret: &JobReturn, palette: Palette) -> String {
+    let mut out = String::new();
+    let color = if succeeded(ret) {
+        Color::LightGreen
+    } else {
+        Color::LightRed
+    };
+    palette.line(&mut out, 0, color, "", ret.id.as_str(), ":");
+    display(&ret.ret, 4, "", palette, &mut out);
+    out
+}
+
+/// One minion's block in the human layout: its return, or why there is none.
+pub fn human_outcome(outcome: &MinionOutcome, palette: Palette) -> String {
+    match (&outcome.ret, outcome.state) {
+        (Some(ret), MinionState::Returned) => human_return(ret, palette),
+        (_, state) => {
+            let mut out = String::new();
+            palette.line(&mut out, 0, Color::Yellow, "", outcome.id.as_str(), ":");
+            palette.line(&mut out, 4, Color::Red, "", missing_text(state), "");
+            out
+        }
+    }
+}
+
+/// What a minion stands for in `json`/`yaml` output: its return value, or the missing text.
+pub fn outcome_value(outcome: &MinionOutcome) -> Value {
+    match (&outcome.ret, outcome.state) {
+        (Some(ret), MinionState::Returned) => ret.ret.clone(),
+        (_, state) => Value::String(missing_text(state).to_owned()),
+    }
+}
+
+/// A report's minions sorted by id.
+pub fn sorted_outcomes(report: &JobReport) -> Vec<&MinionOutcome> {
+    let mut outcomes: Vec<&MinionOutcome> = report.minions.iter().collect();
+    outcomes.sort_by(|a, b| a.id.cmp(&b.id));
+    outcomes
+}
+
+/// Salt's `--static` document: minion id → return (or the missing text), sorted by id.
+pub fn report_map(report: &JobReport) -> Map {
+    sorted_outcomes(report)
+        .into_iter()
+        .map(|o| (o.id.to_string(), outcome_value(o)))
+        .collect()
+}
+
+/// A whole report in one format.
+pub fn render_report(report: &JobReport, format: OutputFormat, palette: Palette) -> String {
+    match format {
+        OutputFormat::Human => sorted_outcomes(report)
+            .into_iter()
+            .map(|o| human_outcome(o, palette))
+            .collect(),
+        OutputFormat::Json | OutputFormat::Yaml => {
+            render_data(&Value::Object(report_map(report)), format, palette)
+        }
+    }
+}
+
+/// Any data in one format (human: the nested layout).
+pub fn render_data(value: &Value, format: OutputFormat, palette: Palette) -> String {
+    match format {
+        OutputFormat::Human => nested(value, palette),
+        OutputFormat::Json => json_pretty(value),
+        OutputFormat::Yaml => {
+            serde_norway::to_string(value).expect("a JSON value always serializes as YAML")
+        }
+    }
+}
+
+/// JSON indented by four spaces, with a final newline.
+pub fn json_pretty<T: Serialize + ?Sized>(value: &T) -> String {
+    let mut buf = Vec::new();
+    let formatter = serde_json::ser::PrettyFormatter::with_indent(b"    ");
+    let mut ser = serde_json::Serializer::with_formatter(&mut buf, formatter);
+    value
+        .serialize(&mut ser)
+        .expect("brine values always serialize as JSON");
+    buf.push(b'\n');
+    String::from_utf8(buf).expect("serde_json writes UTF-8")
+}
+
+/// Prints one job's returns: as they arrive when streaming (human output on a terminal),
+/// otherwise all at once from the final report, sorted by id.
+#[derive(Debug)]
+pub struct JobPrinter {
+    format: OutputFormat,
+    palette: Palette,
+    stream: bool,
+    shown: BTreeSet<MinionId>,
+}
+
+impl JobPrinter {
+    /// `stream` applies to human output only: the other formats are one document.
+    pub fn new(format: OutputFormat, palette: Palette, stream: bool) -> Self {
+        Self {
+            format,
+            palette,
+            stream: stream && format == OutputFormat::Human,
+            shown: BTreeSet::new(),
+        }
+    }
+
+    /// A return arrived.
+    pub fn on_return(&mut self, ret: &JobReturn, out: &mut dyn Write) -> io::Result<()> {
+        if self.stream && self.shown.insert(ret.id.clone()) {
+            out.write_all(human_return(ret, self.palette).as_bytes())?;
+            out.flush()?;
+        }
+        Ok(())
+    }
+
+    /// The job is over: print what has not been shown, sorted by id.
+    pub fn finish(&mut self, report: &JobReport, out: &mut dyn Write) -> io::Result<()> {
+        let text = if self.format == OutputFormat::Human {
+            sorted_outcomes(report)
+                .into_iter()
+                .filter(|o| !self.shown.contains(&o.id))
+                .map(|o| human_outcome(o, self.palette))
+                .collect()
+        } else {
+            render_report(report, self.format, self.palette)
+        };
+        out.write_all(text.as_bytes())?;
+        out.flush()
+    }
+}
+
+/// A UTC time in milliseconds since the epoch as `YYYY-MM-DD HH:MM:SS`.
+pub fn utc_time(ms: u64) -> String {
+    // A jid is exactly a UTC time stamp `%Y%m%d%H%M%S%f`: reuse its calendar arithmetic.
+    let stamp = brine_proto::Jid::from_micros(ms.saturating_mul(1000)).to_string();
+    let (date, time) = stamp.split_at(stamp.len() - 12);
+    let (y, md) = date.split_at(date.len() - 4);
+    format!(
+        "{y}-{}-{} {}:{}:{}",
+        &md[..2],
+        &md[2..],
+        &time[..2],
+        &time[2..4],
+        &time[4..6]
+    )
+}
+
+/// `jobs.list` in one format: a table for people, a list of records for scripts.
+pub fn render_jobs(jobs: &[JobSummary], format: OutputFormat, palette: Palette) -> String {
+    if format != OutputFormat::Human {
+        let records: Vec<Value> = jobs
+            .iter()
+            .map(|j| {
+                serde_json::json!({
+                    "jid": j.jid.as_str(),
+                    "function": j.fun,
+                    "target": j.target.to_string(),
+                    "user": j.user,
+                    "start_time": format!("{}Z", utc_time(j.published_ms).replace(' ', "T")),
+                    "expected": j.expected,
+                    "returned": j.returned,
+                })
+            })
+            .collect();
+        return render_data(&Value::Array(records), format, palette);
+    }
+    let header = [
+        "JID",
+        "FUNCTION",
+        "TARGET",
+        "USER",
+        "STARTED (UTC)",
+        "RETURNED",
+    ]
+    .map(String::from);
+    let rows: Vec<[String; 6]> = jobs
+        .iter()
+        .map(|j| {
+            [
+                j.jid.to_string(),
+                j.fun.clone(),
+                j.target.to_string(),
+                j.user.clone(),
+                utc_time(j.published_ms),
+                format!("{}/{}", j.returned, j.expected),
+            ]
+        })
+        .collect();
+    table(&header, &rows)
+}
+
+/// Left-aligned columns two spaces apart; the last column is not padded.
+fn table<const N: usize>(header: &[String; N], rows: &[[String; N]]) -> String {
+    let mut widths = [0usize; N];
+    for row in std::iter::once(header).chain(rows) {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for row in std::iter::once(header).chain(rows) {
+        let mut line = String::new();
+        for (i, cell) in row.iter().enumerate() {
+            if i + 1 < N {
+                let _ = write!(line, "{cell:<width$}  ", width = widths[i]);
+            } else {
+                line.push_str(cell);
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use brine_proto::{Jid, Target};
+    use serde_json::json;
+
+    use super::*;
+
+    fn id(s: &str) -> MinionId {
+        MinionId::new(s).unwrap()
+    }
+
+    fn jid() -> Jid {
+        Jid::new("20261125130201123456").unwrap()
+    }
+
+    fn ret(minion: &str, value: Value, success: bool) -> JobReturn {
+        JobReturn {
+            id: id(minion),
+            jid: jid(),
+            fun: "test.fun".into(),
+            ret: value,
+            retcode: if success { 0 } else { 1 },
+            success,
+            started_ms: 0,
+            finished_ms: 0,
+        }
+    }
+
+    fn returned(minion: &str, value: Value) -> MinionOutcome {
+        MinionOutcome {
+            id: id(minion),
+            state: MinionState::Returned,
+            ret: Some(ret(minion, value, true)),
+        }
+    }
+
+    fn missing(minion: &str, state: MinionState) -> MinionOutcome {
+        MinionOutcome {
+            id: id(minion),
+            state,
+            ret: None,
+        }
+    }
+
+    fn report(minions: Vec<MinionOutcome>) -> JobReport {
+        JobReport {
+            jid: jid(),
+            fun: "test.fun".into(),
+            target: Target::Glob("*".into()),
+            arg: vec![],
+            kwarg: Map::new(),
+            user: "root".into(),
+            published_ms: 0,
+            deadline_ms: 0,
+            minions,
+        }
+    }
+
+    fn human(minions: Vec<MinionOutcome>) -> String {
+        render_report(&report(minions), OutputFormat::Human, Palette::plain())
+    }
+
+    #[test]
+    fn scalars_sit_below_the_id_indented_by_four() {
+        let text = human(vec![
+            returned("web2", json!(true)),
+            returned("web1", json!(42)),
+            returned("web3", json!(null)),
+            returned("web4", json!("line one\nline two")),
+            returned("web5", json!(1.5)),
+        ]);
+        assert_eq!(
+            text,
+            "web1:\n    42\nweb2:\n    True\nweb3:\n    None\nweb4:\n    line one\n    line two\nweb5:\n    1.5\n"
+        );
+    }
+
+    #[test]
+    fn maps_get_a_rule_and_sorted_keys() {
+        let text = human(vec![returned(
+            "web1",
+            json!({"b": {"inner": false}, "a": "x", "c": {}}),
+        )]);
+        assert_eq!(
+            text,
+            "\
+web1:
+    ----------
+    a:
+        x
+    b:
+        ----------
+        inner:
+            False
+    c:
+        ----------
+"
+        );
+    }
+
+    #[test]
+    fn lists_are_dash_lines_and_nested_collections_get_a_bar() {
+        let text = human(vec![returned(
+            "web1",
+            json!(["a", 1, ["x", "y"], {"k": "v"}]),
+        )]);
+        assert_eq!(
+            text,
+            "\
+web1:
+    - a
+    - 1
+    |_
+      - x
+      - y
+    |_
+      ----------
+      k:
+          v
+"
+        );
+    }
+
+    #[test]
+    fn a_multi_line_string_in_a_list_keeps_its_alignment() {
+        let text = nested(&json!(["one\ntwo"]), Palette::plain());
+        assert_eq!(text, "- one\n  two\n");
+    }
+
+    #[test]
+    fn missing_minions_say_why() {
+        let text = human(vec![
+            missing("web3", MinionState::NoResponse),
+            missing("web2", MinionState::NotConnected),
+            returned("web1", json!(true)),
+        ]);
+        assert_eq!(
+            text,
+            "\
+web1:
+    True
+web2:
+    Minion did not return. [Not connected]
+web3:
+    Minion did not return. [No response]
+"
+        );
+    }
+
+    #[test]
+    fn colours_only_when_asked() {
+        let o = returned("web1", json!(true));
+        let plain = human_outcome(&o, Palette::plain());
+        assert!(!plain.contains('\x1b'));
+        let coloured = human_outcome(&o, Palette::new(true));
+        assert!(coloured.starts_with("\x1b[1;32mweb1\x1b[0m:\n"));
+        let failed = MinionOutcome {
+            ret: Some(ret("web1", json!("boom"), false)),
+            ..o
+        };
+        assert!(human_outcome(&failed, Palette::new(true)).starts_with("\x1b[1;31mweb1"));
+    }
+
+    #[test]
+    fn json_is_one_document_of_id_to_return() {
+        let r = report(vec![
+            returned("web2", json!({"a": [1, 2]})),
+            returned("web1", json!(true)),
+            missing("web3", MinionState::NotConnected),
+        ]);
+        let text = render_report(&r, OutputFormat::Json, Palette::plain());
+        assert_eq!(
+            text,
+            r#"{
+    "web1": true,
+    "web2": {
+        "a": [
+            1,
+            2
+        ]
+    },
+    "web3": "Minion did not return. [Not connected]"
+}
+"#
+        );
+    }
+
+    #[test]
+    fn yaml_is_the_same_map() {
+        let r = report(vec![
+            returned("web1", json!(true)),
+            missing("web2", MinionState::NoResponse),
+        ]);
+        let text = render_report(&r, OutputFormat::Yaml, Palette::plain());
+        let back: Value = serde_norway::from_str(&text).unwrap();
+        assert_eq!(
+            back,
+            json!({"web1": true, "web2": "Minion did not return. [No response]"})
+        );
+    }
+
+    #[test]
+    fn the_printer_streams_then_shows_only_the_rest() {
+        let r = report(vec![
+            returned("web1", json!(1)),
+            returned("web2", json!(2)),
+            missing("web3", MinionState::NotConnected),
+        ]);
+        let mut printer = JobPrinter::new(OutputFormat::Human, Palette::plain(), true);
+        let mut out = Vec::new();
+        printer
+            .on_return(r.minions[1].ret.as_ref().unwrap(), &mut out)
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&out), "web2:\n    2\n");
+        printer.finish(&r, &mut out).unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            "web2:\n    2\nweb1:\n    1\nweb3:\n    Minion did not return. [Not connected]\n"
+        );
+    }
+
+    #[test]
+    fn the_printer_prints_once_when_not_streaming() {
+        let r = report(vec![returned("web2", json!(2)), returned("web1", json!(1))]);
+        let mut printer = JobPrinter::new(OutputFormat::Human, Palette::plain(), false);
+        let mut out = Vec::new();
+        printer
+            .on_return(r.minions[0].ret.as_ref().unwrap(), &mut out)
+            .unwrap();
+        assert!(out.is_empty());
+        printer.finish(&r, &mut out).unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            "web1:\n    1\nweb2:\n    2\n"
+        );
+    }
+
+    #[test]
+    fn times_are_utc() {
+        assert_eq!(utc_time(0), "1970-01-01 00:00:00");
+        assert_eq!(utc_time(1_795_611_721_123), "2026-11-25 13:02:01");
+    }
+
+    #[test]
+    fn jobs_table_lines_up() {
+        let jobs = vec![JobSummary {
+            jid: jid(),
+            fun: "test.ping".into(),
+            target: Target::list_from_str("web1,web2"),
+            user: "root".into(),
+            published_ms: 1_795_611_721_123,
+            expected: 2,
+            returned: 1,
+        }];
+        let text = render_jobs(&jobs, OutputFormat::Human, Palette::plain());
+        assert_eq!(
+            text,
+            "\
+JID                   FUNCTION   TARGET       USER  STARTED (UTC)        RETURNED
+20261125130201123456  test.ping  L@web1,web2  root  2026-11-25 13:02:01  1/2
+"
+        );
+        let json: Value =
+            serde_json::from_str(&render_jobs(&jobs, OutputFormat::Json, Palette::plain()))
+                .unwrap();
+        assert_eq!(json[0]["start_time"], "2026-11-25T13:02:01Z");
+        assert_eq!(json[0]["returned"], 1);
+    }
+}

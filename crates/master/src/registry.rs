@@ -1,0 +1,166 @@
+//! The registry of minions: who the master knows, and who is connected right now.
+//!
+//! "Connected" is exact, not guessed: a minion is connected while its last message (hello,
+//! keepalive, or any other request) is younger than the liveness window (`missed_keepalives`
+//! keepalive intervals) and it has not said goodbye. Known minions survive a master restart
+//! through the store; they start as not connected until they speak.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use brine_proto::control::MinionStatus;
+use brine_proto::{now_ms, MinionId, TargetMatcher};
+
+use crate::store::KnownMinion;
+
+#[derive(Debug)]
+struct Entry {
+    /// When the master last heard from it in this process; None since a restart.
+    heard: Option<Instant>,
+    last_seen_ms: u64,
+    said_goodbye: bool,
+    version: String,
+}
+
+/// Minion liveness, shared by the REP loop and the control socket.
+#[derive(Debug)]
+pub struct Registry {
+    window: Duration,
+    minions: Mutex<HashMap<MinionId, Entry>>,
+}
+
+impl Registry {
+    pub fn new(window: Duration, known: Vec<KnownMinion>) -> Self {
+        let minions = known
+            .into_iter()
+            .map(|m| {
+                (
+                    m.id,
+                    Entry {
+                        heard: None,
+                        last_seen_ms: m.last_seen_ms,
+                        said_goodbye: false,
+                        version: m.version,
+                    },
+                )
+            })
+            .collect();
+        Self {
+            window,
+            minions: Mutex::new(minions),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<MinionId, Entry>> {
+        self.minions.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A hello: the minion is known and connected from now on.
+    pub fn hello(&self, id: &MinionId, version: &str) {
+        self.lock().insert(
+            id.clone(),
+            Entry {
+                heard: Some(Instant::now()),
+                last_seen_ms: now_ms(),
+                said_goodbye: false,
+                version: version.to_string(),
+            },
+        );
+    }
+
+    /// Any other request: refreshes liveness. False when the minion is unknown.
+    pub fn seen(&self, id: &MinionId) -> bool {
+        match self.lock().get_mut(id) {
+            Some(entry) => {
+                entry.heard = Some(Instant::now());
+                entry.last_seen_ms = now_ms();
+                entry.said_goodbye = false;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The minion said it is stopping.
+    pub fn goodbye(&self, id: &MinionId) {
+        if let Some(entry) = self.lock().get_mut(id) {
+            entry.said_goodbye = true;
+            entry.last_seen_ms = now_ms();
+        }
+    }
+
+    pub fn is_connected(&self, id: &MinionId) -> bool {
+        self.lock()
+            .get(id)
+            .is_some_and(|entry| self.entry_connected(entry))
+    }
+
+    fn entry_connected(&self, entry: &Entry) -> bool {
+        !entry.said_goodbye && entry.heard.is_some_and(|t| t.elapsed() < self.window)
+    }
+
+    /// Known minions whose id the target matches, sorted.
+    pub fn matching(&self, matcher: &TargetMatcher) -> Vec<MinionId> {
+        let mut ids: Vec<MinionId> = self
+            .lock()
+            .keys()
+            .filter(|id| matcher.matches(id.as_str()))
+            .cloned()
+            .collect();
+        ids.sort();
+        ids
+    }
+
+    /// Every known minion with its liveness, sorted by id.
+    pub fn snapshot(&self) -> Vec<MinionStatus> {
+        let minions = self.lock();
+        let mut all: Vec<MinionStatus> = minions
+            .iter()
+            .map(|(id, entry)| MinionStatus {
+                id: id.clone(),
+                connected: self.entry_connected(entry),
+                last_seen_ms: entry.last_seen_ms,
+                version: entry.version.clone(),
+            })
+            .collect();
+        all.sort_by(|a, b| a.id.cmp(&b.id));
+        all
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use brine_proto::Target;
+
+    #[test]
+    fn connected_means_heard_within_the_window_and_no_goodbye() {
+        let a = MinionId::new("a").unwrap();
+        let b = MinionId::new("b").unwrap();
+        let known = vec![KnownMinion {
+            id: b.clone(),
+            last_seen_ms: 1,
+            version: "0".into(),
+        }];
+        let registry = Registry::new(Duration::from_secs(60), known);
+        assert!(!registry.seen(&a), "unknown minions are not refreshed");
+        assert!(
+            !registry.is_connected(&b),
+            "known from the store, not heard yet"
+        );
+        registry.hello(&a, "1");
+        assert!(registry.is_connected(&a));
+        registry.goodbye(&a);
+        assert!(!registry.is_connected(&a));
+        assert!(registry.seen(&b));
+        assert!(registry.is_connected(&b));
+        let all = Target::Glob("*".into()).compile().unwrap();
+        assert_eq!(registry.matching(&all), vec![a, b]);
+
+        let expired = Registry::new(Duration::ZERO, vec![]);
+        let c = MinionId::new("c").unwrap();
+        expired.hello(&c, "1");
+        assert!(!expired.is_connected(&c));
+    }
+}

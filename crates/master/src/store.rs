@@ -1,0 +1,603 @@
+//! The job store: jobs, their expected minions, returns and final states, and the minions the
+//! master has met, in SQLite (WAL) under `state_dir`.
+//!
+//! Every method is one transaction. A job is written before it is published; a return is
+//! committed before the minion is told `ok`; `(jid, minion)` is stored once, so a resent
+//! return changes nothing. Commits use `synchronous = NORMAL`: they survive a crash of the
+//! master process, not a power loss within the last moments (see docs/ARCHITECTURE.md).
+//!
+//! The store is synchronous; async callers reach it through [`StoreHandle`], which runs each
+//! call on the blocking pool.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use brine_proto::control::{JobReport, JobSummary, MinionOutcome, MinionState};
+use brine_proto::{decode, encode, Jid, Job, JobReturn, Map, MinionId, Target, Value};
+use rusqlite::{params, Connection, OptionalExtension};
+
+/// What went wrong in the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("job store: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("job store: creating {path}: {source}")]
+    Dir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("job store: corrupt record for job {jid}: {reason}")]
+    Corrupt { jid: String, reason: String },
+    #[error("job store: a job with jid {0} exists already")]
+    DuplicateJid(Jid),
+    #[error("job store: background task failed: {0}")]
+    Task(String),
+}
+
+/// What storing a return did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReturnOutcome {
+    /// Stored now.
+    Stored,
+    /// Stored before: a resend.
+    Duplicate,
+    /// No such job, or the minion was not expected in it.
+    NotExpected,
+}
+
+/// A minion the master has met.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KnownMinion {
+    pub id: MinionId,
+    pub last_seen_ms: u64,
+    pub version: String,
+}
+
+/// A job whose deadline had not been reached, or whose final states were not yet written.
+#[derive(Debug, Clone)]
+pub struct OpenJob {
+    pub jid: Jid,
+    pub deadline_ms: u64,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS jobs (
+    jid TEXT PRIMARY KEY,
+    fun TEXT NOT NULL,
+    target BLOB NOT NULL,
+    arg BLOB NOT NULL,
+    kwarg BLOB NOT NULL,
+    user TEXT NOT NULL,
+    published_ms INTEGER NOT NULL,
+    deadline_ms INTEGER NOT NULL,
+    expires_ms INTEGER NOT NULL,
+    timeout_ms INTEGER NOT NULL,
+    finalized INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS jobs_published ON jobs (published_ms);
+CREATE TABLE IF NOT EXISTS expected (
+    jid TEXT NOT NULL REFERENCES jobs (jid) ON DELETE CASCADE,
+    minion TEXT NOT NULL,
+    receipt_ms INTEGER,
+    state TEXT,
+    PRIMARY KEY (jid, minion)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS returns (
+    jid TEXT NOT NULL REFERENCES jobs (jid) ON DELETE CASCADE,
+    minion TEXT NOT NULL,
+    ret BLOB NOT NULL,
+    stored_ms INTEGER NOT NULL,
+    PRIMARY KEY (jid, minion)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS minions (
+    id TEXT PRIMARY KEY,
+    first_seen_ms INTEGER NOT NULL,
+    last_seen_ms INTEGER NOT NULL,
+    version TEXT NOT NULL
+);
+";
+
+/// The SQLite job store.
+#[derive(Debug)]
+pub struct Store {
+    conn: Connection,
+}
+
+impl Store {
+    /// Opens (creating if needed) `state_dir/jobs.sqlite`.
+    pub fn open(state_dir: &Path) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(state_dir).map_err(|source| StoreError::Dir {
+            path: state_dir.display().to_string(),
+            source,
+        })?;
+        let conn = Connection::open(state_dir.join("jobs.sqlite"))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(Self { conn })
+    }
+
+    /// Writes a new job and its expected minions. Fails if the jid exists.
+    pub fn insert_job(
+        &mut self,
+        job: &Job,
+        published_ms: u64,
+        deadline_ms: u64,
+        expected: &[MinionId],
+    ) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        let inserted = tx.execute(
+            "INSERT OR IGNORE INTO jobs (jid, fun, target, arg, kwarg, user, published_ms,
+                deadline_ms, expires_ms, timeout_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            params![
+                job.jid.as_str(),
+                job.fun,
+                encode(&job.target),
+                encode(&job.arg),
+                encode(&job.kwarg),
+                job.user,
+                published_ms as i64,
+                deadline_ms as i64,
+                job.expires_ms as i64,
+                job.timeout_ms as i64,
+            ],
+        )?;
+        if inserted == 0 {
+            return Err(StoreError::DuplicateJid(job.jid.clone()));
+        }
+        {
+            let mut stmt = tx.prepare("INSERT INTO expected (jid, minion) VALUES (?1, ?2)")?;
+            for id in expected {
+                stmt.execute(params![job.jid.as_str(), id.as_str()])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Records that `minion` received job `jid`. Returns false when it was not expected.
+    pub fn record_receipt(
+        &mut self,
+        jid: &Jid,
+        minion: &MinionId,
+        now_ms: u64,
+    ) -> Result<bool, StoreError> {
+        let n = self.conn.execute(
+            "UPDATE expected SET receipt_ms = COALESCE(receipt_ms, ?3) WHERE jid = ?1 AND minion = ?2",
+            params![jid.as_str(), minion.as_str(), now_ms as i64],
+        )?;
+        Ok(n == 1)
+    }
+
+    /// Stores a return once per (jid, minion).
+    pub fn record_return(
+        &mut self,
+        ret: &JobReturn,
+        now_ms: u64,
+    ) -> Result<ReturnOutcome, StoreError> {
+        let tx = self.conn.transaction()?;
+        let expected: Option<String> = tx
+            .query_row(
+                "SELECT minion FROM expected WHERE jid = ?1 AND minion = ?2",
+                params![ret.jid.as_str(), ret.id.as_str()],
+                |row| row.get(0),
+            )
+            .optional()?;
+        if expected.is_none() {
+            return Ok(ReturnOutcome::NotExpected);
+        }
+        let n = tx.execute(
+            "INSERT OR IGNORE INTO returns (jid, minion, ret, stored_ms) VALUES (?1, ?2, ?3, ?4)",
+            params![
+                ret.jid.as_str(),
+                ret.id.as_str(),
+                encode(ret),
+                now_ms as i64
+            ],
+        )?;
+        if n == 0 {
+            return Ok(ReturnOutcome::Duplicate);
+        }
+        // A return that lands after the deadline still corrects the recorded final state.
+        tx.execute(
+            "UPDATE expected SET state = 'returned' WHERE jid = ?1 AND minion = ?2 AND state IS NOT NULL",
+            params![ret.jid.as_str(), ret.id.as_str()],
+        )?;
+        tx.commit()?;
+        Ok(ReturnOutcome::Stored)
+    }
+
+    /// Writes the final state of every expected minion that has none and marks the job final.
+    pub fn finalize(
+        &mut self,
+        jid: &Jid,
+        states: &BTreeMap<MinionId, MinionState>,
+    ) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut stmt = tx.prepare(
+                "UPDATE expected SET state = ?3 WHERE jid = ?1 AND minion = ?2 AND state IS NULL",
+            )?;
+            for (id, state) in states {
+                stmt.execute(params![jid.as_str(), id.as_str(), state_name(*state)])?;
+            }
+        }
+        tx.execute(
+            "UPDATE jobs SET finalized = 1 WHERE jid = ?1",
+            params![jid.as_str()],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The full record of a job: every expected minion with its state and return.
+    ///
+    /// Minions without a final state are `returned` (return stored), `running` (receipt seen)
+    /// or `waiting`.
+    pub fn report(&self, jid: &Jid) -> Result<Option<JobReport>, StoreError> {
+        let row = self
+            .conn
+            .query_row(
+                "SELECT fun, target, arg, kwarg, user, published_ms, deadline_ms FROM jobs WHERE jid = ?1",
+                params![jid.as_str()],
+                |row| {
+                    Ok((
+                        row.get::<_, String>(0)?,
+                        row.get::<_, Vec<u8>>(1)?,
+                        row.get::<_, Vec<u8>>(2)?,
+                        row.get::<_, Vec<u8>>(3)?,
+                        row.get::<_, String>(4)?,
+                        row.get::<_, i64>(5)?,
+                        row.get::<_, i64>(6)?,
+                    ))
+                },
+            )
+            .optional()?;
+        let Some((fun, target, arg, kwarg, user, published_ms, deadline_ms)) = row else {
+            return Ok(None);
+        };
+        let corrupt = |reason: String| StoreError::Corrupt {
+            jid: jid.to_string(),
+            reason,
+        };
+        let target: Target = decode(&target).map_err(|e| corrupt(e.to_string()))?;
+        let arg: Vec<Value> = decode(&arg).map_err(|e| corrupt(e.to_string()))?;
+        let kwarg: Map = decode(&kwarg).map_err(|e| corrupt(e.to_string()))?;
+
+        let mut stmt = self.conn.prepare(
+            "SELECT e.minion, e.receipt_ms, e.state, r.ret FROM expected e
+             LEFT JOIN returns r ON r.jid = e.jid AND r.minion = e.minion
+             WHERE e.jid = ?1 ORDER BY e.minion",
+        )?;
+        let rows = stmt.query_map(params![jid.as_str()], |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, Option<i64>>(1)?,
+                row.get::<_, Option<String>>(2)?,
+                row.get::<_, Option<Vec<u8>>>(3)?,
+            ))
+        })?;
+        let mut minions = Vec::new();
+        for row in rows {
+            let (id, receipt, state, ret) = row?;
+            let id = MinionId::new(id).map_err(|e| corrupt(e.to_string()))?;
+            let ret: Option<JobReturn> = ret
+                .map(|bytes| decode(&bytes))
+                .transpose()
+                .map_err(|e| corrupt(e.to_string()))?;
+            let state = match (&ret, state.as_deref(), receipt) {
+                (Some(_), _, _) => MinionState::Returned,
+                (None, Some(name), _) => parse_state(name).ok_or_else(|| corrupt(name.into()))?,
+                (None, None, Some(_)) => MinionState::Running,
+                (None, None, None) => MinionState::Waiting,
+            };
+            minions.push(MinionOutcome { id, state, ret });
+        }
+        Ok(Some(JobReport {
+            jid: jid.clone(),
+            fun,
+            target,
+            arg,
+            kwarg,
+            user,
+            published_ms: published_ms as u64,
+            deadline_ms: deadline_ms as u64,
+            minions,
+        }))
+    }
+
+    /// Jobs not yet finalized: on start, the master resumes their deadlines.
+    pub fn open_jobs(&self) -> Result<Vec<OpenJob>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT jid, deadline_ms FROM jobs WHERE finalized = 0 ORDER BY jid")?;
+        let rows = stmt.query_map([], |row| {
+            Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
+        })?;
+        let mut jobs = Vec::new();
+        for row in rows {
+            let (jid, deadline_ms) = row?;
+            let jid = Jid::new(jid.clone()).map_err(|e| StoreError::Corrupt {
+                jid,
+                reason: e.to_string(),
+            })?;
+            jobs.push(OpenJob {
+                jid,
+                deadline_ms: deadline_ms as u64,
+            });
+        }
+        Ok(jobs)
+    }
+
+    /// Live jobs (not expired) that expect `minion` and have no return from it: catch-up.
+    pub fn pending_for(&self, minion: &MinionId, now_ms: u64) -> Result<Vec<Job>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT j.jid, j.fun, j.target, j.arg, j.kwarg, j.user, j.expires_ms, j.timeout_ms
+             FROM jobs j JOIN expected e ON e.jid = j.jid
+             LEFT JOIN returns r ON r.jid = e.jid AND r.minion = e.minion
+             WHERE e.minion = ?1 AND r.jid IS NULL AND j.expires_ms > ?2 AND j.finalized = 0
+             ORDER BY j.jid",
+        )?;
+        let rows = stmt.query_map(params![minion.as_str(), now_ms as i64], |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, Vec<u8>>(2)?,
+                row.get::<_, Vec<u8>>(3)?,
+                row.get::<_, Vec<u8>>(4)?,
+                row.get::<_, String>(5)?,
+                row.get::<_, i64>(6)?,
+                row.get::<_, i64>(7)?,
+            ))
+        })?;
+        let mut jobs = Vec::new();
+        for row in rows {
+            let (jid, fun, target, arg, kwarg, user, expires_ms, timeout_ms) = row?;
+            let corrupt = |reason: String| StoreError::Corrupt {
+                jid: jid.clone(),
+                reason,
+            };
+            jobs.push(Job {
+                jid: Jid::new(jid.clone()).map_err(|e| corrupt(e.to_string()))?,
+                target: decode(&target).map_err(|e| corrupt(e.to_string()))?,
+                fun,
+                arg: decode(&arg).map_err(|e| corrupt(e.to_string()))?,
+                kwarg: decode(&kwarg).map_err(|e| corrupt(e.to_string()))?,
+                timeout_ms: timeout_ms as u64,
+                expires_ms: expires_ms as u64,
+                master_time_ms: now_ms,
+                user,
+            });
+        }
+        Ok(jobs)
+    }
+
+    /// The newest `limit` jobs with their counts.
+    pub fn list_jobs(&self, limit: u32) -> Result<Vec<JobSummary>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT j.jid, j.fun, j.target, j.user, j.published_ms,
+                (SELECT COUNT(*) FROM expected e WHERE e.jid = j.jid),
+                (SELECT COUNT(*) FROM returns r WHERE r.jid = j.jid)
+             FROM jobs j ORDER BY j.jid DESC LIMIT ?1",
+        )?;
+        let rows = stmt.query_map(params![limit], |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, Vec<u8>>(2)?,
+                row.get::<_, String>(3)?,
+                row.get::<_, i64>(4)?,
+                row.get::<_, u32>(5)?,
+                row.get::<_, u32>(6)?,
+            ))
+        })?;
+        let mut jobs = Vec::new();
+        for row in rows {
+            let (jid, fun, target, user, published_ms, expected, returned) = row?;
+            let corrupt = |reason: String| StoreError::Corrupt {
+                jid: jid.clone(),
+                reason,
+            };
+            jobs.push(JobSummary {
+                jid: Jid::new(jid.clone()).map_err(|e| corrupt(e.to_string()))?,
+                fun,
+                target: decode(&target).map_err(|e| corrupt(e.to_string()))?,
+                user,
+                published_ms: published_ms as u64,
+                expected,
+                returned,
+            });
+        }
+        Ok(jobs)
+    }
+
+    /// Deletes jobs published before `cutoff_ms`; returns how many.
+    pub fn prune(&mut self, cutoff_ms: u64) -> Result<usize, StoreError> {
+        Ok(self.conn.execute(
+            "DELETE FROM jobs WHERE published_ms < ?1 AND finalized = 1",
+            params![cutoff_ms as i64],
+        )?)
+    }
+
+    /// Records a minion's hello (first or again).
+    pub fn upsert_minion(
+        &mut self,
+        id: &MinionId,
+        version: &str,
+        now_ms: u64,
+    ) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT INTO minions (id, first_seen_ms, last_seen_ms, version) VALUES (?1, ?2, ?2, ?3)
+             ON CONFLICT (id) DO UPDATE SET last_seen_ms = ?2, version = ?3",
+            params![id.as_str(), now_ms as i64, version],
+        )?;
+        Ok(())
+    }
+
+    /// Every minion the master has met.
+    pub fn minions(&self) -> Result<Vec<KnownMinion>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id, last_seen_ms, version FROM minions ORDER BY id")?;
+        let rows = stmt.query_map([], |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, i64>(1)?,
+                row.get::<_, String>(2)?,
+            ))
+        })?;
+        let mut minions = Vec::new();
+        for row in rows {
+            let (id, last_seen_ms, version) = row?;
+            let id = MinionId::new(id.clone()).map_err(|e| StoreError::Corrupt {
+                jid: format!("(minion {id})"),
+                reason: e.to_string(),
+            })?;
+            minions.push(KnownMinion {
+                id,
+                last_seen_ms: last_seen_ms as u64,
+                version,
+            });
+        }
+        Ok(minions)
+    }
+}
+
+fn state_name(state: MinionState) -> &'static str {
+    match state {
+        MinionState::Returned => "returned",
+        MinionState::Running => "running",
+        MinionState::Waiting => "waiting",
+        MinionState::NoResponse => "no_response",
+        MinionState::NotConnected => "not_connected",
+    }
+}
+
+fn parse_state(name: &str) -> Option<MinionState> {
+    Some(match name {
+        "returned" => MinionState::Returned,
+        "running" => MinionState::Running,
+        "waiting" => MinionState::Waiting,
+        "no_response" => MinionState::NoResponse,
+        "not_connected" => MinionState::NotConnected,
+        _ => return None,
+    })
+}
+
+/// A cloneable async handle to the [`Store`]: each call runs on the blocking pool.
+#[derive(Debug, Clone)]
+pub struct StoreHandle {
+    inner: Arc<Mutex<Store>>,
+}
+
+impl StoreHandle {
+    pub fn new(store: Store) -> Self {
+        Self {
+            inner: Arc::new(Mutex::new(store)),
+        }
+    }
+
+    /// Runs `f` with the store on the blocking pool.
+    pub async fn call<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(&mut Store) -> Result<T, StoreError> + Send + 'static,
+        T: Send + 'static,
+    {
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || {
+            let mut store = inner
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            f(&mut store)
+        })
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(jid: &Jid) -> Job {
+        Job {
+            jid: jid.clone(),
+            target: Target::Glob("*".into()),
+            fun: "test.ping".into(),
+            arg: vec![],
+            kwarg: Map::new(),
+            timeout_ms: 1000,
+            expires_ms: 10_000,
+            master_time_ms: 0,
+            user: "root".into(),
+        }
+    }
+
+    fn ret(jid: &Jid, id: &MinionId) -> JobReturn {
+        JobReturn {
+            id: id.clone(),
+            jid: jid.clone(),
+            fun: "test.ping".into(),
+            ret: Value::Bool(true),
+            retcode: 0,
+            success: true,
+            started_ms: 1,
+            finished_ms: 2,
+        }
+    }
+
+    #[test]
+    fn a_return_is_stored_once_and_survives_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let jid = Jid::from_micros(1);
+        let a = MinionId::new("a").unwrap();
+        let b = MinionId::new("b").unwrap();
+        {
+            let mut store = Store::open(dir.path()).unwrap();
+            store
+                .insert_job(&job(&jid), 0, 5000, &[a.clone(), b.clone()])
+                .unwrap();
+            assert!(matches!(
+                store.insert_job(&job(&jid), 0, 5000, std::slice::from_ref(&a)),
+                Err(StoreError::DuplicateJid(_))
+            ));
+            assert_eq!(
+                store.record_return(&ret(&jid, &a), 3).unwrap(),
+                ReturnOutcome::Stored
+            );
+            assert_eq!(
+                store.record_return(&ret(&jid, &a), 4).unwrap(),
+                ReturnOutcome::Duplicate
+            );
+            let stranger = MinionId::new("c").unwrap();
+            assert_eq!(
+                store.record_return(&ret(&jid, &stranger), 4).unwrap(),
+                ReturnOutcome::NotExpected
+            );
+            assert!(store.record_receipt(&jid, &b, 5).unwrap());
+        }
+        let mut store = Store::open(dir.path()).unwrap();
+        let report = store.report(&jid).unwrap().unwrap();
+        let states: Vec<_> = report.minions.iter().map(|m| m.state).collect();
+        assert_eq!(states, [MinionState::Returned, MinionState::Running]);
+        assert_eq!(store.pending_for(&b, 100).unwrap().len(), 1);
+        assert!(store.pending_for(&a, 100).unwrap().is_empty());
+        assert!(store.pending_for(&b, 20_000).unwrap().is_empty());
+
+        let finals = BTreeMap::from([
+            (a.clone(), MinionState::NoResponse),
+            (b.clone(), MinionState::NoResponse),
+        ]);
+        store.finalize(&jid, &finals).unwrap();
+        let report = store.report(&jid).unwrap().unwrap();
+        let states: Vec<_> = report.minions.iter().map(|m| m.state).collect();
+        assert_eq!(states, [MinionState::Returned, MinionState::NoResponse]);
+        assert!(store.open_jobs().unwrap().is_empty());
+        assert_eq!(store.list_jobs(10).unwrap()[0].returned, 1);
+        assert_eq!(store.prune(1).unwrap(), 1);
+        assert!(store.report(&jid).unwrap().is_none());
+    }
+}

@@ -1,0 +1,167 @@
+//! The minion's settings: compiled-in defaults, then the TOML file, then `BRINE_MINION_*`
+//! environment variables. Unknown keys and invalid values are errors, found before anything
+//! connects.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use brine_proto::MinionId;
+use serde::Deserialize;
+
+/// Every minion setting. `config/minion.toml` lists each with its default and a comment.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MinionConfig {
+    /// This minion's id; empty means the host name.
+    pub id: String,
+    /// The master's host name or address.
+    pub master: String,
+    /// The master's PUB port.
+    pub publish_port: u16,
+    /// The master's REP port.
+    pub ret_port: u16,
+    /// Where the minion keeps its journal of executed jobs and its return spool.
+    pub state_dir: PathBuf,
+    /// How long to wait for the master's answer before the request is resent on a new socket.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// How long one attempt to connect to the master may take.
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// The longest pause between two attempts to reach the master (backoff cap, jittered).
+    #[serde(with = "humantime_serde")]
+    pub retry_max: Duration,
+    /// At shutdown, how long running jobs get to finish and return.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+    /// Log filter (tracing's EnvFilter syntax); `RUST_LOG` overrides it.
+    pub log_level: String,
+}
+
+impl Default for MinionConfig {
+    fn default() -> Self {
+        Self {
+            id: String::new(),
+            master: "brine".into(),
+            publish_port: 4505,
+            ret_port: 4506,
+            state_dir: PathBuf::from("/var/lib/brine/minion"),
+            request_timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(5),
+            retry_max: Duration::from_secs(10),
+            shutdown_grace: Duration::from_secs(10),
+            log_level: "info".into(),
+        }
+    }
+}
+
+/// Why the configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading configuration: {0}")]
+    Load(#[from] config::ConfigError),
+    #[error("invalid setting {key}: {reason}")]
+    Invalid { key: &'static str, reason: String },
+}
+
+impl MinionConfig {
+    /// Loads defaults, then the file at `path` (when given), then `BRINE_MINION_*` variables.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut builder = config::Config::builder();
+        if let Some(path) = path {
+            builder = builder.add_source(
+                config::File::from(path)
+                    .format(config::FileFormat::Toml)
+                    .required(true),
+            );
+        }
+        let config: MinionConfig = builder
+            .add_source(
+                config::Environment::with_prefix("BRINE_MINION")
+                    .prefix_separator("_")
+                    .try_parsing(true),
+            )
+            .build()?
+            .try_deserialize()?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks values that parse but cannot work.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key, reason: String| Err(ConfigError::Invalid { key, reason });
+        if let Err(err) = self.minion_id() {
+            return invalid("id", err.to_string());
+        }
+        if self.master.trim().is_empty() {
+            return invalid("master", "must be a host name or address".into());
+        }
+        if self.publish_port == 0 || self.ret_port == 0 {
+            return invalid("publish_port", "ports must be between 1 and 65535".into());
+        }
+        for (key, value) in [
+            ("request_timeout", self.request_timeout),
+            ("connect_timeout", self.connect_timeout),
+            ("retry_max", self.retry_max),
+        ] {
+            if value < Duration::from_millis(10) {
+                return invalid(key, "must be at least 10ms".into());
+            }
+        }
+        if self.state_dir.as_os_str().is_empty() {
+            return invalid("state_dir", "must be a path".into());
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.log_level).is_err() {
+            return invalid("log_level", "is not a valid log filter".into());
+        }
+        Ok(())
+    }
+
+    /// The configured id, or the host name when none is set.
+    pub fn minion_id(&self) -> Result<MinionId, brine_proto::IdError> {
+        if self.id.is_empty() {
+            let host = hostname::get()
+                .map(|h| h.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            MinionId::new(host)
+        } else {
+            MinionId::new(self.id.clone())
+        }
+    }
+
+    /// `tcp://master:port`, with brackets around an IPv6 address.
+    pub fn endpoint(&self, port: u16) -> String {
+        match self.master.parse::<std::net::Ipv6Addr>() {
+            Ok(v6) => format!("tcp://[{v6}]:{port}"),
+            Err(_) => format!("tcp://{}:{port}", self.master),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_str(toml: &str) -> Result<MinionConfig, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("minion.toml");
+        std::fs::write(&path, toml).unwrap();
+        MinionConfig::load(Some(&path))
+    }
+
+    #[test]
+    fn file_overrides_defaults() {
+        let c = load_str("id = \"web1\"\nmaster = \"::1\"\n").unwrap();
+        assert_eq!(c.minion_id().unwrap().as_str(), "web1");
+        assert_eq!(c.endpoint(4505), "tcp://[::1]:4505");
+        assert_eq!(c.ret_port, 4506);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_errors() {
+        assert!(load_str("mastr = \"x\"\n").is_err());
+        assert!(load_str("id = \"../etc\"\n").is_err());
+        assert!(load_str("request_timeout = \"0s\"\n").is_err());
+        assert!(load_str("publish_port = 70000\n").is_err());
+    }
+}

@@ -1,0 +1,67 @@
+//! `brine-minion`: parses flags, loads and validates the configuration (one line on stderr and
+//! exit 64 when it is wrong, before anything connects), sets up logging to stderr, and runs
+//! until SIGTERM or SIGINT.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use brine_minion::MinionConfig;
+use clap::Parser;
+
+/// The brine minion daemon: runs the jobs the master publishes and returns their results.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// Configuration file (TOML). Without it, /etc/brine/minion.toml is read when it exists.
+    #[arg(short, long, value_name = "PATH", env = "BRINE_MINION_CONFIG")]
+    config: Option<PathBuf>,
+}
+
+const DEFAULT_CONFIG: &str = "/etc/brine/minion.toml";
+/// The documented exit code for a configuration that cannot be used (sysexits EX_USAGE).
+const EXIT_CONFIG: u8 = 64;
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let path = args
+        .config
+        .or_else(|| Some(PathBuf::from(DEFAULT_CONFIG)).filter(|p| p.exists()));
+    let config = match MinionConfig::load(path.as_deref()) {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("brine-minion: {err}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| config.log_level.clone());
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .init();
+
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("brine-minion: starting the runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(brine_minion::run(config, shutdown_signal())) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("brine-minion: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("installing a SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}

@@ -1,0 +1,110 @@
+//! The minion's SUB side: receives the master's publications.
+//!
+//! The task connects (retrying until the master is there, whatever the start order),
+//! subscribes to everything, and forwards each decoded [`Publication`]. Publications that fail
+//! to decode are logged and dropped; nothing stops the loop. When told to (the main loop saw
+//! no tick for three intervals: a half-open connection the zeromq crate cannot detect), or when
+//! the socket fails, it drops the socket and connects anew.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use brine_proto::{decode_envelope, Publication};
+use tokio::sync::{mpsc, Notify};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+use zeromq::{Socket, SocketOptions, SocketRecv, SubSocket};
+
+/// What the SUB task tells the main loop.
+#[derive(Debug)]
+pub enum SubEvent {
+    /// A new socket is connected and subscribed.
+    Connected,
+    Publication(Publication),
+}
+
+pub async fn run(
+    endpoint: String,
+    connect_timeout: Duration,
+    retry_max: Duration,
+    events: mpsc::Sender<SubEvent>,
+    rebuild: Arc<Notify>,
+    stop: CancellationToken,
+) {
+    loop {
+        let Some(mut socket) = connect(&endpoint, connect_timeout, retry_max, &stop).await else {
+            return;
+        };
+        if events.send(SubEvent::Connected).await.is_err() {
+            return;
+        }
+        loop {
+            let received = tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = rebuild.notified() => {
+                    info!(master = %endpoint, "rebuilding the subscription");
+                    break;
+                }
+                received = socket.recv() => received,
+            };
+            match received {
+                Ok(message) => {
+                    let frame = message.into_vec().into_iter().next().unwrap_or_default();
+                    match decode_envelope::<Publication>(&frame) {
+                        Ok(publication) => {
+                            if events
+                                .send(SubEvent::Publication(publication))
+                                .await
+                                .is_err()
+                            {
+                                return;
+                            }
+                        }
+                        Err(err) => warn!(cause = %err, "dropping an unreadable publication"),
+                    }
+                }
+                Err(err) => {
+                    debug!(cause = %err, "subscription failed; reconnecting");
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Connects a new subscribed socket, retrying with a capped backoff; None when stopped.
+async fn connect(
+    endpoint: &str,
+    connect_timeout: Duration,
+    retry_max: Duration,
+    stop: &CancellationToken,
+) -> Option<SubSocket> {
+    let mut pause = Duration::from_millis(100);
+    let mut attempts = 0u32;
+    loop {
+        let mut options = SocketOptions::default();
+        options.connect_timeout(connect_timeout);
+        let mut socket = SubSocket::with_options(options);
+        let connected = tokio::select! {
+            _ = stop.cancelled() => return None,
+            connected = async {
+                socket.subscribe("").await?;
+                socket.connect(endpoint).await
+            } => connected,
+        };
+        match connected {
+            Ok(()) => return Some(socket),
+            Err(err) => {
+                attempts += 1;
+                if attempts == 1 || attempts.is_power_of_two() {
+                    warn!(master = %endpoint, cause = %err, attempts, "cannot subscribe to the master; retrying");
+                }
+                tokio::select! {
+                    _ = stop.cancelled() => return None,
+                    _ = tokio::time::sleep(pause) => {}
+                }
+                pause = (pause * 2).min(retry_max);
+            }
+        }
+    }
+}

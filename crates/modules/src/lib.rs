@@ -1,0 +1,299 @@
+//! brine's execution modules: the closed table of functions a minion runs (`test.*`, `cmd.*`,
+//! `grains.*`, `sys.*`), the grains it reports, and [`execute`], the one way in.
+//!
+//! A call names a function as `module.function`, with positional and keyword arguments as Salt
+//! passes them. [`execute`] looks the name up in the table, binds the arguments to the
+//! function's signature (see `args`), runs the handler and folds every failure, including an
+//! unknown name or a wrong argument, into an [`Outcome`] with `success = false`. Nothing here
+//! panics on any input, and a child process started by `cmd.*` dies with its whole process
+//! group when the future of [`execute`] is dropped.
+
+mod args;
+mod cmd;
+mod grains;
+mod sys;
+mod test;
+
+use brine_proto::MinionId;
+pub use brine_proto::{Map, Value};
+
+pub use grains::collect_grains;
+
+/// Facts about this host and this minion, given to every function.
+#[derive(Debug, Clone)]
+pub struct Context {
+    pub id: MinionId,
+    pub grains: Map,
+}
+
+/// What a function produced.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    /// The return data (on failure, a message).
+    pub ret: Value,
+    /// 0 on success; otherwise a function-specific code (a command's exit code, 127 for a
+    /// command that was not found, 1 for most other failures).
+    pub retcode: i32,
+    pub success: bool,
+}
+
+impl Outcome {
+    /// A successful return.
+    pub fn ok(ret: impl Into<Value>) -> Self {
+        Self {
+            ret: ret.into(),
+            retcode: 0,
+            success: true,
+        }
+    }
+
+    /// A return whose success is decided by `retcode`, as for a command's exit code.
+    pub fn with_retcode(ret: impl Into<Value>, retcode: i32) -> Self {
+        Self {
+            ret: ret.into(),
+            retcode,
+            success: retcode == 0,
+        }
+    }
+
+    /// A failure: `message` becomes the return, `retcode` should not be 0 (1 is used if it is).
+    pub fn failure(message: impl Into<String>, retcode: i32) -> Self {
+        let retcode = if retcode == 0 { 1 } else { retcode };
+        Self {
+            ret: Value::String(message.into()),
+            retcode,
+            success: false,
+        }
+    }
+}
+
+/// One entry of the function table.
+#[derive(Debug)]
+pub(crate) struct Function {
+    /// `module.function`.
+    pub(crate) name: &'static str,
+    /// Salt-style doc string with a CLI example, as `sys.doc` shows it.
+    pub(crate) doc: &'static str,
+    pub(crate) signature: args::Signature,
+    pub(crate) handler: Handler,
+}
+
+/// Which module runs a function, and which of its functions it is.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Handler {
+    Test(test::Fun),
+    Cmd(cmd::Fun),
+    Grains(grains::Fun),
+    Sys(sys::Fun),
+}
+
+/// Why a function failed; the message goes back to the caller after `module.function: `.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Error {
+    #[error(transparent)]
+    Args(#[from] args::ArgError),
+    #[error(transparent)]
+    Cmd(#[from] cmd::CmdError),
+    /// A failure the function was asked to produce (`test.exception`).
+    #[error("{0}")]
+    Raised(String),
+}
+
+impl Error {
+    fn retcode(&self) -> i32 {
+        match self {
+            Error::Cmd(err) => err.retcode(),
+            Error::Args(_) | Error::Raised(_) => 1,
+        }
+    }
+}
+
+/// Every function of every module, in no particular order.
+pub(crate) fn functions() -> impl Iterator<Item = &'static Function> {
+    test::FUNCTIONS
+        .iter()
+        .chain(cmd::FUNCTIONS)
+        .chain(grains::FUNCTIONS)
+        .chain(sys::FUNCTIONS)
+}
+
+/// Every function name, sorted.
+pub fn list_functions() -> Vec<&'static str> {
+    let mut names: Vec<&'static str> = functions().map(|f| f.name).collect();
+    names.sort_unstable();
+    names
+}
+
+/// Runs `fun` (`module.function`) with positional `arg` and keyword `kwarg`.
+///
+/// Never panics and never fails as such: a failure is an [`Outcome`] with `success = false`, a
+/// non-zero `retcode` and a message as `ret`.
+pub async fn execute(ctx: &Context, fun: &str, arg: Vec<Value>, kwarg: Map) -> Outcome {
+    let Some(function) = functions().find(|f| f.name == fun) else {
+        tracing::debug!(fun = %shorten(fun), "function not available");
+        return Outcome::failure(not_available(fun), 1);
+    };
+    let args = match args::bind(&function.signature, arg, kwarg) {
+        Ok(args) => args,
+        Err(err) => return Outcome::failure(format!("{fun}: {err}"), 1),
+    };
+    tracing::debug!(fun, "executing");
+    let result = match function.handler {
+        Handler::Test(f) => test::call(f, args).await,
+        Handler::Cmd(f) => cmd::call(ctx, f, args).await,
+        Handler::Grains(f) => grains::call(ctx, f, args),
+        Handler::Sys(f) => sys::call(f, args),
+    };
+    result.unwrap_or_else(|err| Outcome::failure(format!("{fun}: {err}"), err.retcode()))
+}
+
+/// The longest requested name that is compared against the table for suggestions.
+const MAX_SUGGEST_LEN: usize = 128;
+/// How similar (Jaro-Winkler) a known name must be to be suggested.
+const SUGGEST_THRESHOLD: f64 = 0.85;
+/// How many names are suggested at most.
+const MAX_SUGGESTIONS: usize = 3;
+
+/// Salt's message for an unknown function, with the closest known names.
+fn not_available(fun: &str) -> String {
+    let mut message = format!("'{}' is not available.", shorten(fun));
+    let suggestions = suggest(fun);
+    if !suggestions.is_empty() {
+        message.push_str(" Did you mean: ");
+        message.push_str(&suggestions.join(", "));
+        message.push('?');
+    }
+    message
+}
+
+/// Up to [`MAX_SUGGESTIONS`] known names close to `fun`, closest first.
+fn suggest(fun: &str) -> Vec<&'static str> {
+    if fun.is_empty() || fun.len() > MAX_SUGGEST_LEN {
+        return Vec::new();
+    }
+    let mut scored: Vec<(f64, &'static str)> = functions()
+        .map(|f| {
+            let mut score = strsim::jaro_winkler(fun, f.name);
+            // A bare function name ("ping") is compared with the function part too.
+            if !fun.contains('.') {
+                if let Some((_, short)) = f.name.split_once('.') {
+                    score = score.max(strsim::jaro_winkler(fun, short));
+                }
+            }
+            (score, f.name)
+        })
+        .filter(|(score, _)| *score >= SUGGEST_THRESHOLD)
+        .collect();
+    scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(b.1)));
+    scored
+        .into_iter()
+        .take(MAX_SUGGESTIONS)
+        .map(|(_, name)| name)
+        .collect()
+}
+
+/// `s` cut to [`MAX_SUGGEST_LEN`] characters, for messages about names from the wire.
+fn shorten(s: &str) -> String {
+    match s.char_indices().nth(MAX_SUGGEST_LEN) {
+        Some((cut, _)) => format!("{}...", &s[..cut]),
+        None => s.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use serde_json::json;
+
+    use super::*;
+
+    pub(crate) fn ctx() -> Context {
+        let id = MinionId::new("web1").unwrap();
+        let grains = collect_grains(&id);
+        Context { id, grains }
+    }
+
+    pub(crate) async fn run(fun: &str, arg: Vec<Value>, kwarg: Value) -> Outcome {
+        let kwarg = match kwarg {
+            Value::Object(map) => map,
+            _ => Map::new(),
+        };
+        tokio::time::timeout(Duration::from_secs(30), execute(&ctx(), fun, arg, kwarg))
+            .await
+            .expect("execute timed out")
+    }
+
+    #[tokio::test]
+    async fn unknown_function_suggests_close_names() {
+        let out = run("tset.ping", vec![], json!({})).await;
+        assert!(!out.success);
+        assert_eq!(out.retcode, 1);
+        assert_eq!(
+            out.ret,
+            json!("'tset.ping' is not available. Did you mean: test.ping?")
+        );
+
+        let out = run("cmd.runall", vec![], json!({})).await;
+        let msg = out.ret.as_str().unwrap();
+        assert!(msg.contains("cmd.run_all"), "{msg}");
+
+        let out = run("zzzz.qqqq", vec![], json!({})).await;
+        assert_eq!(out.ret, json!("'zzzz.qqqq' is not available."));
+
+        let long = "x".repeat(10_000);
+        let out = run(&long, vec![], json!({})).await;
+        assert!(out.ret.as_str().unwrap().len() < 200);
+    }
+
+    #[tokio::test]
+    async fn argument_errors_name_the_argument() {
+        let out = run("test.echo", vec![], json!({})).await;
+        assert_eq!(
+            out.ret,
+            json!("test.echo: missing required argument 'text'")
+        );
+        assert!(!out.success);
+        assert_eq!(out.retcode, 1);
+
+        let out = run("test.echo", vec![json!("a")], json!({"loud": true})).await;
+        assert_eq!(
+            out.ret,
+            json!("test.echo: unexpected keyword argument 'loud'")
+        );
+
+        let out = run("test.echo", vec![json!({"a": 1})], json!({})).await;
+        assert_eq!(
+            out.ret,
+            json!("test.echo: argument 'text' must be a string, got a map")
+        );
+
+        let out = run("cmd.run", vec![json!("true")], json!({"timeout": "soon"})).await;
+        assert_eq!(
+            out.ret,
+            json!("cmd.run: argument 'timeout' must be a number, got a string")
+        );
+    }
+
+    #[test]
+    fn list_functions_is_sorted_and_documented() {
+        let names = list_functions();
+        assert!(names.windows(2).all(|w| w[0] < w[1]), "sorted and unique");
+        for name in [
+            "test.ping",
+            "cmd.run",
+            "cmd.run_all",
+            "grains.get",
+            "sys.doc",
+        ] {
+            assert!(names.contains(&name), "{name} missing");
+        }
+        for f in functions() {
+            assert!(
+                f.doc.contains(&format!("brine '*' {}", f.name)),
+                "{} lacks an example",
+                f.name
+            );
+        }
+    }
+}

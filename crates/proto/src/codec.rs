@@ -1,0 +1,86 @@
+//! Encoding and bounded decoding of messages, and the versioned [`Envelope`].
+//!
+//! Every message is msgpack written by `rmp_serde::to_vec_named` (maps with field names, so a
+//! peer in another language reads them with any msgpack library). On the master's network
+//! sockets each message travels inside an [`Envelope`]: `{v, kind, body}`, where `body` is the
+//! encoded message as msgpack bin. The envelope is where the security layer plugs in (signed and
+//! sealed kinds) without any message body changing.
+
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+
+use crate::{limits, PROTOCOL_VERSION};
+
+/// Why bytes from a peer were not accepted as a message.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DecodeError {
+    #[error("message of {len} bytes is larger than the limit of {max}")]
+    TooLarge { len: usize, max: usize },
+    #[error("message nests deeper than {max} levels")]
+    TooDeep { max: usize },
+    #[error("collection of {len} items is longer than the limit of {max}")]
+    CollectionTooLong { len: usize, max: usize },
+    #[error("message holds more than {max} values")]
+    TooManyItems { max: usize },
+    #[error("message is truncated")]
+    Truncated,
+    #[error("{extra} bytes follow the message")]
+    TrailingBytes { extra: usize },
+    #[error("unsupported protocol version {0} (this build speaks {PROTOCOL_VERSION})")]
+    UnsupportedVersion(u16),
+    #[error("malformed message: {0}")]
+    Malformed(String),
+}
+
+/// The kind of body an [`Envelope`] carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BodyKind {
+    /// The body is the msgpack message itself.
+    Plain,
+}
+
+/// The outer frame of every message on the master's TCP sockets.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Envelope {
+    /// Protocol version, [`PROTOCOL_VERSION`].
+    pub v: u16,
+    pub kind: BodyKind,
+    #[serde(with = "serde_bytes")]
+    pub body: Vec<u8>,
+}
+
+/// Encodes a message as msgpack with named fields.
+pub fn encode<T: Serialize + ?Sized>(msg: &T) -> Vec<u8> {
+    // Encoding our own types into a Vec cannot fail: every map key is a string and every
+    // type is serializable by construction.
+    rmp_serde::to_vec_named(msg).expect("brine messages always encode")
+}
+
+/// Decodes one message from untrusted bytes, checking [`limits`] first.
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
+    limits::check(bytes)?;
+    let mut de = rmp_serde::Deserializer::new(bytes);
+    de.set_max_depth(limits::MAX_DEPTH + 1);
+    T::deserialize(&mut de).map_err(|e| DecodeError::Malformed(e.to_string()))
+}
+
+/// Encodes a message and wraps it in a plain [`Envelope`].
+pub fn encode_envelope<T: Serialize + ?Sized>(msg: &T) -> Vec<u8> {
+    encode(&Envelope {
+        v: PROTOCOL_VERSION,
+        kind: BodyKind::Plain,
+        body: encode(msg),
+    })
+}
+
+/// Unwraps an [`Envelope`] and decodes the message in its body.
+pub fn decode_envelope<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
+    let envelope: Envelope = decode(bytes)?;
+    if envelope.v != PROTOCOL_VERSION {
+        return Err(DecodeError::UnsupportedVersion(envelope.v));
+    }
+    match envelope.kind {
+        BodyKind::Plain => decode(&envelope.body),
+    }
+}

@@ -1,0 +1,163 @@
+//! Messages between the CLI and the master over the local control socket.
+//!
+//! The control socket is a unix socket (never TCP). Each frame is a 4-byte big-endian length
+//! followed by that many bytes of msgpack (no envelope: both ends are on one host and one build).
+//! The client sends one [`ControlRequest`]; the master answers with a stream of
+//! [`ControlEvent`]s and closes the connection after the last:
+//!
+//! - `publish`: `published` (jid and expected minions) or `error`; then, unless the request
+//!   said `wait = false`, one `return` per minion as it arrives and finally `done` with the
+//!   state of every expected minion.
+//! - `lookup_job`: `done` (with `wait`, first `published`, the returns still coming, then `done`).
+//! - `list_jobs`: `jobs`.
+//! - `minions`: `minions`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Jid, JobReturn, Map, MinionId, Target, Value};
+
+/// The length prefix of a control frame.
+pub const FRAME_HEADER_BYTES: usize = 4;
+
+/// What the CLI asks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ControlRequest {
+    Publish(PublishRequest),
+    LookupJob {
+        jid: Jid,
+        /// Stream the returns of a job still in flight, then `done`.
+        wait: bool,
+    },
+    ListJobs {
+        /// At most this many, newest first.
+        limit: u32,
+    },
+    Minions,
+}
+
+/// A job to run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PublishRequest {
+    pub target: Target,
+    pub fun: String,
+    pub arg: Vec<Value>,
+    pub kwarg: Map,
+    /// How long to wait for minions that have not answered; also the job's run time limit.
+    pub timeout_ms: u64,
+    /// Stream returns and `done`; false answers with `published` only (`--async`).
+    pub wait: bool,
+}
+
+/// What the master answers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ControlEvent {
+    Published { jid: Jid, minions: Vec<MinionId> },
+    Return(JobReturn),
+    Done(JobReport),
+    Jobs { jobs: Vec<JobSummary> },
+    Minions { minions: Vec<MinionStatus> },
+    Error { code: ControlError, message: String },
+}
+
+/// Why the master did not do what the CLI asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ControlError {
+    /// The request was malformed or invalid (bad target, bad function name).
+    BadRequest,
+    /// The target matched no known minion.
+    NoMinions,
+    /// No job with that jid.
+    NotFound,
+    /// The job store failed (for example the disk is full); nothing was published.
+    Storage,
+    /// The master is shutting down.
+    ShuttingDown,
+}
+
+/// The record of one job: every expected minion with one state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobReport {
+    pub jid: Jid,
+    pub fun: String,
+    pub target: Target,
+    pub arg: Vec<Value>,
+    pub kwarg: Map,
+    pub user: String,
+    pub published_ms: u64,
+    /// When the master stops waiting for returns.
+    pub deadline_ms: u64,
+    pub minions: Vec<MinionOutcome>,
+}
+
+/// One expected minion's part in a job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MinionOutcome {
+    pub id: MinionId,
+    pub state: MinionState,
+    /// The return, when `state` is `returned`.
+    pub ret: Option<JobReturn>,
+}
+
+/// Where an expected minion stands in a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MinionState {
+    /// Its return is stored.
+    Returned,
+    /// Before the deadline: it acknowledged the job and is running it.
+    Running,
+    /// Before the deadline: no word from it about this job yet.
+    Waiting,
+    /// After the deadline: it was connected but did not return.
+    NoResponse,
+    /// After the deadline: it was not connected.
+    NotConnected,
+}
+
+impl MinionState {
+    /// Whether this is a final state (the job is over for this minion).
+    pub fn is_final(self) -> bool {
+        !matches!(self, MinionState::Running | MinionState::Waiting)
+    }
+
+    /// Words for people.
+    pub fn describe(self) -> &'static str {
+        match self {
+            MinionState::Returned => "returned",
+            MinionState::Running => "running",
+            MinionState::Waiting => "waiting",
+            MinionState::NoResponse => "no response",
+            MinionState::NotConnected => "not connected",
+        }
+    }
+}
+
+/// One line of `jobs.list`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobSummary {
+    pub jid: Jid,
+    pub fun: String,
+    pub target: Target,
+    pub user: String,
+    pub published_ms: u64,
+    pub expected: u32,
+    pub returned: u32,
+}
+
+/// One minion in the master's registry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MinionStatus {
+    pub id: MinionId,
+    pub connected: bool,
+    /// The last time the master heard from it, on the master's clock.
+    pub last_seen_ms: u64,
+    pub version: String,
+}

@@ -1,0 +1,134 @@
+//! Job ids: 20 decimal digits, a UTC time stamp `%Y%m%d%H%M%S%f` like Salt's.
+//!
+//! The master mints them ([`Jid::from_micros`]); everyone else only parses and compares them.
+//! Their order is their time order. They do not fit in a u64, so the wire carries them as str.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// Why a string is not a jid.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("a jid is 20 decimal digits (%Y%m%d%H%M%S%f), got {0:?}")]
+pub struct JidError(String);
+
+/// A validated job id.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Jid(String);
+
+impl Jid {
+    pub fn new(s: impl Into<String>) -> Result<Self, JidError> {
+        let s = s.into();
+        if s.len() == 20 && s.bytes().all(|b| b.is_ascii_digit()) && is_time_stamp(&s) {
+            Ok(Self(s))
+        } else {
+            let shown: String = s.chars().take(40).collect();
+            Err(JidError(shown))
+        }
+    }
+
+    /// The jid for a UTC time given as microseconds since the Unix epoch.
+    pub fn from_micros(micros: u64) -> Self {
+        let secs = (micros / 1_000_000) as i64;
+        let frac = micros % 1_000_000;
+        let days = secs.div_euclid(86_400);
+        let rem = secs.rem_euclid(86_400);
+        let (y, m, d) = civil_from_days(days);
+        Self(format!(
+            "{y:04}{m:02}{d:02}{:02}{:02}{:02}{frac:06}",
+            rem / 3600,
+            rem % 3600 / 60,
+            rem % 60
+        ))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Whether the digits read as a plausible UTC time (month, day, hour, minute, second in range).
+fn is_time_stamp(s: &str) -> bool {
+    let field = |at: usize| s[at..at + 2].parse::<u32>().unwrap_or(99);
+    (1..=12).contains(&field(4))
+        && (1..=31).contains(&field(6))
+        && field(8) < 24
+        && field(10) < 60
+        && field(12) < 60
+}
+
+/// Days since 1970-01-01 to (year, month, day), Howard Hinnant's civil-from-days algorithm.
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+impl TryFrom<String> for Jid {
+    type Error = JidError;
+    fn try_from(s: String) -> Result<Self, JidError> {
+        Self::new(s)
+    }
+}
+
+impl From<Jid> for String {
+    fn from(jid: Jid) -> String {
+        jid.0
+    }
+}
+
+impl fmt::Display for Jid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::str::FromStr for Jid {
+    type Err = JidError;
+    fn from_str(s: &str) -> Result<Self, JidError> {
+        Self::new(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_utc_time_stamps() {
+        assert_eq!(Jid::from_micros(0).as_str(), "19700101000000000000");
+        // 2026-11-25T13:02:01.123456Z
+        assert_eq!(
+            Jid::from_micros(1_795_611_721_123_456).as_str(),
+            "20261125130201123456"
+        );
+        assert_eq!(
+            Jid::from_micros(951_782_400_000_001).as_str(),
+            "20000229000000000001"
+        );
+    }
+
+    #[test]
+    fn parses_only_twenty_digits() {
+        assert!(Jid::new("20261125130201123456").is_ok());
+        for bad in [
+            "0",
+            "18446744073709551615",
+            "2026112513020112345x",
+            "",
+            "00000000000000000000",
+            "20261325130201123456",
+            "202611251302011234567",
+        ] {
+            assert!(Jid::new(bad).is_err(), "{bad} accepted");
+        }
+    }
+}

@@ -1,0 +1,338 @@
+//! The end-to-end harness: real masters and minions, in this process, on ephemeral loopback
+//! ports, each with its own temporary state; and a real client for the master's control socket.
+//!
+//! Timings are short (ticks and keepalives every 200 ms) so that liveness is decided within a
+//! second. Every wait here is bounded: a hang fails the test instead of stalling it.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use brine_master::{Master, MasterConfig};
+use brine_minion::MinionConfig;
+use brine_proto::control::{ControlEvent, ControlRequest, PublishRequest};
+use brine_proto::{Map, MinionId, Target, Value};
+use bytes::Bytes;
+use futures::{SinkExt, StreamExt};
+use tokio::task::JoinHandle;
+use tokio_util::codec::{Framed, LengthDelimitedCodec};
+use tokio_util::sync::CancellationToken;
+
+/// The longest any single step of a test may take.
+pub const STEP: Duration = Duration::from_secs(20);
+
+/// Awaits `fut`, failing the test if it takes longer than [`STEP`].
+pub async fn within<T>(what: &str, fut: impl Future<Output = T>) -> T {
+    tokio::time::timeout(STEP, fut)
+        .await
+        .unwrap_or_else(|_| panic!("timed out: {what}"))
+}
+
+/// A master running in this process.
+#[derive(Debug)]
+pub struct TestMaster {
+    pub publish_port: u16,
+    pub ret_port: u16,
+    pub socket: PathBuf,
+    pub state_dir: PathBuf,
+    stop: CancellationToken,
+    handle: JoinHandle<Result<(), brine_master::MasterError>>,
+}
+
+/// A master configuration for tests: loopback, given ports (0 = any), state under `dir`.
+pub fn master_config(dir: &Path, publish_port: u16, ret_port: u16) -> MasterConfig {
+    MasterConfig {
+        interface: [127, 0, 0, 1].into(),
+        publish_port,
+        ret_port,
+        socket: dir.join("master.sock"),
+        state_dir: dir.join("master"),
+        tick_interval: Duration::from_millis(200),
+        keepalive_interval: Duration::from_millis(200),
+        shutdown_grace: Duration::from_secs(2),
+        ..MasterConfig::default()
+    }
+}
+
+impl TestMaster {
+    /// Starts a master with state under `dir`, on any free ports.
+    pub async fn start(dir: &Path) -> Self {
+        Self::start_with(master_config(dir, 0, 0)).await
+    }
+
+    /// Starts a master with state under `dir` on the given ports (a restart).
+    pub async fn start_on(dir: &Path, publish_port: u16, ret_port: u16) -> Self {
+        Self::start_with(master_config(dir, publish_port, ret_port)).await
+    }
+
+    pub async fn start_with(config: MasterConfig) -> Self {
+        let socket = config.socket.clone();
+        let state_dir = config.state_dir.clone();
+        let master = within("binding the master", Master::bind(config))
+            .await
+            .expect("master binds");
+        let stop = CancellationToken::new();
+        let publish_port = master.publish_addr().port();
+        let ret_port = master.ret_addr().port();
+        let token = stop.clone();
+        let handle = tokio::spawn(master.run(async move { token.cancelled().await }));
+        Self {
+            publish_port,
+            ret_port,
+            socket,
+            state_dir,
+            stop,
+            handle,
+        }
+    }
+
+    /// Stops the master gracefully and waits for it.
+    pub async fn stop(self) {
+        self.stop.cancel();
+        within("stopping the master", self.handle)
+            .await
+            .expect("master task")
+            .expect("master stopped cleanly");
+    }
+
+    /// Sends one control request and collects every event until the master closes.
+    pub async fn control(&self, request: ControlRequest) -> Vec<ControlEvent> {
+        control(&self.socket, request).await
+    }
+
+    /// Publishes `fun` to `target` and waits for the job's end.
+    pub async fn publish(
+        &self,
+        target: Target,
+        fun: &str,
+        arg: Vec<Value>,
+        timeout: Duration,
+    ) -> Vec<ControlEvent> {
+        self.control(ControlRequest::Publish(PublishRequest {
+            target,
+            fun: fun.into(),
+            arg,
+            kwarg: Map::new(),
+            timeout_ms: timeout.as_millis() as u64,
+            wait: true,
+        }))
+        .await
+    }
+
+    /// Waits until every one of `ids` is connected.
+    pub async fn wait_connected(&self, ids: &[&str]) {
+        within("minions connecting", async {
+            loop {
+                let events = self.control(ControlRequest::Minions).await;
+                if let Some(ControlEvent::Minions { minions }) = events.first() {
+                    let all = ids
+                        .iter()
+                        .all(|id| minions.iter().any(|m| m.id.as_str() == *id && m.connected));
+                    if all {
+                        return;
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+        .await
+    }
+}
+
+/// Sends one control request to the socket at `path` and collects the events.
+pub async fn control(path: &Path, request: ControlRequest) -> Vec<ControlEvent> {
+    within("a control request", async {
+        let stream = tokio::net::UnixStream::connect(path)
+            .await
+            .expect("control socket connects");
+        let mut conn = Framed::new(stream, LengthDelimitedCodec::new());
+        conn.send(Bytes::from(brine_proto::encode(&request)))
+            .await
+            .expect("request sent");
+        let mut events = Vec::new();
+        while let Some(frame) = conn.next().await {
+            let frame = frame.expect("control frame");
+            events.push(brine_proto::decode(&frame).expect("control event decodes"));
+        }
+        events
+    })
+    .await
+}
+
+/// A minion running in this process.
+#[derive(Debug)]
+pub struct TestMinion {
+    pub id: MinionId,
+    stop: CancellationToken,
+    handle: JoinHandle<Result<(), brine_minion::MinionError>>,
+}
+
+/// A minion configuration for tests: state under `dir/<id>`, fast retries.
+pub fn minion_config(dir: &Path, id: &str, publish_port: u16, ret_port: u16) -> MinionConfig {
+    MinionConfig {
+        id: id.into(),
+        master: "127.0.0.1".into(),
+        publish_port,
+        ret_port,
+        state_dir: dir.join("minions").join(id),
+        request_timeout: Duration::from_secs(1),
+        connect_timeout: Duration::from_secs(1),
+        retry_max: Duration::from_millis(300),
+        shutdown_grace: Duration::from_secs(2),
+        ..MinionConfig::default()
+    }
+}
+
+impl TestMinion {
+    pub fn start(dir: &Path, id: &str, publish_port: u16, ret_port: u16) -> Self {
+        Self::start_with(minion_config(dir, id, publish_port, ret_port))
+    }
+
+    pub fn start_with(config: MinionConfig) -> Self {
+        let id = config.minion_id().expect("valid test minion id");
+        let stop = CancellationToken::new();
+        let token = stop.clone();
+        let handle = tokio::spawn(brine_minion::run(
+            config,
+            async move { token.cancelled().await },
+        ));
+        Self { id, stop, handle }
+    }
+
+    /// Stops the minion gracefully (it says goodbye) and waits for it.
+    pub async fn stop(self) {
+        self.stop.cancel();
+        within("stopping a minion", self.handle)
+            .await
+            .expect("minion task")
+            .expect("minion stopped cleanly");
+    }
+}
+
+/// The events of a finished publish: (published minions, report).
+pub fn report(events: &[ControlEvent]) -> &brine_proto::control::JobReport {
+    events
+        .iter()
+        .find_map(|e| match e {
+            ControlEvent::Done(report) => Some(report),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no done event in {events:?}"))
+}
+
+/// The path of a workspace binary (`brine`, `brine-run`, `brine-master`, `brine-minion`),
+/// built on first use when a plain `cargo test` did not build it.
+pub fn binary(name: &str) -> PathBuf {
+    static BUILD: std::sync::Once = std::sync::Once::new();
+    // target/debug/deps/<test exe> → target/debug/<name>
+    let dir = std::env::current_exe()
+        .expect("test executable path")
+        .parent()
+        .and_then(Path::parent)
+        .expect("target directory")
+        .to_path_buf();
+    let path = dir.join(name);
+    BUILD.call_once(|| {
+        let status = std::process::Command::new(env!("CARGO"))
+            .args([
+                "build",
+                "--bins",
+                "-p",
+                "brine-cli",
+                "-p",
+                "brine-master",
+                "-p",
+                "brine-minion",
+            ])
+            .status()
+            .expect("running cargo build");
+        assert!(status.success(), "building the binaries failed");
+    });
+    assert!(path.exists(), "{} was not built", path.display());
+    path
+}
+
+/// What a command printed and how it ended.
+#[derive(Debug)]
+pub struct Output {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs a CLI binary against `socket` with `args`, bounded by [`STEP`].
+pub async fn cli(name: &str, socket: &Path, args: &[&str]) -> Output {
+    let output = within(
+        "a CLI command",
+        tokio::process::Command::new(binary(name))
+            .args(args)
+            .env("BRINE_SOCKET", socket)
+            .env("NO_COLOR", "1")
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("CLI runs");
+    Output {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// A master and `ids` minions, all connected.
+#[derive(Debug)]
+pub struct Cluster {
+    pub dir: tempfile::TempDir,
+    pub master: TestMaster,
+    pub minions: Vec<TestMinion>,
+}
+
+impl Cluster {
+    pub async fn start(ids: &[&str]) -> Self {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let master = TestMaster::start(dir.path()).await;
+        let minions = ids
+            .iter()
+            .map(|id| TestMinion::start(dir.path(), id, master.publish_port, master.ret_port))
+            .collect();
+        master.wait_connected(ids).await;
+        Self {
+            dir,
+            master,
+            minions,
+        }
+    }
+
+    /// Runs `brine` with `args` against this cluster's master.
+    pub async fn brine(&self, args: &[&str]) -> Output {
+        cli("brine", &self.master.socket, args).await
+    }
+
+    /// Runs `brine-run` with `args` against this cluster's master.
+    pub async fn brine_run(&self, args: &[&str]) -> Output {
+        cli("brine-run", &self.master.socket, args).await
+    }
+
+    /// Stops the minion with this id (it says goodbye).
+    pub async fn stop_minion(&mut self, id: &str) {
+        let at = self
+            .minions
+            .iter()
+            .position(|m| m.id.as_str() == id)
+            .expect("a minion with that id");
+        self.minions.remove(at).stop().await;
+    }
+
+    pub async fn stop(self) {
+        for minion in self.minions {
+            minion.stop().await;
+        }
+        self.master.stop().await;
+    }
+}
+
+/// Parses a JSON document printed by `--out json`.
+pub fn json(output: &Output) -> serde_json::Value {
+    serde_json::from_str(&output.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {output:?}"))
+}
