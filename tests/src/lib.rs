@@ -336,3 +336,11 @@ impl Cluster {
 pub fn json(output: &Output) -> serde_json::Value {
     serde_json::from_str(&output.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {output:?}"))
 }
+
+/// A loopback port that was free a moment ago (for a master that must start later).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}

@@ -288,8 +288,13 @@ async fn resume_open_jobs(shared: &Arc<Shared>) -> Result<(), MasterError> {
             report.minions.iter().map(|m| m.id.clone()),
             returned,
         );
-        info!(jid = %job.jid, "resuming a job that was in flight");
-        shared.track_deadline(job.jid, job.deadline_ms);
+        if report.minions.iter().all(|m| m.ret.is_some()) {
+            // Every return arrived before the restart; only the end was not recorded.
+            shared.end_job(&job.jid).await;
+        } else {
+            info!(jid = %job.jid, "resuming a job that was in flight");
+            shared.track_deadline(job.jid, job.deadline_ms);
+        }
     }
     Ok(())
 }

@@ -84,20 +84,21 @@ pub async fn run(
     let grains = brine_modules::collect_grains(&id);
     info!(minion = %id, master = %config.master, "brine-minion starting");
 
-    let stop = CancellationToken::new();
+    // The link outlives the SUB task: at shutdown it still delivers returns and says goodbye.
+    let stop_sub = CancellationToken::new();
+    let stop_link = CancellationToken::new();
     let (sub_tx, mut sub_rx) = mpsc::channel(1024);
     let (link_tx, mut link_rx) = mpsc::channel(64);
     let (commands, command_rx) = mpsc::unbounded_channel();
     let rebuild_sub = Arc::new(Notify::new());
 
-    let background = TaskTracker::new();
-    background.spawn(sub::run(
+    let subscriber = tokio::spawn(sub::run(
         config.endpoint(config.publish_port),
         config.connect_timeout,
         config.retry_max,
         sub_tx,
         Arc::clone(&rebuild_sub),
-        stop.clone(),
+        stop_sub.clone(),
     ));
     let link = Link {
         id: id.clone(),
@@ -113,13 +114,12 @@ pub async fn run(
         ),
         journal: Arc::clone(&journal),
         events: link_tx,
-        stop: stop.clone(),
+        stop: stop_link.clone(),
         keepalive_interval: Duration::from_secs(10),
         unavailable_pause: config.retry_max.min(Duration::from_secs(1)),
         resync: true,
     };
-    background.spawn(link.run(command_rx));
-    background.close();
+    let mut link = tokio::spawn(link.run(command_rx));
 
     let mut minion = Minion {
         id: id.clone(),
@@ -170,6 +170,7 @@ pub async fn run(
     }
 
     info!("shutting down");
+    stop_sub.cancel();
     minion.jobs.close();
     if tokio::time::timeout(config.shutdown_grace, minion.jobs.wait())
         .await
@@ -179,14 +180,15 @@ pub async fn run(
     }
     minion.command(Command::Goodbye);
     drop(minion);
-    if tokio::time::timeout(config.request_timeout, background.wait())
+    if tokio::time::timeout(config.request_timeout, &mut link)
         .await
         .is_err()
     {
         debug!("the link did not finish in time");
+        stop_link.cancel();
+        let _ = link.await;
     }
-    stop.cancel();
-    background.wait().await;
+    let _ = subscriber.await;
     info!("stopped");
     Ok(())
 }
