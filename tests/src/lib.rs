@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use brine_master::{Master, MasterConfig};
 use brine_minion::MinionConfig;
-use brine_proto::control::{ControlEvent, ControlRequest, PublishRequest};
+use brine_proto::control::{ControlEvent, ControlRequest, MinionState, PublishRequest};
 use brine_proto::{Map, MinionId, Target, Value};
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
@@ -119,11 +119,39 @@ impl TestMaster {
         .await
     }
 
+    /// Starts one minion per id, all pointed at this master.
+    pub fn start_minions(&self, dir: &Path, ids: &[&str]) -> Vec<TestMinion> {
+        ids.iter()
+            .map(|id| TestMinion::start(dir, id, self.publish_port, self.ret_port))
+            .collect()
+    }
+
+    /// Pings every minion and asserts that all `expected` of them returned `true`.
+    pub async fn ping_all(&self, expected: usize) {
+        let events = self
+            .publish(
+                Target::Glob("*".into()),
+                "test.ping",
+                vec![],
+                Duration::from_secs(5),
+            )
+            .await;
+        let report = report(&events);
+        assert_eq!(report.minions.len(), expected, "{report:?}");
+        for outcome in &report.minions {
+            assert_eq!(outcome.state, MinionState::Returned, "{outcome:?}");
+            assert_eq!(
+                outcome.ret.as_ref().map(|r| &r.ret),
+                Some(&Value::Bool(true))
+            );
+        }
+    }
+
     /// Waits until every one of `ids` is connected.
     pub async fn wait_connected(&self, ids: &[&str]) {
         within("minions connecting", async {
             loop {
-                let events = self.control(ControlRequest::Minions).await;
+                let events = self.control(ControlRequest::Minions {}).await;
                 if let Some(ControlEvent::Minions { minions }) = events.first() {
                     let all = ids
                         .iter()
@@ -206,6 +234,13 @@ impl TestMinion {
             .await
             .expect("minion task")
             .expect("minion stopped cleanly");
+    }
+
+    /// Stops every minion of `minions`.
+    pub async fn stop_all(minions: Vec<TestMinion>) {
+        for minion in minions {
+            minion.stop().await;
+        }
     }
 }
 
@@ -292,10 +327,7 @@ impl Cluster {
     pub async fn start(ids: &[&str]) -> Self {
         let dir = tempfile::tempdir().expect("temporary directory");
         let master = TestMaster::start(dir.path()).await;
-        let minions = ids
-            .iter()
-            .map(|id| TestMinion::start(dir.path(), id, master.publish_port, master.ret_port))
-            .collect();
+        let minions = master.start_minions(dir.path(), ids);
         master.wait_connected(ids).await;
         Self {
             dir,
@@ -325,9 +357,7 @@ impl Cluster {
     }
 
     pub async fn stop(self) {
-        for minion in self.minions {
-            minion.stop().await;
-        }
+        TestMinion::stop_all(self.minions).await;
         self.master.stop().await;
     }
 }

@@ -55,10 +55,7 @@ fn envelope(body: &[u8]) -> Vec<u8> {
 async fn malformed_requests_are_answered_and_valid_minions_keep_working() {
     let dir = tempfile::tempdir().unwrap();
     let master = TestMaster::start(dir.path()).await;
-    let minions: Vec<_> = ["ok1", "ok2"]
-        .iter()
-        .map(|id| TestMinion::start(dir.path(), id, master.publish_port, master.ret_port))
-        .collect();
+    let minions = master.start_minions(dir.path(), &["ok1", "ok2"]);
     master.wait_connected(&["ok1", "ok2"]).await;
 
     // Raw TCP peers that are not ZMTP at all, left open while the rest goes on.
@@ -113,8 +110,6 @@ async fn malformed_requests_are_answered_and_valid_minions_keep_working() {
     within("attack and pings", async { tokio::join!(attacker, pings) }).await;
 
     drop(junk);
-    for minion in minions {
-        minion.stop().await;
-    }
+    TestMinion::stop_all(minions).await;
     master.stop().await;
 }

@@ -11,10 +11,7 @@ async fn ping_reaches_every_minion() {
     let dir = tempfile::tempdir().unwrap();
     let master = TestMaster::start(dir.path()).await;
     let ids = ["m1", "m2", "m3", "m4", "m5"];
-    let minions: Vec<_> = ids
-        .iter()
-        .map(|id| TestMinion::start(dir.path(), id, master.publish_port, master.ret_port))
-        .collect();
+    let minions = master.start_minions(dir.path(), &ids);
     master.wait_connected(&ids).await;
 
     let events = master
@@ -37,9 +34,7 @@ async fn ping_reaches_every_minion() {
         .count();
     assert_eq!(streamed, 5, "each return is streamed as it arrives");
 
-    for minion in minions {
-        minion.stop().await;
-    }
+    TestMinion::stop_all(minions).await;
     master.stop().await;
 }
 

@@ -102,7 +102,7 @@ impl Command {
                 wait: *wait,
             },
             Command::ManageUp | Command::ManageDown | Command::ManageStatus => {
-                ControlRequest::Minions
+                ControlRequest::Minions {}
             }
         }
     }
@@ -207,7 +207,7 @@ mod tests {
             }
         );
         let cli = parse(&["manage.status"]).unwrap();
-        assert_eq!(cli.command.request(), ControlRequest::Minions);
+        assert_eq!(cli.command.request(), ControlRequest::Minions {});
     }
 
     #[test]

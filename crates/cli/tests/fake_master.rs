@@ -300,7 +300,7 @@ async fn manage_status_splits_up_and_down() {
         events.clone(),
     )
     .await;
-    assert_eq!(request, ControlRequest::Minions);
+    assert_eq!(request, ControlRequest::Minions {});
     assert_eq!(out.status.code(), Some(0));
     let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(doc, json!({"up": ["web1"], "down": ["db1"]}));

@@ -126,7 +126,7 @@ impl MasterConfig {
         if self.publish_port != 0 && self.publish_port == self.ret_port {
             return invalid("ret_port", "must differ from publish_port");
         }
-        if tracing_subscriber::EnvFilter::try_new(&self.log_level).is_err() {
+        if !brine_daemon::is_valid_log_filter(&self.log_level) {
             return invalid("log_level", "is not a valid log filter");
         }
         Ok(())

@@ -162,7 +162,7 @@ async fn serve_client(
                 Err(err) => send_error(conn, ControlError::Storage, err.to_string()).await,
             }
         }
-        ControlRequest::Minions => {
+        ControlRequest::Minions {} => {
             let minions = shared.registry.snapshot();
             send(conn, &ControlEvent::Minions { minions }).await
         }

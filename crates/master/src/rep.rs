@@ -95,11 +95,11 @@ async fn handle(shared: &Arc<Shared>, request: MinionRequest) -> MasterReply {
         };
     }
     match request {
-        MinionRequest::Hello { .. } | MinionRequest::Keepalive { .. } => MasterReply::Ok,
+        MinionRequest::Hello { .. } | MinionRequest::Keepalive { .. } => MasterReply::Ok {},
         MinionRequest::Goodbye { .. } => {
             shared.registry.goodbye(&id);
             info!(minion = %id, "minion said goodbye");
-            MasterReply::Ok
+            MasterReply::Ok {}
         }
         MinionRequest::Pending { .. } => {
             match shared
@@ -118,7 +118,7 @@ async fn handle(shared: &Arc<Shared>, request: MinionRequest) -> MasterReply {
                 .call(move |s| s.record_receipt(&key, &id, now_ms()))
                 .await
             {
-                Ok(true) => MasterReply::Ok,
+                Ok(true) => MasterReply::Ok {},
                 Ok(false) => refused(format!("job {jid} does not expect this minion")),
                 Err(err) => unavailable(err),
             }
@@ -143,9 +143,9 @@ async fn handle(shared: &Arc<Shared>, request: MinionRequest) -> MasterReply {
                             .clone()
                             .spawn(async move { shared.end_job(&jid).await });
                     }
-                    MasterReply::Ok
+                    MasterReply::Ok {}
                 }
-                Ok(ReturnOutcome::Duplicate) => MasterReply::Ok,
+                Ok(ReturnOutcome::Duplicate) => MasterReply::Ok {},
                 Ok(ReturnOutcome::NotExpected) => refused(format!(
                     "job {} does not exist or does not expect this minion",
                     ret.jid

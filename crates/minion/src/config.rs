@@ -111,7 +111,7 @@ impl MinionConfig {
         if self.state_dir.as_os_str().is_empty() {
             return invalid("state_dir", "must be a path".into());
         }
-        if tracing_subscriber::EnvFilter::try_new(&self.log_level).is_err() {
+        if !brine_daemon::is_valid_log_filter(&self.log_level) {
             return invalid("log_level", "is not a valid log filter".into());
         }
         Ok(())

@@ -184,7 +184,7 @@ impl Link {
     async fn send_return(&mut self, ret: JobReturn) -> Result<(), Cancelled> {
         let jid = ret.jid.clone();
         match self.ask(&MinionRequest::Return(ret)).await? {
-            MasterReply::Ok => debug!(%jid, "return acknowledged"),
+            MasterReply::Ok {} => debug!(%jid, "return acknowledged"),
             MasterReply::Error { code, message } => {
                 warn!(%jid, ?code, %message, "the master refused a return; dropping it")
             }

@@ -13,13 +13,11 @@ use clap::Parser;
 #[command(version, about)]
 struct Args {
     /// Configuration file (TOML). Without it, /etc/brine/minion.toml is read when it exists.
-    #[arg(short, long, value_name = "PATH", env = "BRINE_MINION_CONFIG")]
+    #[arg(short, long, value_name = "PATH")]
     config: Option<PathBuf>,
 }
 
 const DEFAULT_CONFIG: &str = "/etc/brine/minion.toml";
-/// The documented exit code for a configuration that cannot be used (sysexits EX_USAGE).
-const EXIT_CONFIG: u8 = 64;
 
 fn main() -> ExitCode {
     let args = Args::parse();
@@ -28,40 +26,11 @@ fn main() -> ExitCode {
         .or_else(|| Some(PathBuf::from(DEFAULT_CONFIG)).filter(|p| p.exists()));
     let config = match MinionConfig::load(path.as_deref()) {
         Ok(config) => config,
-        Err(err) => {
-            eprintln!("brine-minion: {err}");
-            return ExitCode::from(EXIT_CONFIG);
-        }
+        Err(err) => return brine_daemon::config_error("brine-minion", &err),
     };
-    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| config.log_level.clone());
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-        .with_writer(std::io::stderr)
-        .init();
-
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(runtime) => runtime,
-        Err(err) => {
-            eprintln!("brine-minion: starting the runtime: {err}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(brine_minion::run(config, shutdown_signal())) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("brine-minion: {err}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-/// Resolves on SIGTERM or SIGINT.
-async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("installing a SIGINT handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
+    brine_daemon::init_logging(&config.log_level);
+    brine_daemon::run(
+        "brine-minion",
+        brine_minion::run(config, brine_daemon::shutdown_signal()),
+    )
 }

@@ -75,11 +75,19 @@ pub fn encode_envelope<T: Serialize + ?Sized>(msg: &T) -> Vec<u8> {
 }
 
 /// Unwraps an [`Envelope`] and decodes the message in its body.
+///
+/// The version is read first (from any map with a `v`), so an envelope of another version is
+/// `UnsupportedVersion` even when its other fields are unknown to this build.
 pub fn decode_envelope<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
-    let envelope: Envelope = decode(bytes)?;
-    if envelope.v != PROTOCOL_VERSION {
-        return Err(DecodeError::UnsupportedVersion(envelope.v));
+    #[derive(Deserialize)]
+    struct Version {
+        v: u16,
     }
+    let Version { v } = decode(bytes)?;
+    if v != PROTOCOL_VERSION {
+        return Err(DecodeError::UnsupportedVersion(v));
+    }
+    let envelope: Envelope = decode(bytes)?;
     match envelope.kind {
         BodyKind::Plain => decode(&envelope.body),
     }

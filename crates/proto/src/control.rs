@@ -8,7 +8,8 @@
 //! - `publish`: `published` (jid and expected minions) or `error`; then, unless the request
 //!   said `wait = false`, one `return` per minion as it arrives and finally `done` with the
 //!   state of every expected minion.
-//! - `lookup_job`: `done` (with `wait`, first `published`, the returns still coming, then `done`).
+//! - `lookup_job`: `done` (with `wait`: the returns stored so far, then those still coming,
+//!   then `done`).
 //! - `list_jobs`: `jobs`.
 //! - `minions`: `minions`.
 
@@ -33,7 +34,7 @@ pub enum ControlRequest {
         /// At most this many, newest first.
         limit: u32,
     },
-    Minions,
+    Minions {},
 }
 
 /// A job to run.
@@ -44,7 +45,8 @@ pub struct PublishRequest {
     pub fun: String,
     pub arg: Vec<Value>,
     pub kwarg: Map,
-    /// How long to wait for minions that have not answered; also the job's run time limit.
+    /// How long to wait for minions that have not answered: the job's deadline. (How long the
+    /// job may run on a minion is the master's `job_timeout`.)
     pub timeout_ms: u64,
     /// Stream returns and `done`; false answers with `published` only (`--async`).
     pub wait: bool,

@@ -28,8 +28,13 @@ impl Jid {
         }
     }
 
-    /// The jid for a UTC time given as microseconds since the Unix epoch.
+    /// The last microsecond of the year 9999: later times would not fit in 20 digits.
+    pub const MAX_MICROS: u64 = 253_402_300_799_999_999;
+
+    /// The jid for a UTC time given as microseconds since the Unix epoch (clamped to
+    /// [`Jid::MAX_MICROS`]).
     pub fn from_micros(micros: u64) -> Self {
+        let micros = micros.min(Self::MAX_MICROS);
         let secs = (micros / 1_000_000) as i64;
         let frac = micros % 1_000_000;
         let days = secs.div_euclid(86_400);

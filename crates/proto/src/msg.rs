@@ -123,7 +123,7 @@ pub enum MasterReply {
         tick_interval_ms: u64,
     },
     /// The request was taken (and, for a return, durably stored).
-    Ok,
+    Ok {},
     /// Answer to `pending`.
     Jobs { jobs: Vec<Job> },
     /// The request was refused; the minion logs `message` and acts on `code`.

@@ -15,7 +15,12 @@ pub const MAX_TARGET_LEN: usize = 4096;
 
 /// A target expression as sent on the wire.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", content = "expr", rename_all = "snake_case")]
+#[serde(
+    tag = "type",
+    content = "expr",
+    rename_all = "snake_case",
+    deny_unknown_fields
+)]
 pub enum Target {
     Glob(String),
     List(Vec<String>),
@@ -52,7 +57,14 @@ impl Target {
         match self {
             Target::Glob(expr) => {
                 check_len(expr.len())?;
-                glob::Pattern::new(expr)
+                // fnmatch treats `**` as `*`; the glob crate would refuse it.
+                let mut collapsed = String::with_capacity(expr.len());
+                for c in expr.chars() {
+                    if !(c == '*' && collapsed.ends_with('*')) {
+                        collapsed.push(c);
+                    }
+                }
+                glob::Pattern::new(&collapsed)
                     .map(TargetMatcher::Glob)
                     .map_err(|e| TargetError::Glob {
                         expr: expr.clone(),
@@ -141,6 +153,7 @@ mod tests {
         assert!(m(Target::Glob("web*".into()), "web1.example.com"));
         assert!(!m(Target::Glob("web?".into()), "web10"));
         assert!(m(Target::Glob("web[12]".into()), "web2"));
+        assert!(m(Target::Glob("**b**".into()), "web1"));
         assert!(m(Target::list_from_str("db1, web2"), "web2"));
         assert!(!m(Target::list_from_str("db1,web2"), "web"));
         // Anchored at the start, like re.match; `$` anchors the end.

@@ -1,0 +1,104 @@
+//! Process plumbing shared by the two daemons: the pieces of a thin `main` that are not the
+//! daemon's business (logging set-up, shutdown signals, the fd limit, the exit code and the
+//! one line printed for a configuration that cannot be used).
+
+use std::fmt::Display;
+use std::process::ExitCode;
+
+/// The documented exit code for a configuration that cannot be used (sysexits `EX_USAGE`).
+pub const EXIT_CONFIG: u8 = 64;
+
+/// Prints `program: <error on one line>` to stderr and returns [`EXIT_CONFIG`].
+pub fn config_error(program: &str, err: &impl Display) -> ExitCode {
+    eprintln!("{program}: {}", one_line(err));
+    ExitCode::from(EXIT_CONFIG)
+}
+
+/// An error on one line: a parser's multi-line snippet (`  |`, `12 | key =`) reduced to its
+/// messages, joined with `: `.
+pub fn one_line(err: &impl Display) -> String {
+    err.to_string()
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('|'))
+        .filter(|line| {
+            !line
+                .split_once(" |")
+                .is_some_and(|(n, _)| n.chars().all(|c| c.is_ascii_digit()))
+        })
+        .collect::<Vec<_>>()
+        .join(": ")
+}
+
+/// Whether `filter` is a valid log filter (tracing's `EnvFilter` syntax).
+pub fn is_valid_log_filter(filter: &str) -> bool {
+    tracing_subscriber::EnvFilter::try_new(filter).is_ok()
+}
+
+/// Logs to stderr (journald reads it) with `log_level`, unless `RUST_LOG` is set.
+pub fn init_logging(log_level: &str) {
+    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| log_level.to_string());
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("installing a SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
+
+/// Raises the soft open-file limit to the hard one (every peer holds connections open).
+pub fn raise_fd_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        if soft < hard {
+            if let Err(err) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+                tracing::warn!(cause = %err, "could not raise the open-file limit");
+            }
+        }
+    }
+}
+
+/// Runs `daemon` on a new multi-threaded runtime; an error is logged and printed.
+pub fn run<E: Display>(
+    program: &str,
+    daemon: impl std::future::Future<Output = Result<(), E>>,
+) -> ExitCode {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("{program}: starting the runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(daemon) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!(cause = %err, "{program} stopped");
+            eprintln!("{program}: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parser_snippets_fold_into_one_line() {
+        let err = "TOML parse error at line 49, column 17\n   |\n49 | id =\n   |     ^\nkey with no value, expected `=`\n";
+        assert_eq!(
+            one_line(&err),
+            "TOML parse error at line 49, column 17: key with no value, expected `=`"
+        );
+    }
+}

@@ -1,0 +1,495 @@
+//! Proptest strategies that build only valid brine messages, shared by the wire tests.
+//!
+//! "Valid" means what a correct peer could send: ids that follow the id grammar, jids minted by
+//! `Jid::from_micros`, JSON values with string keys, bounded depth and no NaN or infinity.
+//! There is one strategy per message variant (so every variant is tested on its own) and one per
+//! top-level type that picks any of its variants.
+
+// Each test binary uses a different part of this module.
+#![allow(dead_code)]
+
+use brine_proto::codec::{BodyKind, Envelope};
+use brine_proto::control::{
+    ControlError, ControlEvent, ControlRequest, JobReport, JobSummary, MinionOutcome, MinionState,
+    MinionStatus, PublishRequest,
+};
+use brine_proto::msg::{ReplyError, Tick};
+use brine_proto::{
+    Jid, Job, JobReturn, Map, MasterReply, MinionId, MinionRequest, Publication, Target, Value,
+};
+use proptest::collection::{btree_map, vec};
+use proptest::prelude::*;
+
+/// The last instant a 20-digit jid can spell: 9999-12-31T23:59:59.999999Z.
+pub const MAX_JID_MICROS: u64 = 253_402_300_799_999_999;
+
+/// The id grammar, as a regex: the oracle the validator is checked against.
+pub const ID_GRAMMAR: &str = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$";
+
+/// Any text, control characters and all of Unicode included.
+pub fn text() -> impl Strategy<Value = String> {
+    "(?s).{0,24}"
+}
+
+pub fn minion_id() -> impl Strategy<Value = MinionId> {
+    "[A-Za-z0-9][A-Za-z0-9._-]{0,63}"
+        .prop_filter("ids never hold '..'", |s| !s.contains(".."))
+        .prop_map(|s| MinionId::new(s).expect("the strategy follows the id grammar"))
+}
+
+pub fn jid() -> impl Strategy<Value = Jid> {
+    (0..=MAX_JID_MICROS).prop_map(Jid::from_micros)
+}
+
+/// A JSON value of at most four nested containers, with finite numbers only.
+pub fn value() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(Value::from),
+        any::<u64>().prop_map(Value::from),
+        any::<f64>().prop_filter_map("finite numbers only", |f| {
+            serde_json::Number::from_f64(f).map(Value::Number)
+        }),
+        text().prop_map(Value::String),
+    ];
+    leaf.prop_recursive(4, 32, 4, |inner| {
+        prop_oneof![
+            vec(inner.clone(), 0..4).prop_map(Value::Array),
+            btree_map(text(), inner, 0..4).prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+pub fn map() -> impl Strategy<Value = Map> {
+    btree_map(text(), value(), 0..4).prop_map(|m| m.into_iter().collect())
+}
+
+pub fn args() -> impl Strategy<Value = Vec<Value>> {
+    vec(value(), 0..4)
+}
+
+pub fn target() -> impl Strategy<Value = Target> {
+    prop_oneof![
+        text().prop_map(Target::Glob),
+        vec(text(), 0..4).prop_map(Target::List),
+        text().prop_map(Target::Regex),
+    ]
+}
+
+// ---- minion ↔ master (TCP) ----
+
+pub fn job() -> impl Strategy<Value = Job> {
+    (
+        jid(),
+        target(),
+        text(),
+        args(),
+        map(),
+        any::<u64>(),
+        any::<u64>(),
+        any::<u64>(),
+        text(),
+    )
+        .prop_map(
+            |(jid, target, fun, arg, kwarg, timeout_ms, expires_ms, master_time_ms, user)| Job {
+                jid,
+                target,
+                fun,
+                arg,
+                kwarg,
+                timeout_ms,
+                expires_ms,
+                master_time_ms,
+                user,
+            },
+        )
+}
+
+pub fn tick() -> impl Strategy<Value = Tick> {
+    (any::<u64>(), any::<u64>(), any::<u64>()).prop_map(
+        |(seq, master_time_ms, tick_interval_ms)| Tick {
+            seq,
+            master_time_ms,
+            tick_interval_ms,
+        },
+    )
+}
+
+pub fn publication_job() -> impl Strategy<Value = Publication> {
+    job().prop_map(Publication::Job)
+}
+
+pub fn publication_tick() -> impl Strategy<Value = Publication> {
+    tick().prop_map(Publication::Tick)
+}
+
+pub fn publication() -> impl Strategy<Value = Publication> {
+    prop_oneof![publication_job(), publication_tick()]
+}
+
+pub fn job_return() -> impl Strategy<Value = JobReturn> {
+    (
+        minion_id(),
+        jid(),
+        text(),
+        value(),
+        any::<i32>(),
+        any::<bool>(),
+        any::<u64>(),
+        any::<u64>(),
+    )
+        .prop_map(
+            |(id, jid, fun, ret, retcode, success, started_ms, finished_ms)| JobReturn {
+                id,
+                jid,
+                fun,
+                ret,
+                retcode,
+                success,
+                started_ms,
+                finished_ms,
+            },
+        )
+}
+
+pub fn request_hello() -> impl Strategy<Value = MinionRequest> {
+    (minion_id(), text(), map()).prop_map(|(id, version, grains)| MinionRequest::Hello {
+        id,
+        version,
+        grains,
+    })
+}
+
+pub fn request_keepalive() -> impl Strategy<Value = MinionRequest> {
+    minion_id().prop_map(|id| MinionRequest::Keepalive { id })
+}
+
+pub fn request_pending() -> impl Strategy<Value = MinionRequest> {
+    minion_id().prop_map(|id| MinionRequest::Pending { id })
+}
+
+pub fn request_receipt() -> impl Strategy<Value = MinionRequest> {
+    (minion_id(), jid()).prop_map(|(id, jid)| MinionRequest::Receipt { id, jid })
+}
+
+pub fn request_return() -> impl Strategy<Value = MinionRequest> {
+    job_return().prop_map(MinionRequest::Return)
+}
+
+pub fn request_goodbye() -> impl Strategy<Value = MinionRequest> {
+    minion_id().prop_map(|id| MinionRequest::Goodbye { id })
+}
+
+pub fn minion_request() -> impl Strategy<Value = MinionRequest> {
+    prop_oneof![
+        request_hello(),
+        request_keepalive(),
+        request_pending(),
+        request_receipt(),
+        request_return(),
+        request_goodbye(),
+    ]
+}
+
+pub fn reply_error() -> impl Strategy<Value = ReplyError> {
+    prop_oneof![
+        Just(ReplyError::Malformed),
+        Just(ReplyError::UnknownMinion),
+        Just(ReplyError::Unavailable),
+        Just(ReplyError::Refused),
+    ]
+}
+
+pub fn reply_welcome() -> impl Strategy<Value = MasterReply> {
+    (any::<u64>(), any::<u64>(), any::<u64>()).prop_map(
+        |(master_time_ms, keepalive_interval_ms, tick_interval_ms)| MasterReply::Welcome {
+            master_time_ms,
+            keepalive_interval_ms,
+            tick_interval_ms,
+        },
+    )
+}
+
+pub fn reply_ok() -> impl Strategy<Value = MasterReply> {
+    Just(MasterReply::Ok {})
+}
+
+pub fn reply_jobs() -> impl Strategy<Value = MasterReply> {
+    vec(job(), 0..3).prop_map(|jobs| MasterReply::Jobs { jobs })
+}
+
+pub fn reply_error_msg() -> impl Strategy<Value = MasterReply> {
+    (reply_error(), text()).prop_map(|(code, message)| MasterReply::Error { code, message })
+}
+
+pub fn master_reply() -> impl Strategy<Value = MasterReply> {
+    prop_oneof![reply_welcome(), reply_ok(), reply_jobs(), reply_error_msg()]
+}
+
+/// An envelope around any body (the body is opaque to the envelope).
+pub fn envelope() -> impl Strategy<Value = Envelope> {
+    (any::<u16>(), vec(any::<u8>(), 0..64)).prop_map(|(v, body)| Envelope {
+        v,
+        kind: BodyKind::Plain,
+        body,
+    })
+}
+
+// ---- CLI ↔ master (control socket) ----
+
+pub fn publish_request() -> impl Strategy<Value = PublishRequest> {
+    (target(), text(), args(), map(), any::<u64>(), any::<bool>()).prop_map(
+        |(target, fun, arg, kwarg, timeout_ms, wait)| PublishRequest {
+            target,
+            fun,
+            arg,
+            kwarg,
+            timeout_ms,
+            wait,
+        },
+    )
+}
+
+pub fn control_publish() -> impl Strategy<Value = ControlRequest> {
+    publish_request().prop_map(ControlRequest::Publish)
+}
+
+pub fn control_lookup_job() -> impl Strategy<Value = ControlRequest> {
+    (jid(), any::<bool>()).prop_map(|(jid, wait)| ControlRequest::LookupJob { jid, wait })
+}
+
+pub fn control_list_jobs() -> impl Strategy<Value = ControlRequest> {
+    any::<u32>().prop_map(|limit| ControlRequest::ListJobs { limit })
+}
+
+pub fn control_minions() -> impl Strategy<Value = ControlRequest> {
+    Just(ControlRequest::Minions {})
+}
+
+pub fn control_request() -> impl Strategy<Value = ControlRequest> {
+    prop_oneof![
+        control_publish(),
+        control_lookup_job(),
+        control_list_jobs(),
+        control_minions(),
+    ]
+}
+
+pub fn minion_state() -> impl Strategy<Value = MinionState> {
+    prop_oneof![
+        Just(MinionState::Returned),
+        Just(MinionState::Running),
+        Just(MinionState::Waiting),
+        Just(MinionState::NoResponse),
+        Just(MinionState::NotConnected),
+    ]
+}
+
+pub fn minion_outcome() -> impl Strategy<Value = MinionOutcome> {
+    (
+        minion_id(),
+        minion_state(),
+        proptest::option::of(job_return()),
+    )
+        .prop_map(|(id, state, ret)| MinionOutcome { id, state, ret })
+}
+
+pub fn job_report() -> impl Strategy<Value = JobReport> {
+    (
+        jid(),
+        text(),
+        target(),
+        args(),
+        map(),
+        text(),
+        any::<u64>(),
+        any::<u64>(),
+        vec(minion_outcome(), 0..3),
+    )
+        .prop_map(
+            |(jid, fun, target, arg, kwarg, user, published_ms, deadline_ms, minions)| JobReport {
+                jid,
+                fun,
+                target,
+                arg,
+                kwarg,
+                user,
+                published_ms,
+                deadline_ms,
+                minions,
+            },
+        )
+}
+
+pub fn job_summary() -> impl Strategy<Value = JobSummary> {
+    (
+        jid(),
+        text(),
+        target(),
+        text(),
+        any::<u64>(),
+        any::<u32>(),
+        any::<u32>(),
+    )
+        .prop_map(
+            |(jid, fun, target, user, published_ms, expected, returned)| JobSummary {
+                jid,
+                fun,
+                target,
+                user,
+                published_ms,
+                expected,
+                returned,
+            },
+        )
+}
+
+pub fn minion_status() -> impl Strategy<Value = MinionStatus> {
+    (minion_id(), any::<bool>(), any::<u64>(), text()).prop_map(
+        |(id, connected, last_seen_ms, version)| MinionStatus {
+            id,
+            connected,
+            last_seen_ms,
+            version,
+        },
+    )
+}
+
+pub fn control_error() -> impl Strategy<Value = ControlError> {
+    prop_oneof![
+        Just(ControlError::BadRequest),
+        Just(ControlError::NoMinions),
+        Just(ControlError::NotFound),
+        Just(ControlError::Storage),
+        Just(ControlError::ShuttingDown),
+    ]
+}
+
+pub fn event_published() -> impl Strategy<Value = ControlEvent> {
+    (jid(), vec(minion_id(), 0..4))
+        .prop_map(|(jid, minions)| ControlEvent::Published { jid, minions })
+}
+
+pub fn event_return() -> impl Strategy<Value = ControlEvent> {
+    job_return().prop_map(ControlEvent::Return)
+}
+
+pub fn event_done() -> impl Strategy<Value = ControlEvent> {
+    job_report().prop_map(ControlEvent::Done)
+}
+
+pub fn event_jobs() -> impl Strategy<Value = ControlEvent> {
+    vec(job_summary(), 0..4).prop_map(|jobs| ControlEvent::Jobs { jobs })
+}
+
+pub fn event_minions() -> impl Strategy<Value = ControlEvent> {
+    vec(minion_status(), 0..4).prop_map(|minions| ControlEvent::Minions { minions })
+}
+
+pub fn event_error() -> impl Strategy<Value = ControlEvent> {
+    (control_error(), text()).prop_map(|(code, message)| ControlEvent::Error { code, message })
+}
+
+pub fn control_event() -> impl Strategy<Value = ControlEvent> {
+    prop_oneof![
+        event_published(),
+        event_return(),
+        event_done(),
+        event_jobs(),
+        event_minions(),
+        event_error(),
+    ]
+}
+
+/// Msgpack written by hand, so that a test can put any bytes in any field.
+pub mod msgpack {
+    fn be(marker: u8, n: u64, width: usize) -> Vec<u8> {
+        [&[marker][..], &n.to_be_bytes()[8 - width..]].concat()
+    }
+
+    /// The header of a str of `len` bytes (fixstr, str 8/16/32).
+    pub fn str_header(len: usize) -> Vec<u8> {
+        match len as u64 {
+            n @ 0..=31 => vec![0xa0 | n as u8],
+            n @ 32..=0xff => be(0xd9, n, 1),
+            n @ 0x100..=0xffff => be(0xda, n, 2),
+            n => be(0xdb, n, 4),
+        }
+    }
+
+    /// The header of an array of `len` elements (fixarray, array 16/32).
+    pub fn array_header(len: usize) -> Vec<u8> {
+        match len as u64 {
+            n @ 0..=15 => vec![0x90 | n as u8],
+            n @ 16..=0xffff => be(0xdc, n, 2),
+            n => be(0xdd, n, 4),
+        }
+    }
+
+    /// The header of a map of `len` entries (fixmap, map 16/32).
+    pub fn map_header(len: usize) -> Vec<u8> {
+        match len as u64 {
+            n @ 0..=15 => vec![0x80 | n as u8],
+            n @ 16..=0xffff => be(0xde, n, 2),
+            n => be(0xdf, n, 4),
+        }
+    }
+
+    pub fn s(text: &str) -> Vec<u8> {
+        raw_str(text.as_bytes())
+    }
+
+    /// A str holding any bytes, valid UTF-8 or not.
+    pub fn raw_str(bytes: &[u8]) -> Vec<u8> {
+        [str_header(bytes.len()), bytes.to_vec()].concat()
+    }
+
+    pub fn bin(bytes: &[u8]) -> Vec<u8> {
+        let header = match bytes.len() as u64 {
+            n @ 0..=0xff => be(0xc4, n, 1),
+            n @ 0x100..=0xffff => be(0xc5, n, 2),
+            n => be(0xc6, n, 4),
+        };
+        [header, bytes.to_vec()].concat()
+    }
+
+    pub fn uint(n: u64) -> Vec<u8> {
+        match n {
+            0..=0x7f => vec![n as u8],
+            0x80..=0xff => be(0xcc, n, 1),
+            0x100..=0xffff => be(0xcd, n, 2),
+            0x1_0000..=0xffff_ffff => be(0xce, n, 4),
+            _ => be(0xcf, n, 8),
+        }
+    }
+
+    pub fn int(n: i64) -> Vec<u8> {
+        let bits = n as u64;
+        match n {
+            0.. => uint(bits),
+            -32..=-1 => vec![n as u8],
+            -128..=-33 => be(0xd0, bits, 1),
+            -32_768..=-129 => be(0xd1, bits, 2),
+            -2_147_483_648..=-32_769 => be(0xd2, bits, 4),
+            _ => be(0xd3, bits, 8),
+        }
+    }
+
+    /// A map of the given keys and already-encoded values, in that order.
+    pub fn map(fields: &[(&str, Vec<u8>)]) -> Vec<u8> {
+        let mut b = map_header(fields.len());
+        for (key, value) in fields {
+            b.extend(s(key));
+            b.extend_from_slice(value);
+        }
+        b
+    }
+
+    /// An array of already-encoded values.
+    pub fn array(items: &[Vec<u8>]) -> Vec<u8> {
+        let mut b = array_header(items.len());
+        items.iter().for_each(|i| b.extend_from_slice(i));
+        b
+    }
+}
