@@ -33,6 +33,8 @@ pub async fn within<T>(what: &str, fut: impl Future<Output = T>) -> T {
 pub struct TestMaster {
     pub publish_port: u16,
     pub ret_port: u16,
+    /// What minions pin.
+    pub fingerprint: String,
     pub socket: PathBuf,
     pub state_dir: PathBuf,
     stop: CancellationToken,
@@ -50,6 +52,8 @@ pub fn master_config(dir: &Path, publish_port: u16, ret_port: u16) -> MasterConf
         tick_interval: Duration::from_millis(200),
         keepalive_interval: Duration::from_millis(200),
         shutdown_grace: Duration::from_secs(2),
+        // Tests accept keys by themselves unless they test key acceptance.
+        auto_accept: true,
         ..MasterConfig::default()
     }
 }
@@ -74,11 +78,13 @@ impl TestMaster {
         let stop = CancellationToken::new();
         let publish_port = master.publish_addr().port();
         let ret_port = master.ret_addr().port();
+        let fingerprint = master.fingerprint().to_string();
         let token = stop.clone();
         let handle = tokio::spawn(master.run(async move { token.cancelled().await }));
         Self {
             publish_port,
             ret_port,
+            fingerprint,
             socket,
             state_dir,
             stop,
@@ -119,10 +125,18 @@ impl TestMaster {
         .await
     }
 
+    /// A configuration for a minion of this master, pinned to its key.
+    pub fn minion_config(&self, dir: &Path, id: &str) -> MinionConfig {
+        MinionConfig {
+            master_fingerprint: self.fingerprint.clone(),
+            ..minion_config(dir, id, self.publish_port, self.ret_port)
+        }
+    }
+
     /// Starts one minion per id, all pointed at this master.
     pub fn start_minions(&self, dir: &Path, ids: &[&str]) -> Vec<TestMinion> {
         ids.iter()
-            .map(|id| TestMinion::start(dir, id, self.publish_port, self.ret_port))
+            .map(|id| TestMinion::start_with(self.minion_config(dir, id)))
             .collect()
     }
 
@@ -195,7 +209,8 @@ pub struct TestMinion {
     handle: JoinHandle<Result<(), brine_minion::MinionError>>,
 }
 
-/// A minion configuration for tests: state under `dir/<id>`, fast retries.
+/// A minion configuration for tests: state under `dir/<id>`, fast retries, trusting the first
+/// master it meets (tests that know the master's fingerprint pin it instead).
 pub fn minion_config(dir: &Path, id: &str, publish_port: u16, ret_port: u16) -> MinionConfig {
     MinionConfig {
         id: id.into(),
@@ -207,11 +222,13 @@ pub fn minion_config(dir: &Path, id: &str, publish_port: u16, ret_port: u16) -> 
         connect_timeout: Duration::from_secs(1),
         retry_max: Duration::from_millis(300),
         shutdown_grace: Duration::from_secs(2),
+        trust_first_master: true,
         ..MinionConfig::default()
     }
 }
 
 impl TestMinion {
+    /// Starts a minion for a master that may not run yet (trusting it on first use).
     pub fn start(dir: &Path, id: &str, publish_port: u16, ret_port: u16) -> Self {
         Self::start_with(minion_config(dir, id, publish_port, ret_port))
     }

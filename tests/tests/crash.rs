@@ -15,7 +15,7 @@ async fn a_return_stored_but_never_answered_lands_exactly_once() {
     let dir = tempfile::tempdir().unwrap();
     let master = TestMaster::start(dir.path()).await;
     let (publish_port, ret_port) = (master.publish_port, master.ret_port);
-    let minion = TestMinion::start(dir.path(), "m1", publish_port, ret_port);
+    let minion = TestMinion::start_with(master.minion_config(dir.path(), "m1"));
     master.wait_connected(&["m1"]).await;
 
     let ran = dir.path().join("ran");

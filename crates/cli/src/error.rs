@@ -17,6 +17,16 @@ pub enum CommandError {
     Master { code: ControlError, message: String },
     #[error("the master closed the connection before the job was done")]
     Incomplete,
+    /// The master closed the connection without any answer to a request that is not a job.
+    #[error("the master closed the connection without answering")]
+    NoAnswer,
+    /// The master refused a `brine-key` command (unknown id, no key in the right state,
+    /// fingerprint mismatch): its message, exit 1.
+    #[error("{0}")]
+    Refused(String),
+    /// The operator did not confirm a key change at the prompt: nothing was sent, exit 1.
+    #[error("not confirmed: no key was changed")]
+    Declined,
     #[error("the master answered with an unexpected `{0}` event")]
     Unexpected(&'static str),
     #[error("{0}")]
@@ -32,6 +42,7 @@ fn master_text(code: ControlError, message: &str) -> String {
         ControlError::NotFound => format!("not found: {message}"),
         ControlError::Storage => format!("the master's job store failed: {message}"),
         ControlError::ShuttingDown => format!("the master is shutting down: {message}"),
+        ControlError::Denied => format!("permission denied: {message}"),
     }
 }
 
@@ -39,9 +50,11 @@ impl CommandError {
     /// The documented exit code for this error (see [`crate::exit`]).
     pub fn exit_code(&self) -> u8 {
         match self {
-            CommandError::Client(_) | CommandError::Incomplete | CommandError::Unexpected(_) => {
-                exit::UNAVAILABLE
-            }
+            CommandError::Client(_)
+            | CommandError::Incomplete
+            | CommandError::NoAnswer
+            | CommandError::Unexpected(_) => exit::UNAVAILABLE,
+            CommandError::Refused(_) | CommandError::Declined => exit::FAILED,
             CommandError::Master { code, .. } => exit::for_master_error(*code),
             CommandError::Usage(_) => exit::USAGE,
             CommandError::Output(_) => exit::FAILED,
@@ -79,6 +92,7 @@ pub fn event_name(event: &ControlEvent) -> &'static str {
         ControlEvent::Done(_) => "done",
         ControlEvent::Jobs { .. } => "jobs",
         ControlEvent::Minions { .. } => "minions",
+        ControlEvent::Keys { .. } => "keys",
         ControlEvent::Error { .. } => "error",
     }
 }
@@ -110,5 +124,17 @@ mod tests {
             "brine: the master closed the connection before the job was done"
         );
         assert_eq!(e.exit_code(), exit::UNAVAILABLE);
+    }
+
+    #[test]
+    fn key_refusals_and_declines_are_1_and_a_silent_master_is_69() {
+        let e = CommandError::Refused("web9 has no pending or rejected key".into());
+        assert_eq!(
+            e.message("brine-key").unwrap(),
+            "brine-key: web9 has no pending or rejected key"
+        );
+        assert_eq!(e.exit_code(), exit::FAILED);
+        assert_eq!(CommandError::Declined.exit_code(), exit::FAILED);
+        assert_eq!(CommandError::NoAnswer.exit_code(), exit::UNAVAILABLE);
     }
 }

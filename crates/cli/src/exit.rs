@@ -19,6 +19,9 @@ pub const NO_RETURN: u8 = 3;
 pub const NO_MINIONS: u8 = 4;
 /// Interrupted by Ctrl-C while waiting for returns; the job goes on (128 + SIGINT).
 pub const INTERRUPTED: u8 = 130;
+/// The caller may not do this: `publisher_acl`, or `brine-key` as a user other than root
+/// (`EX_NOPERM` from sysexits.h).
+pub const DENIED: u8 = 77;
 /// The master cannot be reached, is shutting down, or the connection broke mid-answer
 /// (`EX_UNAVAILABLE` from sysexits.h).
 pub const UNAVAILABLE: u8 = 69;
@@ -32,6 +35,7 @@ Exit codes:
   3   some targeted minion did not return (wins over 1 when both apply)
   4   the target matched no minion
   69  the master is unreachable or shutting down, or the connection broke
+  77  permission denied (publisher_acl, or brine-key as a user other than root)
   130 interrupted (Ctrl-C) while waiting; the job goes on: brine-run jobs.lookup <JID>";
 
 /// The exit code section of `brine-run --help`.
@@ -42,7 +46,24 @@ Exit codes:
       jobs.lookup: some function failed
   2   usage error: bad flags or jid
   3   jobs.lookup: some expected minion did not return (yet); wins over 1
-  69  the master is unreachable or shutting down, or the connection broke";
+  69  the master is unreachable or shutting down, or the connection broke
+  77  permission denied (a request the master does not allow this user)";
+
+/// The exit code section of `brine-key --help`.
+pub const BRINE_KEY_HELP: &str = "\
+Confirmation:
+  accept, reject and delete show the keys concerned and ask \"Proceed? [y/N]\" when stdin is
+  a terminal; --yes skips the question, and is required when stdin is not a terminal.
+
+Exit codes:
+  0   done (accept --all with no pending key is done too: nothing to accept)
+  1   the master refused: unknown id or no key in the right state (not_found), a
+      fingerprint that does not match (bad_request), or its key store failed;
+      or the question was not answered yes (no key changed)
+  2   usage error: bad flags, id or fingerprint; accept, reject or delete without --yes
+      when stdin is not a terminal
+  69  the master is unreachable or shutting down, or the connection broke
+  77  permission denied (brine-key is for root and the master's user)";
 
 /// The exit code for a finished (or looked-up) job: [`NO_RETURN`] when any expected minion has
 /// no return, else [`FAILED`] when any function failed, else [`SUCCESS`]. A job that expected
@@ -77,6 +98,7 @@ pub fn for_master_error(code: ControlError) -> u8 {
         ControlError::NoMinions => NO_MINIONS,
         ControlError::NotFound | ControlError::Storage => FAILED,
         ControlError::ShuttingDown => UNAVAILABLE,
+        ControlError::Denied => DENIED,
     }
 }
 

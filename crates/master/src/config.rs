@@ -2,11 +2,14 @@
 //! environment variables. Unknown keys and invalid values are errors, found before anything
 //! is bound.
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
+
+use crate::acl::{Acl, AclRule};
 
 /// Every master setting. `config/master.toml` lists each with its default and a comment.
 #[derive(Debug, Clone, Deserialize)]
@@ -20,6 +23,14 @@ pub struct MasterConfig {
     pub ret_port: u16,
     /// The local control socket for the CLI (a unix socket, never TCP).
     pub socket: PathBuf,
+    /// The group the control socket belongs to (mode 0660): its members may connect. Empty, or
+    /// a group that does not exist (warned about), keeps the master's own group.
+    pub socket_group: String,
+    /// What users other than root and the master's own user may publish: user name → rules,
+    /// each granting function patterns on target patterns (see [`crate::acl`]).
+    pub publisher_acl: BTreeMap<String, Vec<AclRule>>,
+    /// The audit log (one JSON line per publish and key command); relative to `state_dir`.
+    pub audit_log: PathBuf,
     /// Where the job store lives.
     pub state_dir: PathBuf,
     /// How long finished jobs are kept before they are pruned.
@@ -39,6 +50,9 @@ pub struct MasterConfig {
     /// Grace period for in-flight work at shutdown.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// Accept every new minion key at once. For labs only: anyone who reaches the return port
+    /// becomes a minion that receives every job.
+    pub auto_accept: bool,
     /// Log filter (tracing's EnvFilter syntax); `RUST_LOG` overrides it.
     pub log_level: String,
 }
@@ -50,6 +64,9 @@ impl Default for MasterConfig {
             publish_port: 4505,
             ret_port: 4506,
             socket: PathBuf::from("/run/brine/master.sock"),
+            socket_group: "brine".into(),
+            publisher_acl: BTreeMap::new(),
+            audit_log: PathBuf::from("audit.log"),
             state_dir: PathBuf::from("/var/lib/brine/master"),
             keep_jobs: Duration::from_secs(24 * 3600),
             tick_interval: Duration::from_secs(5),
@@ -57,6 +74,7 @@ impl Default for MasterConfig {
             missed_keepalives: 3,
             job_timeout: Duration::from_secs(3600),
             shutdown_grace: Duration::from_secs(5),
+            auto_accept: false,
             log_level: "info".into(),
         }
     }
@@ -123,6 +141,15 @@ impl MasterConfig {
         if self.state_dir.as_os_str().is_empty() {
             return invalid("state_dir", "must be a path");
         }
+        if self.audit_log.as_os_str().is_empty() {
+            return invalid("audit_log", "must be a path");
+        }
+        if self.socket_group.contains(['\0', '/', ':']) {
+            return invalid("socket_group", "is not a group name");
+        }
+        if let Err(reason) = Acl::compile(&self.publisher_acl) {
+            return invalid("publisher_acl", &reason);
+        }
         if self.publish_port != 0 && self.publish_port == self.ret_port {
             return invalid("ret_port", "must differ from publish_port");
         }
@@ -130,6 +157,16 @@ impl MasterConfig {
             return invalid("log_level", "is not a valid log filter");
         }
         Ok(())
+    }
+
+    /// Where the master's keys live: `state_dir/pki` (0700).
+    pub fn pki_dir(&self) -> PathBuf {
+        self.state_dir.join("pki")
+    }
+
+    /// The audit log's path: `audit_log`, under `state_dir` when relative.
+    pub fn audit_log_path(&self) -> PathBuf {
+        self.state_dir.join(&self.audit_log)
     }
 
     /// How long after its last message a minion still counts as connected.
@@ -164,5 +201,73 @@ mod tests {
         assert!(load_str("publish_port = \"many\"\n").is_err());
         assert!(load_str("tick_interval = \"0s\"\n").is_err());
         assert!(load_str("keep_jobs = \"soon\"\n").is_err());
+    }
+
+    #[test]
+    fn publisher_acl_as_arrays_of_tables_or_inline() {
+        let c = load_str(
+            r#"
+socket_group = "wheel"
+audit_log = "/var/log/brine/audit.log"
+
+[[publisher_acl.alice]]
+targets = ["web*"]
+functions = ["test.*", "cmd.run"]
+
+[[publisher_acl.alice]]
+targets = ["db?"]
+functions = ["test.ping"]
+
+[publisher_acl]
+Bob = [{ targets = ["*"], functions = ["*"] }]
+"first.last" = [{ targets = ["x"], functions = ["test.ping"] }]
+"#,
+        )
+        .unwrap();
+        assert_eq!(c.socket_group, "wheel");
+        assert_eq!(c.audit_log_path(), Path::new("/var/log/brine/audit.log"));
+        let users: Vec<&str> = c.publisher_acl.keys().map(String::as_str).collect();
+        // User names keep their case and dots.
+        assert_eq!(users, ["Bob", "alice", "first.last"]);
+        assert_eq!(
+            c.publisher_acl["alice"],
+            [
+                AclRule {
+                    targets: vec!["web*".into()],
+                    functions: vec!["test.*".into(), "cmd.run".into()],
+                },
+                AclRule {
+                    targets: vec!["db?".into()],
+                    functions: vec!["test.ping".into()],
+                },
+            ]
+        );
+        let acl = Acl::compile(&c.publisher_acl).unwrap();
+        acl.check_function("Bob", "sys.anything").unwrap();
+        acl.check_function("first.last", "test.ping").unwrap();
+    }
+
+    #[test]
+    fn audit_log_is_under_state_dir_by_default() {
+        let c = load_str("state_dir = \"/srv/brine\"\n").unwrap();
+        assert_eq!(c.audit_log_path(), Path::new("/srv/brine/audit.log"));
+        assert_eq!(c.socket_group, "brine");
+        assert!(c.publisher_acl.is_empty());
+    }
+
+    #[test]
+    fn bad_acl_rules_stop_start_up() {
+        for bad in [
+            "[[publisher_acl.alice]]\ntargets = []\nfunctions = [\"test.*\"]\n",
+            "[[publisher_acl.alice]]\ntargets = [\"[\"]\nfunctions = [\"test.*\"]\n",
+            "[[publisher_acl.alice]]\ntargets = [\"*\"]\n",
+            "[[publisher_acl.alice]]\ntargets = [\"*\"]\nfunctions = [\"*\"]\nhosts = []\n",
+            "publisher_acl = { alice = \"everything\" }\n",
+        ] {
+            let err = load_str(bad).expect_err(bad).to_string();
+            assert!(err.contains("publisher_acl"), "{bad}: {err}");
+        }
+        assert!(load_str("socket_group = \"a/b\"\n").is_err());
+        assert!(load_str("audit_log = \"\"\n").is_err());
     }
 }

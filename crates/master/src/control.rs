@@ -1,20 +1,26 @@
 //! The local control socket: how the CLI asks the master for things.
 //!
-//! A unix socket (never TCP), mode 0660. Each connection carries one
-//! [`ControlRequest`] and the master's stream of [`ControlEvent`]s (see
-//! `brine_proto::control` for the sequence). The caller's uid comes from the kernel
-//! (SO_PEERCRED) and is recorded on each job it publishes.
+//! A unix socket (never TCP), mode 0660, group `socket_group` (until the server runs it is
+//! 0600). Each connection carries one [`ControlRequest`] and the master's stream of
+//! [`ControlEvent`]s (see `brine_proto::control` for the sequence). The caller's uid, gid and
+//! pid come from the kernel (SO_PEERCRED); a connection whose credentials cannot be read is
+//! refused. What each caller may do is decided in [`crate::acl`]; every publish attempt and key
+//! command is written to the audit log ([`crate::audit`]).
 //!
-//! Publishing: compile the target, resolve it against the registry (the expected minions),
-//! write the job to the store, register it with the job hub, and only then publish it. A store
-//! failure answers `error storage` and publishes nothing.
+//! Publishing: compile the target, check the function against the caller's ACL, resolve the
+//! target against the registry (the expected minions), check every expected minion against the
+//! ACL, write the `allowed` audit line (no line, no job: fail closed), write the job to the
+//! store, register it with the job hub, and only then publish it. A store failure answers
+//! `error storage` and publishes nothing.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use brine_proto::control::{ControlError, ControlEvent, ControlRequest, PublishRequest};
+use brine_proto::control::{
+    ControlError, ControlEvent, ControlRequest, KeyCommand, PublishRequest,
+};
 use brine_proto::limits::MAX_FRAME_BYTES;
 use brine_proto::{decode, encode, now_ms, Job, Publication};
 use bytes::Bytes;
@@ -22,8 +28,10 @@ use futures::{SinkExt, StreamExt};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::Semaphore;
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
+use crate::acl::{Acl, Caller};
+use crate::audit::{self, AuditLog, Outcome, Record};
 use crate::jobs::JobEvent;
 use crate::{MasterError, Shared};
 
@@ -34,9 +42,22 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// The longest wait a client may ask for.
 const MAX_WAIT: Duration = Duration::from_secs(24 * 3600);
 
+/// The error code of a refusal by the authorization rules.
+const DENIED: ControlError = ControlError::Denied;
+
 type Connection = Framed<UnixStream, LengthDelimitedCodec>;
 
-/// Binds the control socket, replacing a stale socket file but never a live master's.
+/// What every control connection needs besides [`Shared`].
+#[derive(Debug)]
+struct Guard {
+    acl: Acl,
+    audit: Arc<AuditLog>,
+    /// The master's own (effective) uid: privileged like root.
+    master_uid: u32,
+}
+
+/// Binds the control socket, replacing a stale socket file but never a live master's. The
+/// socket is mode 0600 until [`serve`] gives it to `socket_group` and opens it to 0660.
 pub fn bind(path: &Path) -> Result<UnixListener, MasterError> {
     let err = |reason: String| MasterError::ControlSocket {
         path: path.to_path_buf(),
@@ -52,12 +73,53 @@ pub fn bind(path: &Path) -> Result<UnixListener, MasterError> {
         std::fs::remove_file(path).map_err(|e| err(format!("removing the stale socket: {e}")))?;
     }
     let listener = UnixListener::bind(path).map_err(|e| err(e.to_string()))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
         .map_err(|e| err(format!("setting its mode: {e}")))?;
     Ok(listener)
 }
 
+/// Gives the socket to `group` (when it names a group the master may give it to: else it keeps
+/// the master's own group, with a warning) and sets its mode to 0660.
+fn open_socket(path: &Path, group: &str) {
+    if !group.is_empty() {
+        match nix::unistd::Group::from_name(group) {
+            Ok(Some(found)) => {
+                if let Err(err) = std::os::unix::fs::chown(path, None, Some(found.gid.as_raw())) {
+                    warn!(group, cause = %err, "could not give the control socket to socket_group; it keeps the master's own group");
+                }
+            }
+            Ok(None) => {
+                warn!(
+                    group,
+                    "socket_group does not exist; the control socket keeps the master's own group"
+                );
+            }
+            Err(err) => {
+                warn!(group, cause = %err, "could not look up socket_group; the control socket keeps the master's own group");
+            }
+        }
+    }
+    if let Err(err) = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660)) {
+        error!(socket = %path.display(), cause = %err, "could not set the control socket's mode to 0660; only the master's user and root can use it");
+    }
+}
+
 pub async fn serve(shared: Arc<Shared>, listener: UnixListener) {
+    let acl = Acl::compile(&shared.config.publisher_acl).unwrap_or_else(|reason| {
+        // The configuration was validated; should this still fail, nobody gets anything.
+        error!(%reason, "publisher_acl does not compile; only root and the master's user may publish");
+        Acl::default()
+    });
+    let audit = AuditLog::new(shared.config.audit_log_path());
+    if let Err(err) = audit.touch() {
+        error!(path = %audit.path().display(), cause = %err, "cannot write the audit log; every publish and key change is refused until it can be written");
+    }
+    let guard = Arc::new(Guard {
+        acl,
+        audit,
+        master_uid: nix::unistd::geteuid().as_raw(),
+    });
+    open_socket(&shared.config.socket, &shared.config.socket_group);
     let slots = Arc::new(Semaphore::new(MAX_CLIENTS));
     loop {
         let permit = tokio::select! {
@@ -75,32 +137,77 @@ pub async fn serve(shared: Arc<Shared>, listener: UnixListener) {
             },
         };
         let shared = Arc::clone(&shared);
+        let guard = Arc::clone(&guard);
         shared.tasks.clone().spawn(async move {
             let _permit = permit;
-            let user = caller(&stream);
+            let caller = caller(&stream);
             let mut conn = Framed::new(
                 stream,
                 LengthDelimitedCodec::builder()
                     .max_frame_length(MAX_FRAME_BYTES)
                     .new_codec(),
             );
-            if let Err(err) = serve_client(&shared, &mut conn, user).await {
+            let served = match caller {
+                Ok(caller) => serve_client(&shared, &guard, &mut conn, caller).await,
+                Err(err) => {
+                    warn!(cause = %err, "refused a control connection: its credentials cannot be read");
+                    send_error(&mut conn, DENIED, "the master cannot tell who you are").await
+                }
+            };
+            if let Err(err) = served {
                 debug!(cause = %err, "control client went away");
             }
         });
     }
 }
 
-/// The caller's user name (or uid) from the kernel's peer credentials.
-fn caller(stream: &UnixStream) -> String {
-    match stream.peer_cred() {
-        Ok(cred) => nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(cred.uid()))
-            .ok()
-            .flatten()
-            .map(|u| u.name)
-            .unwrap_or_else(|| format!("uid:{}", cred.uid())),
-        Err(_) => "unknown".into(),
+/// Who is calling, from the kernel's peer credentials; the user name is `uid:<n>` when the
+/// uid has none.
+fn caller(stream: &UnixStream) -> std::io::Result<Caller> {
+    let cred = stream.peer_cred()?;
+    let user = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(cred.uid()))
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+        .unwrap_or_else(|| format!("uid:{}", cred.uid()));
+    Ok(Caller {
+        uid: cred.uid(),
+        gid: cred.gid(),
+        pid: cred.pid(),
+        user,
+    })
+}
+
+/// Writes a line for a request that is refused or failed anyway: a failure is only logged.
+async fn audit_best_effort(guard: &Guard, record: Record) {
+    if let Err(err) = guard.audit.write(&record).await {
+        error!(path = %guard.audit.path().display(), cause = %err, outcome = ?record.outcome, "could not write the audit log");
     }
+}
+
+/// Writes the `allowed` line that must exist before the request is carried out.
+async fn audit_required(guard: &Guard, record: Record) -> Result<(), String> {
+    guard.audit.write(&record).await.map_err(|err| {
+        error!(path = %guard.audit.path().display(), cause = %err, "could not write the audit log; the request is refused");
+        format!("the master could not write its audit log, so nothing was done: {err}")
+    })
+}
+
+/// Logs, audits and answers a refusal by the authorization rules.
+async fn deny(
+    guard: &Guard,
+    conn: &mut Connection,
+    caller: &Caller,
+    request: audit::Request,
+    reason: String,
+) -> std::io::Result<()> {
+    warn!(uid = caller.uid, gid = caller.gid, pid = ?caller.pid, user = %caller.user, request = %request.summary(), %reason, "control request denied");
+    audit_best_effort(
+        guard,
+        Record::new(caller, request, Outcome::Denied).because(&reason),
+    )
+    .await;
+    send_error(conn, DENIED, reason.to_string()).await
 }
 
 async fn send(conn: &mut Connection, event: &ControlEvent) -> std::io::Result<()> {
@@ -124,8 +231,9 @@ async fn send_error(
 
 async fn serve_client(
     shared: &Arc<Shared>,
+    guard: &Guard,
     conn: &mut Connection,
-    user: String,
+    caller: Caller,
 ) -> std::io::Result<()> {
     let frame = match tokio::time::timeout(REQUEST_TIMEOUT, conn.next()).await {
         Ok(Some(frame)) => frame?,
@@ -137,7 +245,9 @@ async fn serve_client(
         Err(err) => return send_error(conn, ControlError::BadRequest, err.to_string()).await,
     };
     match request {
-        ControlRequest::Publish(publish) => serve_publish(shared, conn, publish, user).await,
+        ControlRequest::Publish(publish) => {
+            serve_publish(shared, guard, conn, publish, caller).await
+        }
         ControlRequest::LookupJob { jid, wait } => {
             // Subscribe before reading the record, so nothing falls between the two.
             let events = if wait { shared.jobs.watch(&jid) } else { None };
@@ -166,24 +276,77 @@ async fn serve_client(
             let minions = shared.registry.snapshot();
             send(conn, &ControlEvent::Minions { minions }).await
         }
+        ControlRequest::Keys(command) => serve_keys(shared, guard, conn, command, caller).await,
     }
+}
+
+/// `brine-key`: root and the master's user only. Every command but `list` is audited first
+/// (fail closed); every refusal is audited.
+async fn serve_keys(
+    shared: &Arc<Shared>,
+    guard: &Guard,
+    conn: &mut Connection,
+    command: KeyCommand,
+    caller: Caller,
+) -> std::io::Result<()> {
+    let request = audit::Request::keys(&command);
+    if !caller.is_privileged(guard.master_uid) {
+        let reason = format!(
+            "user {} may not manage keys (only root and the master's user may)",
+            caller.user
+        );
+        return deny(guard, conn, &caller, request, reason).await;
+    }
+    if !matches!(command, KeyCommand::List {}) {
+        if let Err(message) =
+            audit_required(guard, Record::new(&caller, request, Outcome::Allowed)).await
+        {
+            return send_error(conn, ControlError::Storage, message).await;
+        }
+    }
+    let answer = crate::keyring::command(shared, command).await;
+    send(conn, &answer).await
 }
 
 async fn serve_publish(
     shared: &Arc<Shared>,
+    guard: &Guard,
     conn: &mut Connection,
     request: PublishRequest,
-    user: String,
+    caller: Caller,
 ) -> std::io::Result<()> {
+    let mut audited =
+        audit::Request::publish(&request.target, &request.fun, &request.arg, &request.kwarg);
+    let record = |audited: &audit::Request, outcome| Record::new(&caller, audited.clone(), outcome);
+    let invalid = |reason: String| {
+        let line = record(&audited, Outcome::Invalid).because(&reason);
+        async move {
+            audit_best_effort(guard, line).await;
+            reason
+        }
+    };
     let matcher = match request.target.compile() {
         Ok(matcher) => matcher,
-        Err(err) => return send_error(conn, ControlError::BadRequest, err.to_string()).await,
+        Err(err) => {
+            let reason = invalid(err.to_string()).await;
+            return send_error(conn, ControlError::BadRequest, reason).await;
+        }
     };
     if let Err(reason) = check_function_name(&request.fun) {
+        let reason = invalid(reason).await;
         return send_error(conn, ControlError::BadRequest, reason).await;
     }
+    let privileged = caller.is_privileged(guard.master_uid);
+    // The function first: a caller who may not run it learns nothing about the minions.
+    if !privileged {
+        if let Err(reason) = guard.acl.check_function(&caller.user, &request.fun) {
+            return deny(guard, conn, &caller, audited, reason).await;
+        }
+    }
     let minions = shared.registry.matching(&matcher);
+    audited.resolved(minions.len());
     if minions.is_empty() {
+        audit_best_effort(guard, record(&audited, Outcome::NoMinions)).await;
         return send_error(
             conn,
             ControlError::NoMinions,
@@ -191,11 +354,22 @@ async fn serve_publish(
         )
         .await;
     }
+    if !privileged {
+        if let Err(reason) = guard.acl.check(&caller.user, &request.fun, &minions) {
+            return deny(guard, conn, &caller, audited, reason).await;
+        }
+    }
     let wait = Duration::from_millis(request.timeout_ms).min(MAX_WAIT);
     let published_ms = now_ms();
     let deadline_ms = published_ms + wait.as_millis() as u64;
+    let jid = shared.jobs.mint_jid();
+    audited.minted(&jid);
+    // No audit line, no job.
+    if let Err(message) = audit_required(guard, record(&audited, Outcome::Allowed)).await {
+        return send_error(conn, ControlError::Storage, message).await;
+    }
     let job = Job {
-        jid: shared.jobs.mint_jid(),
+        jid,
         target: request.target,
         fun: request.fun,
         arg: request.arg,
@@ -203,7 +377,7 @@ async fn serve_publish(
         timeout_ms: shared.config.job_timeout.as_millis() as u64,
         expires_ms: deadline_ms,
         master_time_ms: published_ms,
-        user,
+        user: caller.user.clone(),
     };
     let (stored_job, expected) = (job.clone(), minions.clone());
     if let Err(err) = shared
@@ -212,6 +386,11 @@ async fn serve_publish(
         .await
     {
         warn!(cause = %err, "could not store a job; nothing published");
+        audit_best_effort(
+            guard,
+            record(&audited, Outcome::Failed).because(format!("storing the job: {err}")),
+        )
+        .await;
         return send_error(
             conn,
             ControlError::Storage,
@@ -222,9 +401,14 @@ async fn serve_publish(
     shared.jobs.open(&job.jid, minions.iter().cloned(), []);
     let events = request.wait.then(|| shared.jobs.watch(&job.jid)).flatten();
     shared.track_deadline(job.jid.clone(), deadline_ms);
-    info!(jid = %job.jid, fun = %job.fun, target = %job.target, user = %job.user, minions = minions.len(), "job published");
+    info!(jid = %job.jid, fun = %job.fun, target = %job.target, user = %job.user, uid = caller.uid, minions = minions.len(), "job published");
     let jid = job.jid.clone();
     if shared.publisher.send(Publication::Job(job)).await.is_err() {
+        audit_best_effort(
+            guard,
+            record(&audited, Outcome::Failed).because("the master is stopping"),
+        )
+        .await;
         return send_error(conn, ControlError::ShuttingDown, "the master is stopping").await;
     }
     send(

@@ -9,19 +9,25 @@
 //! - [`control`]: the unix socket; one task per CLI connection.
 //! - the job timers ([`Shared::track_deadline`]) and the pruner.
 
+pub mod acl;
+pub mod audit;
 pub mod config;
 pub mod control;
 pub mod jobs;
+pub mod keyring;
 pub mod publish;
 pub mod registry;
 pub mod rep;
+pub mod sessions;
 pub mod store;
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
+
+use brine_crypto::{GroupKey, KeyError, MasterKeys};
 
 use brine_proto::{now_ms, Jid, Publication};
 use tokio::sync::mpsc;
@@ -33,6 +39,7 @@ use zeromq::{PubSocket, RepSocket, Socket};
 pub use config::MasterConfig;
 use jobs::JobHub;
 use registry::Registry;
+use sessions::Sessions;
 use store::{Store, StoreError, StoreHandle};
 
 /// Why the master could not start or stopped with an error.
@@ -53,6 +60,8 @@ pub enum MasterError {
     },
     #[error("control socket {path}: {reason}")]
     ControlSocket { path: PathBuf, reason: String },
+    #[error("master keys: {0}")]
+    Keys(#[from] KeyError),
 }
 
 /// State shared by the master's tasks.
@@ -65,9 +74,44 @@ pub struct Shared {
     pub publisher: mpsc::Sender<Publication>,
     pub cancel: CancellationToken,
     pub tasks: TaskTracker,
+    /// The master's identity: Noise static key and publication signing key.
+    pub keys: MasterKeys,
+    group: RwLock<Arc<GroupKey>>,
+    sessions: Mutex<Sessions>,
 }
 
 impl Shared {
+    /// The minions' Noise sessions.
+    pub fn sessions(&self) -> MutexGuard<'_, Sessions> {
+        self.sessions.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The group key publications are sealed with now.
+    pub fn group_key(&self) -> Arc<GroupKey> {
+        Arc::clone(&self.group.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Replaces the group key with a new epoch (stored first): a minion that has been rejected
+    /// or deleted cannot read what is published from now on. Accepted minions fetch the new
+    /// key over their session when they see its epoch.
+    pub async fn rotate_group_key(&self) -> Result<(), StoreError> {
+        let next = GroupKey::generate(self.group_key().epoch() + 1);
+        let (epoch, key) = (next.epoch(), next.key_bytes());
+        self.store
+            .call(move |s| s.put_group_key(epoch, &key, now_ms()))
+            .await?;
+        *self.group.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(next);
+        info!(epoch, "group key rotated");
+        Ok(())
+    }
+
+    /// Ends every trace of `id` in the running master: sessions and liveness. Its key state
+    /// and job records stay in the store.
+    pub fn disconnect(&self, id: &brine_proto::MinionId) {
+        self.sessions().end(id);
+        self.registry.forget(id);
+    }
+
     /// Ends `jid` at its deadline (or at once when the deadline has passed).
     pub fn track_deadline(self: &Arc<Self>, jid: Jid, deadline_ms: u64) {
         let shared = Arc::clone(self);
@@ -144,8 +188,20 @@ fn listen(addr: SocketAddr, what: &'static str) -> Result<std::net::TcpListener,
 impl Master {
     /// Opens the store and binds every socket.
     pub async fn bind(config: MasterConfig) -> Result<Self, MasterError> {
-        let store = Store::open(&config.state_dir)?;
+        let keys = MasterKeys::load_or_create(&config.pki_dir())?;
+        let mut store = Store::open(&config.state_dir)?;
         let known = store.minions()?;
+        let stored = store
+            .group_key()?
+            .and_then(|(epoch, bytes)| Some((epoch, <[u8; 32]>::try_from(bytes.as_slice()).ok()?)));
+        let group = match stored {
+            Some((epoch, key)) => GroupKey::from_bytes(epoch, key),
+            None => {
+                let group = GroupKey::generate(1);
+                store.put_group_key(group.epoch(), &group.key_bytes(), now_ms())?;
+                group
+            }
+        };
         let store = StoreHandle::new(store);
 
         let publish = listen(
@@ -194,6 +250,9 @@ impl Master {
             publisher,
             cancel: CancellationToken::new(),
             tasks: TaskTracker::new(),
+            keys,
+            group: RwLock::new(Arc::new(group)),
+            sessions: Mutex::new(Sessions::default()),
         });
         Ok(Self {
             shared,
@@ -216,6 +275,11 @@ impl Master {
         self.ret_addr
     }
 
+    /// The fingerprint minions pin (`master_fingerprint`).
+    pub fn fingerprint(&self) -> brine_crypto::Fingerprint {
+        self.shared.keys.fingerprint()
+    }
+
     /// Serves until `shutdown` resolves, then stops accepting, lets in-flight work finish for
     /// up to `shutdown_grace`, and returns.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), MasterError> {
@@ -228,16 +292,13 @@ impl Master {
             publish_addr,
             ret_addr,
         } = self;
-        info!(%publish_addr, %ret_addr, socket = %shared.config.socket.display(), "brine-master serving");
+        info!(%publish_addr, %ret_addr, socket = %shared.config.socket.display(), fingerprint = %shared.keys.fingerprint(), "brine-master serving");
 
         resume_open_jobs(&shared).await?;
 
-        shared.tasks.spawn(publish::run(
-            pub_socket,
-            publish_rx,
-            shared.config.tick_interval,
-            shared.cancel.clone(),
-        ));
+        shared
+            .tasks
+            .spawn(publish::run(Arc::clone(&shared), pub_socket, publish_rx));
         shared
             .tasks
             .spawn(rep::run(Arc::clone(&shared), rep_socket));
@@ -261,6 +322,9 @@ impl Master {
         Ok(())
     }
 }
+
+/// How long one group key is used before the daily rotation replaces it.
+const GROUP_KEY_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 
 /// Binds and runs a master until `shutdown` resolves.
 pub async fn run(
@@ -299,13 +363,20 @@ async fn resume_open_jobs(shared: &Arc<Shared>) -> Result<(), MasterError> {
     Ok(())
 }
 
-/// Deletes jobs older than `keep_jobs`, once a minute.
+/// Once a minute, deletes jobs older than `keep_jobs`; once a day, rotates the group key.
 async fn prune(shared: Arc<Shared>) {
     let mut every = tokio::time::interval(Duration::from_secs(60));
+    let mut rotated = tokio::time::Instant::now();
     loop {
         tokio::select! {
             _ = every.tick() => {}
             _ = shared.cancel.cancelled() => return,
+        }
+        if rotated.elapsed() >= GROUP_KEY_LIFETIME {
+            match shared.rotate_group_key().await {
+                Ok(()) => rotated = tokio::time::Instant::now(),
+                Err(err) => warn!(cause = %err, "rotating the group key failed"),
+            }
         }
         let cutoff = now_ms().saturating_sub(shared.config.keep_jobs.as_millis() as u64);
         match shared.store.call(move |s| s.prune(cutoff)).await {

@@ -1,24 +1,32 @@
 //! The PUB side: one task owns the PUB socket and sends, in order, every publication handed to
 //! it and a heartbeat tick every `tick_interval`.
 //!
+//! Every publication is sealed with the current group key (so only accepted minions can read
+//! it) and signed with the master's Ed25519 key; the signed header carries the group key's
+//! epoch, the expiry and the jid in the clear, so a minion can refuse a stale, forged or
+//! already executed job before it decrypts anything.
+//!
 //! PUB never waits for subscribers and drops what a slow or absent one misses; nothing relies
 //! on a publication arriving (minions catch up over REQ), so a failed send is only logged.
 
-use std::time::Duration;
+use std::sync::Arc;
 
-use brine_proto::msg::Tick;
-use brine_proto::{encode_envelope, now_ms, Publication};
+use brine_proto::codec::BodyKind;
+use brine_proto::msg::{PublicationHeader, SignedPublication, Tick, PUBLICATION_AAD};
+use brine_proto::{encode, now_ms, Envelope, Publication};
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 use zeromq::{PubSocket, SocketSend, ZmqMessage};
 
+use crate::Shared;
+
 pub async fn run(
+    shared: Arc<Shared>,
     mut socket: PubSocket,
     mut publications: mpsc::Receiver<Publication>,
-    tick_interval: Duration,
-    cancel: CancellationToken,
 ) {
+    let tick_interval = shared.config.tick_interval;
+    let cancel = shared.cancel.clone();
     let mut ticks = tokio::time::interval(tick_interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut seq = 0u64;
@@ -38,9 +46,35 @@ pub async fn run(
         if let Publication::Job(job) = &publication {
             debug!(jid = %job.jid, fun = %job.fun, "publishing");
         }
-        let message = ZmqMessage::from(encode_envelope(&publication));
+        let message = ZmqMessage::from(seal(&shared, &publication));
         if let Err(err) = socket.send(message).await {
             warn!(cause = %err, "publish failed");
         }
     }
+}
+
+/// Seals `publication` with the group key and signs it: the bytes of one PUB message.
+pub fn seal(shared: &Shared, publication: &Publication) -> Vec<u8> {
+    let now = now_ms();
+    let (jid, expires_ms) = match publication {
+        Publication::Job(job) => (Some(job.jid.clone()), job.expires_ms),
+        Publication::Tick(tick) => (None, now + 3 * tick.tick_interval_ms),
+    };
+    let group = shared.group_key();
+    let (nonce, ciphertext) = group.encrypt(&encode(publication), PUBLICATION_AAD);
+    let header = encode(&PublicationHeader {
+        group_epoch: group.epoch(),
+        jid,
+        expires_ms,
+        master_time_ms: now,
+        nonce: nonce.to_vec(),
+        ciphertext,
+    });
+    let sig = shared.keys.sign(&header).to_vec();
+    Envelope::new(
+        BodyKind::Signed,
+        None,
+        encode(&SignedPublication { header, sig }),
+    )
+    .to_bytes()
 }

@@ -90,6 +90,16 @@ impl Registry {
         }
     }
 
+    /// Whether the minion is registered (its key accepted and it has said hello at some time).
+    pub fn is_known(&self, id: &MinionId) -> bool {
+        self.lock().contains_key(id)
+    }
+
+    /// Forgets a minion whose key was rejected or deleted: it is expected by no new job.
+    pub fn forget(&self, id: &MinionId) {
+        self.lock().remove(id);
+    }
+
     pub fn is_connected(&self, id: &MinionId) -> bool {
         self.lock()
             .get(id)

@@ -1,23 +1,34 @@
 //! The REP side: minion requests, answered one at a time.
 //!
-//! Each request is decoded (bounded, see `brine_proto::limits`), handled with at most one short
-//! store transaction, and answered with exactly one reply, even when it was malformed, so that
-//! no minion's REQ socket is left waiting. Nothing a peer sends stops this loop: a broken
-//! request or a failed send is logged and the loop goes on.
+//! Each request is an envelope (bounded decoding, see `brine_proto::limits`) of one of three
+//! kinds, and every one gets exactly one answer, even when it is malformed, so that no
+//! minion's REQ socket is left waiting. Nothing a peer sends stops this loop.
+//!
+//! - `plain`: only `master_keys` (the master's public keys, for pinning); anything else is
+//!   refused: nothing acts before authentication.
+//! - `handshake`: Noise IK msg1 carrying `hello`. The master authenticates the minion's static
+//!   key and looks it up: a new id's key becomes pending (or accepted with `auto_accept`), a
+//!   second key for a known id is denied. An accepted key gets `welcome` (session id, group
+//!   key) in msg2 and a session; the others get `not_accepted` or `rejected`.
+//! - `sealed`: a request in a session. The id the request names must be the session's id.
 //!
 //! | request   | effect                                        | reply                 |
 //! |-----------|-----------------------------------------------|-----------------------|
-//! | hello     | registry + store: known and connected         | welcome               |
 //! | keepalive | liveness refreshed                            | ok                    |
 //! | pending   | live jobs that expect it and lack its return  | jobs                  |
 //! | receipt   | the job is running there                      | ok                    |
 //! | return    | stored once per (jid, minion); watchers told  | ok (also for resends) |
+//! | group_key | the current group key                         | group_key             |
 //! | goodbye   | not connected from now on                     | ok                    |
+//!
+//! Each request needs at most one short store transaction; ending a job runs in its own task.
 
 use std::sync::Arc;
 
+use brine_proto::codec::BodyKind;
+use brine_proto::control::KeyState;
 use brine_proto::msg::ReplyError;
-use brine_proto::{decode_envelope, encode_envelope, now_ms, MasterReply, MinionRequest};
+use brine_proto::{decode, encode, now_ms, Envelope, MasterReply, MinionId, MinionRequest};
 use tracing::{debug, info, warn};
 use zeromq::{RepSocket, SocketRecv, SocketSend, ZmqMessage};
 
@@ -37,65 +48,231 @@ pub async fn run(shared: Arc<Shared>, mut socket: RepSocket) {
                 continue;
             }
         };
-        let reply = if message.len() != 1 {
-            malformed(format!("expected 1 frame, got {}", message.len()))
+        let answer = if message.len() != 1 {
+            plain(&error(
+                ReplyError::Malformed,
+                format!("expected 1 frame, got {}", message.len()),
+            ))
         } else {
-            match decode_envelope::<MinionRequest>(&message.into_vec()[0]) {
-                Ok(request) => handle(&shared, request).await,
-                Err(err) => {
-                    debug!(cause = %err, "malformed request");
-                    malformed(err.to_string())
-                }
-            }
+            let frame = message.into_vec().swap_remove(0);
+            answer(&shared, &frame).await
         };
-        if let Err(err) = socket.send(ZmqMessage::from(encode_envelope(&reply))).await {
+        if let Err(err) = socket.send(ZmqMessage::from(answer)).await {
             debug!(cause = %err, "could not answer a minion");
         }
     }
 }
 
-fn malformed(message: String) -> MasterReply {
+fn error(code: ReplyError, message: impl Into<String>) -> MasterReply {
     MasterReply::Error {
-        code: ReplyError::Malformed,
-        message,
+        code,
+        message: message.into(),
     }
 }
 
-fn unavailable(err: impl std::fmt::Display) -> MasterReply {
-    warn!(cause = %err, "job store unavailable");
-    MasterReply::Error {
-        code: ReplyError::Unavailable,
-        message: "the master cannot store this now; try again".into(),
-    }
+/// A reply outside any session.
+fn plain(reply: &MasterReply) -> Vec<u8> {
+    Envelope::new(BodyKind::Plain, None, encode(reply)).to_bytes()
 }
 
-async fn handle(shared: &Arc<Shared>, request: MinionRequest) -> MasterReply {
-    let id = request.minion_id().clone();
-    if let MinionRequest::Hello { version, .. } = &request {
-        let (key, version_) = (id.clone(), version.clone());
-        if let Err(err) = shared
-            .store
-            .call(move |s| s.upsert_minion(&key, &version_, now_ms()))
-            .await
-        {
-            return unavailable(err);
+async fn answer(shared: &Arc<Shared>, frame: &[u8]) -> Vec<u8> {
+    let envelope = match Envelope::from_bytes(frame) {
+        Ok(envelope) => envelope,
+        Err(err) => {
+            debug!(cause = %err, "malformed envelope");
+            return plain(&error(ReplyError::Malformed, err.to_string()));
         }
-        shared.registry.hello(&id, version);
-        info!(minion = %id, %version, "minion connected");
-        return MasterReply::Welcome {
-            master_time_ms: now_ms(),
-            keepalive_interval_ms: shared.config.keepalive_interval.as_millis() as u64,
-            tick_interval_ms: shared.config.tick_interval.as_millis() as u64,
-        };
+    };
+    match envelope.kind {
+        BodyKind::Plain => match decode::<MinionRequest>(&envelope.body) {
+            Ok(MinionRequest::MasterKeys {}) => {
+                let public = shared.keys.public();
+                plain(&MasterReply::MasterKeys {
+                    noise: public.noise.to_vec(),
+                    sign: public.sign.to_vec(),
+                })
+            }
+            Ok(_) => plain(&error(
+                ReplyError::Malformed,
+                "only master_keys may be sent before the handshake",
+            )),
+            Err(err) => plain(&error(ReplyError::Malformed, err.to_string())),
+        },
+        BodyKind::Handshake => handshake(shared, &envelope.body).await,
+        BodyKind::Sealed => match envelope.session {
+            Some(sid) => sealed(shared, sid, &envelope.body).await,
+            None => plain(&error(
+                ReplyError::Malformed,
+                "a sealed request needs a session",
+            )),
+        },
+        BodyKind::Signed => plain(&error(
+            ReplyError::Malformed,
+            "signed envelopes are for publications",
+        )),
     }
+}
+
+/// Authenticates a minion's key and, for an accepted key, opens a session.
+async fn handshake(shared: &Arc<Shared>, msg1: &[u8]) -> Vec<u8> {
+    let responder = match brine_crypto::respond(&shared.keys, msg1) {
+        Ok(responder) => responder,
+        Err(err) => {
+            debug!(cause = %err, "handshake failed");
+            return plain(&error(ReplyError::Malformed, "handshake failed"));
+        }
+    };
+    let (id, version) = match decode::<MinionRequest>(responder.payload()) {
+        Ok(MinionRequest::Hello { id, version, .. }) => (id, version),
+        Ok(_) => return plain(&error(ReplyError::Malformed, "a handshake carries hello")),
+        Err(err) => return plain(&error(ReplyError::Malformed, err.to_string())),
+    };
+    let public = responder.remote_static();
+    let fingerprint = brine_crypto::fingerprint(&public).to_string();
+    let state = {
+        let (key_id, fp, auto) = (id.clone(), fingerprint.clone(), shared.config.auto_accept);
+        shared
+            .store
+            .call(move |s| s.register_key(&key_id, &public, &fp, auto, now_ms()))
+            .await
+    };
+    let sid = shared.sessions().fresh_sid();
+    let reply = match state {
+        Ok(KeyState::Accepted) => welcome(shared, &id, &version, sid).await,
+        Ok(KeyState::Pending) => {
+            info!(minion = %id, %fingerprint, "key pending: accept it with `brine-key accept {id}`");
+            error(
+                ReplyError::NotAccepted,
+                format!("the key of {id} ({fingerprint}) is pending on the master"),
+            )
+        }
+        Ok(state @ (KeyState::Rejected | KeyState::Denied)) => {
+            warn!(minion = %id, %fingerprint, ?state, "refused a minion key");
+            error(
+                ReplyError::Rejected,
+                format!("the key of {id} ({fingerprint}) is {state:?} on the master"),
+            )
+        }
+        Err(err) => {
+            warn!(cause = %err, "job store unavailable");
+            error(ReplyError::Unavailable, "the master cannot record keys now")
+        }
+    };
+    let welcomed = matches!(reply, MasterReply::Welcome { .. });
+    match responder.accept(&encode(&reply)) {
+        Ok((session, msg2)) => {
+            if welcomed {
+                shared.sessions().insert(sid, id, session);
+            }
+            Envelope::new(BodyKind::Handshake, None, msg2).to_bytes()
+        }
+        Err(err) => {
+            debug!(cause = %err, "could not finish a handshake");
+            plain(&error(ReplyError::Malformed, "handshake failed"))
+        }
+    }
+}
+
+/// Registers an accepted minion as connected and builds its welcome.
+async fn welcome(shared: &Arc<Shared>, id: &MinionId, version: &str, sid: u64) -> MasterReply {
+    let (key, version_) = (id.clone(), version.to_string());
+    if let Err(err) = shared
+        .store
+        .call(move |s| s.upsert_minion(&key, &version_, now_ms()))
+        .await
+    {
+        warn!(cause = %err, "job store unavailable");
+        return error(
+            ReplyError::Unavailable,
+            "the master cannot record minions now",
+        );
+    }
+    shared.registry.hello(id, version);
+    info!(minion = %id, %version, "minion connected");
+    let group = shared.group_key();
+    MasterReply::Welcome {
+        session: sid,
+        master_time_ms: now_ms(),
+        keepalive_interval_ms: shared.config.keepalive_interval.as_millis() as u64,
+        tick_interval_ms: shared.config.tick_interval.as_millis() as u64,
+        group_epoch: group.epoch(),
+        group_key: group.key_bytes().to_vec(),
+    }
+}
+
+/// Opens a request in its session, handles it, and seals the answer.
+async fn sealed(shared: &Arc<Shared>, sid: u64, body: &[u8]) -> Vec<u8> {
+    let Some(mut entry) = shared.sessions().take(sid) else {
+        return plain(&error(
+            ReplyError::NoSession,
+            "no such session: handshake again",
+        ));
+    };
+    let plaintext = match entry.noise.open(body) {
+        Ok(plaintext) => plaintext,
+        Err(err) => {
+            // Altered, replayed or forged by someone who saw the session id: a failed open
+            // leaves the session as it was, so the real minion carries on.
+            debug!(minion = %entry.id, cause = %err, "a sealed request did not open");
+            shared.sessions().put_back(sid, entry);
+            return plain(&error(
+                ReplyError::Malformed,
+                "the sealed request did not open",
+            ));
+        }
+    };
+    let reply = match decode::<MinionRequest>(&plaintext) {
+        Err(err) => error(ReplyError::Malformed, err.to_string()),
+        Ok(request) if request.minion_id() != Some(&entry.id) => {
+            warn!(minion = %entry.id, named = ?request.minion_id(), "a minion spoke for another id");
+            error(
+                ReplyError::Refused,
+                format!("this session belongs to {}", entry.id),
+            )
+        }
+        Ok(request) => handle(shared, request).await,
+    };
+    let answer = match entry.noise.seal(&encode(&reply)) {
+        Ok(sealed) => Envelope::new(BodyKind::Sealed, Some(sid), sealed).to_bytes(),
+        Err(err) => {
+            warn!(minion = %entry.id, cause = %err, "could not seal an answer");
+            return plain(&error(ReplyError::NoSession, "handshake again"));
+        }
+    };
+    // A key rejected or deleted while the request was handled ends the session here.
+    if shared.registry.is_known(&entry.id) {
+        shared.sessions().put_back(sid, entry);
+    }
+    answer
+}
+
+/// Handles a request of an authenticated minion.
+async fn handle(shared: &Arc<Shared>, request: MinionRequest) -> MasterReply {
+    let Some(id) = request.minion_id().cloned() else {
+        return error(
+            ReplyError::Malformed,
+            "master_keys is not a session request",
+        );
+    };
     if !shared.registry.seen(&id) {
-        return MasterReply::Error {
-            code: ReplyError::UnknownMinion,
-            message: format!("unknown minion {id}: say hello first"),
-        };
+        return error(
+            ReplyError::NoSession,
+            format!("{id} is not registered: handshake again"),
+        );
     }
     match request {
-        MinionRequest::Hello { .. } | MinionRequest::Keepalive { .. } => MasterReply::Ok {},
+        MinionRequest::MasterKeys {} | MinionRequest::Hello { .. } => error(
+            ReplyError::Malformed,
+            "hello and master_keys are not session requests",
+        ),
+        MinionRequest::Keepalive { .. } => MasterReply::Ok {},
+        MinionRequest::GroupKey { .. } => {
+            let group = shared.group_key();
+            MasterReply::GroupKey {
+                epoch: group.epoch(),
+                key: group.key_bytes().to_vec(),
+            }
+        }
         MinionRequest::Goodbye { .. } => {
             shared.registry.goodbye(&id);
             info!(minion = %id, "minion said goodbye");
@@ -119,7 +296,10 @@ async fn handle(shared: &Arc<Shared>, request: MinionRequest) -> MasterReply {
                 .await
             {
                 Ok(true) => MasterReply::Ok {},
-                Ok(false) => refused(format!("job {jid} does not expect this minion")),
+                Ok(false) => error(
+                    ReplyError::Refused,
+                    format!("job {jid} does not expect this minion"),
+                ),
                 Err(err) => unavailable(err),
             }
         }
@@ -146,19 +326,23 @@ async fn handle(shared: &Arc<Shared>, request: MinionRequest) -> MasterReply {
                     MasterReply::Ok {}
                 }
                 Ok(ReturnOutcome::Duplicate) => MasterReply::Ok {},
-                Ok(ReturnOutcome::NotExpected) => refused(format!(
-                    "job {} does not exist or does not expect this minion",
-                    ret.jid
-                )),
+                Ok(ReturnOutcome::NotExpected) => error(
+                    ReplyError::Refused,
+                    format!(
+                        "job {} does not exist or does not expect this minion",
+                        ret.jid
+                    ),
+                ),
                 Err(err) => unavailable(err),
             }
         }
     }
 }
 
-fn refused(message: String) -> MasterReply {
-    MasterReply::Error {
-        code: ReplyError::Refused,
-        message,
-    }
+fn unavailable(err: impl std::fmt::Display) -> MasterReply {
+    warn!(cause = %err, "job store unavailable");
+    error(
+        ReplyError::Unavailable,
+        "the master cannot store this now; try again",
+    )
 }

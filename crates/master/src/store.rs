@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use brine_proto::control::{JobReport, JobSummary, MinionOutcome, MinionState};
+use brine_proto::control::{JobReport, JobSummary, KeyInfo, KeyState, MinionOutcome, MinionState};
 use brine_proto::{decode, encode, Jid, Job, JobReturn, Map, MinionId, Target, Value};
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -95,6 +95,19 @@ CREATE TABLE IF NOT EXISTS minions (
     first_seen_ms INTEGER NOT NULL,
     last_seen_ms INTEGER NOT NULL,
     version TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS keys (
+    id TEXT NOT NULL,
+    public BLOB NOT NULL,
+    state TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    first_seen_ms INTEGER NOT NULL,
+    PRIMARY KEY (id, public)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS group_keys (
+    epoch INTEGER PRIMARY KEY,
+    key BLOB NOT NULL,
+    created_ms INTEGER NOT NULL
 );
 ";
 
@@ -466,6 +479,164 @@ impl Store {
     }
 }
 
+/// The keys part of the store: minion keys by state, and the group key's epochs.
+impl Store {
+    /// Records the key a minion presented and returns the state of that key: a new id gets
+    /// `pending` (or `accepted` with auto-accept); a second key for an id that has one is
+    /// `denied` and never replaces the first.
+    pub fn register_key(
+        &mut self,
+        id: &MinionId,
+        public: &[u8],
+        fingerprint: &str,
+        auto_accept: bool,
+        now_ms: u64,
+    ) -> Result<KeyState, StoreError> {
+        let tx = self.conn.transaction()?;
+        let rows: Vec<(Vec<u8>, String)> = {
+            let mut stmt = tx.prepare("SELECT public, state FROM keys WHERE id = ?1")?;
+            let rows =
+                stmt.query_map(params![id.as_str()], |row| Ok((row.get(0)?, row.get(1)?)))?;
+            rows.collect::<Result<_, _>>()?
+        };
+        if let Some((_, state)) = rows.iter().find(|(key, _)| key.as_slice() == public) {
+            return parse_key_state(state).ok_or_else(|| StoreError::Corrupt {
+                jid: format!("(key of {id})"),
+                reason: state.clone(),
+            });
+        }
+        let holds_a_key = rows.iter().any(|(_, state)| state != "denied");
+        let state = match (holds_a_key, auto_accept) {
+            (true, _) => KeyState::Denied,
+            (false, true) => KeyState::Accepted,
+            (false, false) => KeyState::Pending,
+        };
+        tx.execute(
+            "INSERT INTO keys (id, public, state, fingerprint, first_seen_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![id.as_str(), public, key_state_name(state), fingerprint, now_ms as i64],
+        )?;
+        tx.commit()?;
+        Ok(state)
+    }
+
+    /// Every key, sorted by id then state.
+    pub fn keys(&self) -> Result<Vec<KeyInfo>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id, state, fingerprint FROM keys ORDER BY id, state, fingerprint")?;
+        let rows = stmt.query_map([], |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, String>(2)?,
+            ))
+        })?;
+        let mut keys = Vec::new();
+        for row in rows {
+            let (id, state, fingerprint) = row?;
+            let corrupt = |reason: String| StoreError::Corrupt {
+                jid: format!("(key of {id})"),
+                reason,
+            };
+            keys.push(KeyInfo {
+                id: MinionId::new(id.clone()).map_err(|e| corrupt(e.to_string()))?,
+                state: parse_key_state(&state).ok_or_else(|| corrupt(state.clone()))?,
+                fingerprint,
+            });
+        }
+        Ok(keys)
+    }
+
+    /// Moves the id's key (not its denied ones) from one of `from` to `to`; returns it changed,
+    /// or None when the id has no key in one of those states.
+    pub fn set_key_state(
+        &mut self,
+        id: &MinionId,
+        from: &[KeyState],
+        to: KeyState,
+    ) -> Result<Option<KeyInfo>, StoreError> {
+        for state in from {
+            let n = self.conn.execute(
+                "UPDATE keys SET state = ?3 WHERE id = ?1 AND state = ?2",
+                params![id.as_str(), key_state_name(*state), key_state_name(to)],
+            )?;
+            if n > 0 {
+                let fingerprint: String = self.conn.query_row(
+                    "SELECT fingerprint FROM keys WHERE id = ?1 AND state = ?2",
+                    params![id.as_str(), key_state_name(to)],
+                    |row| row.get(0),
+                )?;
+                return Ok(Some(KeyInfo {
+                    id: id.clone(),
+                    state: to,
+                    fingerprint,
+                }));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Forgets every key of `id` and the minion itself; returns the keys it had.
+    pub fn delete_keys(&mut self, id: &MinionId) -> Result<Vec<KeyInfo>, StoreError> {
+        let had: Vec<KeyInfo> = self.keys()?.into_iter().filter(|k| &k.id == id).collect();
+        let tx = self.conn.transaction()?;
+        tx.execute("DELETE FROM keys WHERE id = ?1", params![id.as_str()])?;
+        tx.execute("DELETE FROM minions WHERE id = ?1", params![id.as_str()])?;
+        tx.commit()?;
+        Ok(had)
+    }
+
+    /// Forgets the minion (not its keys): it is no longer expected by new jobs.
+    pub fn forget_minion(&mut self, id: &MinionId) -> Result<(), StoreError> {
+        self.conn
+            .execute("DELETE FROM minions WHERE id = ?1", params![id.as_str()])?;
+        Ok(())
+    }
+
+    /// The newest group key: (epoch, key bytes).
+    pub fn group_key(&self) -> Result<Option<(u32, Vec<u8>)>, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT epoch, key FROM group_keys ORDER BY epoch DESC LIMIT 1",
+                [],
+                |row| Ok((row.get::<_, u32>(0)?, row.get::<_, Vec<u8>>(1)?)),
+            )
+            .optional()?)
+    }
+
+    /// Stores a new group key epoch and forgets the older ones.
+    pub fn put_group_key(&mut self, epoch: u32, key: &[u8], now_ms: u64) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "INSERT INTO group_keys (epoch, key, created_ms) VALUES (?1, ?2, ?3)",
+            params![epoch, key, now_ms as i64],
+        )?;
+        tx.execute("DELETE FROM group_keys WHERE epoch < ?1", params![epoch])?;
+        tx.commit()?;
+        Ok(())
+    }
+}
+
+fn key_state_name(state: KeyState) -> &'static str {
+    match state {
+        KeyState::Pending => "pending",
+        KeyState::Accepted => "accepted",
+        KeyState::Rejected => "rejected",
+        KeyState::Denied => "denied",
+    }
+}
+
+fn parse_key_state(name: &str) -> Option<KeyState> {
+    Some(match name {
+        "pending" => KeyState::Pending,
+        "accepted" => KeyState::Accepted,
+        "rejected" => KeyState::Rejected,
+        "denied" => KeyState::Denied,
+        _ => return None,
+    })
+}
+
 fn state_name(state: MinionState) -> &'static str {
     match state {
         MinionState::Returned => "returned",
@@ -599,5 +770,52 @@ mod tests {
         assert_eq!(store.list_jobs(10).unwrap()[0].returned, 1);
         assert_eq!(store.prune(1).unwrap(), 1);
         assert!(store.report(&jid).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_second_key_for_an_id_is_denied_and_never_replaces_the_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path()).unwrap();
+        let id = MinionId::new("web1").unwrap();
+        let first = store.register_key(&id, b"key-one", "f1", false, 1).unwrap();
+        assert_eq!(first, KeyState::Pending);
+        assert_eq!(
+            store.register_key(&id, b"key-one", "f1", false, 2).unwrap(),
+            KeyState::Pending
+        );
+        assert_eq!(
+            store.register_key(&id, b"key-two", "f2", true, 3).unwrap(),
+            KeyState::Denied
+        );
+        let accepted = store
+            .set_key_state(&id, &[KeyState::Pending], KeyState::Accepted)
+            .unwrap()
+            .unwrap();
+        assert_eq!(accepted.fingerprint, "f1");
+        assert_eq!(
+            store.register_key(&id, b"key-one", "f1", false, 4).unwrap(),
+            KeyState::Accepted
+        );
+        assert_eq!(
+            store.register_key(&id, b"key-two", "f2", false, 5).unwrap(),
+            KeyState::Denied
+        );
+        assert_eq!(store.keys().unwrap().len(), 2);
+        assert_eq!(store.delete_keys(&id).unwrap().len(), 2);
+        assert_eq!(
+            store.register_key(&id, b"key-two", "f2", false, 6).unwrap(),
+            KeyState::Pending,
+            "after delete, the id is new again"
+        );
+    }
+
+    #[test]
+    fn group_keys_keep_only_the_newest_epoch() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path()).unwrap();
+        assert!(store.group_key().unwrap().is_none());
+        store.put_group_key(1, &[1; 32], 0).unwrap();
+        store.put_group_key(2, &[2; 32], 0).unwrap();
+        assert_eq!(store.group_key().unwrap(), Some((2, vec![2; 32])));
     }
 }

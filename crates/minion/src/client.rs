@@ -1,28 +1,45 @@
 //! The one client through which a minion talks to the master's REP socket: the Lazy Pirate
-//! pattern.
+//! pattern, over an authenticated and encrypted Noise session.
 //!
-//! A request is sent on a REQ socket and its answer awaited under `request_timeout`. On a
-//! timeout or any error the socket is dropped (the zeromq crate's REQ never reconnects by
-//! itself, and a REQ that lost its answer can never send again), a new one is connected under
-//! `connect_timeout`, and the same request is sent again after a capped, jittered backoff.
-//! Resending is safe because every request is idempotent on the master. The caller learns
-//! through [`Answer::reconnected`] that the link was rebuilt, so it can say hello again and
-//! catch up on what it may have missed.
+//! On a new REQ socket the client first asks the master's public keys (`master_keys`, plain)
+//! and checks them against the pin ([`MasterTrust`]), then runs the Noise IK handshake with
+//! `hello` as its payload. The master's `welcome` opens a session; every request after that is
+//! sealed in it. A request is sent and its answer awaited under `request_timeout`. On a timeout
+//! or any error the socket and its session are dropped (the zeromq crate's REQ never reconnects
+//! by itself, and a REQ that lost its answer can never send again), and the same request is
+//! sent again on a new socket and session after a capped, jittered backoff. Resending is safe
+//! because every request is idempotent on the master. The caller learns of each new session
+//! through [`Answer::welcome`], so it can re-synchronise (spooled returns, catch-up).
 
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
-use brine_proto::{decode_envelope, encode_envelope, MasterReply, MinionRequest};
+use brine_crypto::{Fingerprint, GroupKey, MasterPublic, MinionKeys, Session};
+use brine_proto::codec::BodyKind;
+use brine_proto::msg::ReplyError;
+use brine_proto::{decode, encode, Envelope, MasterReply, MinionRequest};
 use rand::Rng;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 use zeromq::{ReqSocket, Socket, SocketOptions, SocketRecv, SocketSend, ZmqMessage};
+
+/// What a new session brought.
+#[derive(Debug, Clone)]
+pub struct Welcome {
+    pub master: MasterPublic,
+    pub master_time_ms: u64,
+    pub keepalive_interval: Duration,
+    pub tick_interval: Duration,
+    pub group: GroupKey,
+}
 
 /// The master's answer to one request.
 #[derive(Debug)]
 pub struct Answer {
     pub reply: MasterReply,
-    /// A new socket had to be made since the previous answer.
-    pub reconnected: bool,
+    /// A new session was opened since the previous answer.
+    pub welcome: Option<Welcome>,
 }
 
 /// Asking stopped because the minion is stopping.
@@ -41,7 +58,68 @@ enum AttemptError {
     #[error("no answer within {0:?}")]
     Timeout(Duration),
     #[error("unreadable answer: {0}")]
-    Decode(brine_proto::DecodeError),
+    Decode(String),
+    #[error("{0}")]
+    Untrusted(String),
+    #[error("{0}")]
+    Handshake(String),
+    #[error("the master refused this minion: {0}")]
+    Refused(String),
+    #[error("the session ended: {0}")]
+    NoSession(String),
+}
+
+impl AttemptError {
+    /// Whether an operator must act: logged as an error, not a warning.
+    fn needs_operator(&self) -> bool {
+        matches!(self, AttemptError::Untrusted(_) | AttemptError::Refused(_))
+    }
+}
+
+/// How the minion decides to trust the master's keys.
+#[derive(Debug, Clone)]
+pub struct MasterTrust {
+    /// `master_fingerprint` from the configuration.
+    pub fingerprint: Option<Fingerprint>,
+    /// `trust_first_master`: pin the first master's key seen, when no fingerprint is set.
+    pub trust_first: bool,
+    /// Where a key trusted on first use is kept.
+    pub pinned_file: PathBuf,
+}
+
+impl MasterTrust {
+    /// Accepts `public` if it is the pinned master.
+    fn check(&self, public: &MasterPublic) -> Result<(), String> {
+        let seen = public.fingerprint();
+        if let Some(wanted) = &self.fingerprint {
+            return if &seen == wanted {
+                Ok(())
+            } else {
+                Err(format!(
+                    "the master's key has fingerprint {seen}, not the configured master_fingerprint {wanted}: refusing to talk to it"
+                ))
+            };
+        }
+        match MasterPublic::load(&self.pinned_file) {
+            Ok(Some(pinned)) if &pinned == public => Ok(()),
+            Ok(Some(pinned)) => Err(format!(
+                "the master's key changed: it has fingerprint {seen}, but {} pins {}: refusing to talk to it",
+                self.pinned_file.display(),
+                pinned.fingerprint()
+            )),
+            Ok(None) if self.trust_first => {
+                public
+                    .save(&self.pinned_file)
+                    .map_err(|e| format!("pinning the master's key: {e}"))?;
+                warn!(fingerprint = %seen, pinned = %self.pinned_file.display(), "TRUSTING THE MASTER'S KEY ON FIRST USE; set master_fingerprint to pin it explicitly");
+                Ok(())
+            }
+            Ok(None) => Err(format!(
+                "no master_fingerprint is configured and trust_first_master is off; the master offers {seen} (check it with `brine-key master-finger` on the master)"
+            )),
+            Err(err) => Err(format!("reading the pinned master key: {err}")),
+        }
+    }
 }
 
 /// Timings of the client.
@@ -52,13 +130,22 @@ pub struct ClientTimings {
     pub retry_max: Duration,
 }
 
+/// A REQ socket with its session.
+struct Connection {
+    socket: ReqSocket,
+    session: Option<(u64, Session)>,
+}
+
 /// A Lazy Pirate REQ client for one master endpoint.
 pub struct ReqClient {
     endpoint: String,
     timings: ClientTimings,
-    socket: Option<ReqSocket>,
-    /// A socket was dropped since the last answer.
-    broken: bool,
+    keys: Arc<MinionKeys>,
+    trust: MasterTrust,
+    hello: MinionRequest,
+    connection: Option<Connection>,
+    /// A session opened by an attempt whose request then failed: told with the next answer.
+    unreported: Option<Welcome>,
     failures: u32,
 }
 
@@ -66,19 +153,28 @@ impl std::fmt::Debug for ReqClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ReqClient")
             .field("endpoint", &self.endpoint)
-            .field("connected", &self.socket.is_some())
+            .field("connected", &self.connection.is_some())
             .field("failures", &self.failures)
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
 impl ReqClient {
-    pub fn new(endpoint: String, timings: ClientTimings) -> Self {
+    pub fn new(
+        endpoint: String,
+        timings: ClientTimings,
+        keys: Arc<MinionKeys>,
+        trust: MasterTrust,
+        hello: MinionRequest,
+    ) -> Self {
         Self {
             endpoint,
             timings,
-            socket: None,
-            broken: false,
+            keys,
+            trust,
+            hello,
+            connection: None,
+            unreported: None,
             failures: 0,
         }
     }
@@ -89,7 +185,7 @@ impl ReqClient {
         request: &MinionRequest,
         cancel: &CancellationToken,
     ) -> Result<Answer, Cancelled> {
-        let bytes = encode_envelope(request);
+        let bytes = encode(request);
         loop {
             let attempt = tokio::select! {
                 _ = cancel.cancelled() => return Err(Cancelled),
@@ -101,17 +197,22 @@ impl ReqClient {
                         info!(master = %self.endpoint, "master reachable again");
                     }
                     self.failures = 0;
-                    let reconnected = std::mem::take(&mut self.broken);
-                    return Ok(Answer { reply, reconnected });
+                    return Ok(Answer {
+                        reply,
+                        welcome: self.unreported.take(),
+                    });
                 }
                 Err(err) => {
-                    self.socket = None;
-                    self.broken = true;
+                    self.connection = None;
                     self.failures = self.failures.saturating_add(1);
                     let pause = self.backoff();
                     // Say so at the first failure and then now and again, never silently.
                     if self.failures == 1 || self.failures.is_power_of_two() {
-                        warn!(master = %self.endpoint, cause = %err, attempts = self.failures, retry_in = ?pause, "master not answering; retrying");
+                        if err.needs_operator() {
+                            error!(master = %self.endpoint, cause = %err, attempts = self.failures, retry_in = ?pause, "cannot talk to the master; retrying");
+                        } else {
+                            warn!(master = %self.endpoint, cause = %err, attempts = self.failures, retry_in = ?pause, "master not answering; retrying");
+                        }
                     }
                     tokio::select! {
                         _ = cancel.cancelled() => return Err(Cancelled),
@@ -122,45 +223,165 @@ impl ReqClient {
         }
     }
 
-    /// Sends once, with a single attempt, giving up after `request_timeout` (for goodbye).
+    /// Sends once, with a single attempt (for goodbye), only over an open session.
     pub async fn request_once(&mut self, request: &MinionRequest) -> Option<MasterReply> {
-        let bytes = encode_envelope(request);
-        match self.attempt(&bytes).await {
+        let connection = self.connection.as_ref()?;
+        connection.session.as_ref()?;
+        match self.attempt(&encode(request)).await {
             Ok(reply) => Some(reply),
             Err(_) => {
-                self.socket = None;
+                self.connection = None;
                 None
             }
         }
     }
 
-    async fn attempt(&mut self, bytes: &[u8]) -> Result<MasterReply, AttemptError> {
-        let socket = match &mut self.socket {
-            Some(socket) => socket,
-            None => {
-                let mut options = SocketOptions::default();
-                options.connect_timeout(self.timings.connect_timeout);
-                let mut socket = ReqSocket::with_options(options);
-                socket
-                    .connect(&self.endpoint)
-                    .await
-                    .map_err(AttemptError::Connect)?;
-                self.socket.insert(socket)
+    /// One try: a socket and a session if there are none, then the sealed request.
+    async fn attempt(&mut self, request: &[u8]) -> Result<MasterReply, AttemptError> {
+        if self.connection.is_none() {
+            let mut options = SocketOptions::default();
+            options.connect_timeout(self.timings.connect_timeout);
+            let mut socket = ReqSocket::with_options(options);
+            socket
+                .connect(&self.endpoint)
+                .await
+                .map_err(AttemptError::Connect)?;
+            self.connection = Some(Connection {
+                socket,
+                session: None,
+            });
+        }
+        if self
+            .connection
+            .as_ref()
+            .is_some_and(|c| c.session.is_none())
+        {
+            let welcome = self.open_session().await?;
+            self.unreported = Some(welcome);
+        }
+        let timeout = self.timings.request_timeout;
+        let connection = self.connection.as_mut().expect("connected above");
+        let (sid, session) = connection.session.as_mut().expect("session opened above");
+        let sealed = session
+            .seal(request)
+            .map_err(|e| AttemptError::NoSession(e.to_string()))?;
+        let answer = exchange(
+            &mut connection.socket,
+            Envelope::new(BodyKind::Sealed, Some(*sid), sealed),
+            timeout,
+        )
+        .await?;
+        match answer.kind {
+            BodyKind::Sealed => {
+                let plaintext = session
+                    .open(&answer.body)
+                    .map_err(|e| AttemptError::NoSession(e.to_string()))?;
+                decode(&plaintext).map_err(|e| AttemptError::Decode(e.to_string()))
+            }
+            BodyKind::Plain => match decode::<MasterReply>(&answer.body) {
+                Ok(MasterReply::Error { code, message }) => Err(if code == ReplyError::NoSession {
+                    AttemptError::NoSession(message)
+                } else {
+                    AttemptError::Decode(format!("{code:?}: {message}"))
+                }),
+                Ok(other) => Err(AttemptError::Decode(format!("unexpected {other:?}"))),
+                Err(e) => Err(AttemptError::Decode(e.to_string())),
+            },
+            kind => Err(AttemptError::Decode(format!(
+                "unexpected {kind:?} envelope"
+            ))),
+        }
+    }
+
+    /// `master_keys` (checked against the pin), then the handshake carrying hello.
+    async fn open_session(&mut self) -> Result<Welcome, AttemptError> {
+        let timeout = self.timings.request_timeout;
+        let connection = self.connection.as_mut().expect("connected before");
+        let keys_answer = exchange(
+            &mut connection.socket,
+            Envelope::new(BodyKind::Plain, None, encode(&MinionRequest::MasterKeys {})),
+            timeout,
+        )
+        .await?;
+        let master = match decode::<MasterReply>(&keys_answer.body) {
+            Ok(MasterReply::MasterKeys { noise, sign }) if keys_answer.kind == BodyKind::Plain => {
+                match (
+                    <[u8; 32]>::try_from(noise.as_slice()),
+                    <[u8; 32]>::try_from(sign.as_slice()),
+                ) {
+                    (Ok(noise), Ok(sign)) => MasterPublic { noise, sign },
+                    _ => {
+                        return Err(AttemptError::Decode(
+                            "master keys of the wrong length".into(),
+                        ))
+                    }
+                }
+            }
+            Ok(other) => return Err(AttemptError::Decode(format!("unexpected {other:?}"))),
+            Err(e) => return Err(AttemptError::Decode(e.to_string())),
+        };
+        self.trust.check(&master).map_err(AttemptError::Untrusted)?;
+
+        let (initiator, msg1) = brine_crypto::initiate(&self.keys, &master, &encode(&self.hello))
+            .map_err(|e| AttemptError::Handshake(e.to_string()))?;
+        let answer = exchange(
+            &mut connection.socket,
+            Envelope::new(BodyKind::Handshake, None, msg1),
+            timeout,
+        )
+        .await?;
+        let reply = match answer.kind {
+            BodyKind::Handshake => {
+                let (session, payload) = initiator.finish(&answer.body).map_err(|e| {
+                    AttemptError::Handshake(format!("the master failed the handshake: {e}"))
+                })?;
+                let reply: MasterReply =
+                    decode(&payload).map_err(|e| AttemptError::Decode(e.to_string()))?;
+                if let MasterReply::Welcome { session: sid, .. } = &reply {
+                    connection.session = Some((*sid, session));
+                }
+                reply
+            }
+            BodyKind::Plain => {
+                decode(&answer.body).map_err(|e| AttemptError::Decode(e.to_string()))?
+            }
+            kind => {
+                return Err(AttemptError::Decode(format!(
+                    "unexpected {kind:?} envelope"
+                )))
             }
         };
-        let timeout = self.timings.request_timeout;
-        let exchange = async {
-            socket
-                .send(ZmqMessage::from(bytes.to_vec()))
-                .await
-                .map_err(AttemptError::Send)?;
-            socket.recv().await.map_err(AttemptError::Recv)
-        };
-        let message = tokio::time::timeout(timeout, exchange)
-            .await
-            .map_err(|_| AttemptError::Timeout(timeout))??;
-        let frame = message.into_vec().into_iter().next().unwrap_or_default();
-        decode_envelope(&frame).map_err(AttemptError::Decode)
+        match reply {
+            MasterReply::Welcome {
+                master_time_ms,
+                keepalive_interval_ms,
+                tick_interval_ms,
+                group_epoch,
+                group_key,
+                ..
+            } => {
+                let key = <[u8; 32]>::try_from(group_key.as_slice())
+                    .map_err(|_| AttemptError::Decode("a group key of the wrong length".into()))?;
+                Ok(Welcome {
+                    master,
+                    master_time_ms,
+                    keepalive_interval: Duration::from_millis(keepalive_interval_ms.max(10)),
+                    tick_interval: Duration::from_millis(tick_interval_ms.max(10)),
+                    group: GroupKey::from_bytes(group_epoch, key),
+                })
+            }
+            MasterReply::Error {
+                code: ReplyError::NotAccepted | ReplyError::Rejected,
+                message,
+            } => Err(AttemptError::Refused(format!(
+                "{message} (this minion's fingerprint: {})",
+                self.keys.fingerprint()
+            ))),
+            MasterReply::Error { code, message } => {
+                Err(AttemptError::Handshake(format!("{code:?}: {message}")))
+            }
+            other => Err(AttemptError::Decode(format!("unexpected {other:?}"))),
+        }
     }
 
     /// Exponential from 100 ms, capped at `retry_max`, with ±50 % jitter so a fleet does not
@@ -171,5 +392,72 @@ impl ReqClient {
             .min(self.timings.retry_max);
         base.mul_f64(rand::rng().random_range(0.5..1.5))
             .min(self.timings.retry_max)
+    }
+}
+
+/// Sends one envelope and reads the answer's envelope, under `timeout`.
+async fn exchange(
+    socket: &mut ReqSocket,
+    envelope: Envelope,
+    timeout: Duration,
+) -> Result<Envelope, AttemptError> {
+    let exchange = async {
+        socket
+            .send(ZmqMessage::from(envelope.to_bytes()))
+            .await
+            .map_err(AttemptError::Send)?;
+        socket.recv().await.map_err(AttemptError::Recv)
+    };
+    let message = tokio::time::timeout(timeout, exchange)
+        .await
+        .map_err(|_| AttemptError::Timeout(timeout))??;
+    let frame = message.into_vec().into_iter().next().unwrap_or_default();
+    Envelope::from_bytes(&frame).map_err(|e| AttemptError::Decode(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use brine_crypto::MasterKeys;
+
+    fn trust(
+        dir: &std::path::Path,
+        fingerprint: Option<Fingerprint>,
+        trust_first: bool,
+    ) -> MasterTrust {
+        MasterTrust {
+            fingerprint,
+            trust_first,
+            pinned_file: dir.join("master.pub"),
+        }
+    }
+
+    #[test]
+    fn a_pinned_fingerprint_admits_only_that_master() {
+        let dir = tempfile::tempdir().unwrap();
+        let master = MasterKeys::generate().public();
+        let other = MasterKeys::generate().public();
+        let pinned = trust(dir.path(), Some(master.fingerprint()), false);
+        assert!(pinned.check(&master).is_ok());
+        let refusal = pinned.check(&other).unwrap_err();
+        assert!(
+            refusal.contains(&other.fingerprint().to_string()),
+            "{refusal}"
+        );
+    }
+
+    #[test]
+    fn without_a_pin_no_master_is_trusted_unless_first_use_is_allowed() {
+        let dir = tempfile::tempdir().unwrap();
+        let master = MasterKeys::generate().public();
+        let other = MasterKeys::generate().public();
+        assert!(trust(dir.path(), None, false).check(&master).is_err());
+        assert!(!dir.path().join("master.pub").exists());
+
+        let tofu = trust(dir.path(), None, true);
+        assert!(tofu.check(&master).is_ok(), "first use pins");
+        assert!(tofu.check(&master).is_ok(), "the pinned master again");
+        let refusal = tofu.check(&other).unwrap_err();
+        assert!(refusal.contains("changed"), "{refusal}");
     }
 }

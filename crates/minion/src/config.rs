@@ -34,6 +34,12 @@ pub struct MinionConfig {
     /// At shutdown, how long running jobs get to finish and return.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// The master's key fingerprint (`brine-key master-finger` on the master). The minion
+    /// talks to no master whose keys do not have it. Empty: see `trust_first_master`.
+    pub master_fingerprint: String,
+    /// With no `master_fingerprint`, trust the first master's key seen and pin it in
+    /// `state_dir/pki/master.pub` (logged loudly). Off: refuse every master until one is set.
+    pub trust_first_master: bool,
     /// Log filter (tracing's EnvFilter syntax); `RUST_LOG` overrides it.
     pub log_level: String,
 }
@@ -50,6 +56,8 @@ impl Default for MinionConfig {
             connect_timeout: Duration::from_secs(5),
             retry_max: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(10),
+            master_fingerprint: String::new(),
+            trust_first_master: false,
             log_level: "info".into(),
         }
     }
@@ -111,6 +119,9 @@ impl MinionConfig {
         if self.state_dir.as_os_str().is_empty() {
             return invalid("state_dir", "must be a path".into());
         }
+        if let Err(err) = self.pinned_fingerprint() {
+            return invalid("master_fingerprint", err.to_string());
+        }
         if !brine_daemon::is_valid_log_filter(&self.log_level) {
             return invalid("log_level", "is not a valid log filter".into());
         }
@@ -127,6 +138,22 @@ impl MinionConfig {
         } else {
             MinionId::new(self.id.clone())
         }
+    }
+
+    /// The configured master fingerprint, if any.
+    pub fn pinned_fingerprint(
+        &self,
+    ) -> Result<Option<brine_crypto::Fingerprint>, brine_crypto::ParseFingerprintError> {
+        if self.master_fingerprint.trim().is_empty() {
+            Ok(None)
+        } else {
+            self.master_fingerprint.parse().map(Some)
+        }
+    }
+
+    /// Where the minion's key and a master key trusted on first use live.
+    pub fn pki_dir(&self) -> PathBuf {
+        self.state_dir.join("pki")
     }
 
     /// `tcp://master:port`, with brackets around an IPv6 address.
@@ -163,5 +190,6 @@ mod tests {
         assert!(load_str("id = \"../etc\"\n").is_err());
         assert!(load_str("request_timeout = \"0s\"\n").is_err());
         assert!(load_str("publish_port = 70000\n").is_err());
+        assert!(load_str("master_fingerprint = \"ab:cd\"\n").is_err());
     }
 }

@@ -9,7 +9,7 @@
 use std::path::Path;
 
 use brine_proto::{decode, encode, Jid, JobReturn, MinionId, Value};
-use rusqlite::{params, Connection};
+use rusqlite::{params, Connection, OptionalExtension};
 
 /// What went wrong in the journal.
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +63,19 @@ impl Journal {
             params![jid.as_str(), fun, now_ms as i64],
         )?;
         Ok(n == 1)
+    }
+
+    /// Whether `jid` was ever started here.
+    pub fn has_started(&self, jid: &Jid) -> Result<bool, JournalError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT 1 FROM started WHERE jid = ?1",
+                params![jid.as_str()],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some())
     }
 
     /// Marks the job finished and spools its return, in one transaction.

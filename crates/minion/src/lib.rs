@@ -1,12 +1,18 @@
 //! The brine minion: receives jobs from the master, runs them, and returns the results.
 //!
 //! [`run`] starts two tasks beside the main loop: [`sub`] (the SUB socket, publications in)
-//! and [`link`] (the REQ socket, everything the minion says). The main loop is driven by one
-//! closed set of events ([`Event`]): publications, catch-up results, the link's welcome, and a
-//! watchdog timer. For each job it checks, in order: the target matches this minion, the job
-//! has not expired (judged on the master's clock), and the journal has never started it. Only
-//! then is the job marked started, acknowledged (`receipt`) and run in its own task under its
-//! time limit; the return is spooled before it is sent.
+//! and [`link`] (the REQ socket and its Noise session, everything the minion says). The main
+//! loop is driven by one closed set of events ([`Event`]): publications, catch-up results, the
+//! link's welcome and group keys, and a watchdog timer.
+//!
+//! A publication is checked in this order before anything in it is used: the master's
+//! signature (the key pinned at the handshake), the expiry in the signed header (on the
+//! master's clock, estimated from its welcome and ticks), "not already started here" (the
+//! journal), and only then is it decrypted with the group key and decoded. A job is then run
+//! if its target matches this minion: marked started, acknowledged (`receipt`) and run in its
+//! own task under its time limit; the return is spooled before it is sent. Jobs from catch-up
+//! come over the authenticated session and go through the same target, expiry and journal
+//! checks.
 
 pub mod client;
 pub mod config;
@@ -18,14 +24,17 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use brine_crypto::{GroupKey, MasterPublic, MinionKeys};
 use brine_modules::Context;
-use brine_proto::{now_ms, Job, JobReturn, MinionId, Publication};
+use brine_proto::codec::BodyKind;
+use brine_proto::msg::{PublicationHeader, SignedPublication, PUBLICATION_AAD};
+use brine_proto::{decode, now_ms, Envelope, Job, JobReturn, MinionId, MinionRequest, Publication};
 use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
-use client::{ClientTimings, ReqClient};
+use client::{ClientTimings, MasterTrust, ReqClient};
 pub use config::MinionConfig;
 use journal::{Journal, JournalError};
 use link::{Command, Link, LinkEvent};
@@ -38,12 +47,18 @@ pub enum MinionError {
     Id(#[from] brine_proto::IdError),
     #[error(transparent)]
     Journal(#[from] JournalError),
+    #[error("minion keys: {0}")]
+    Keys(#[from] brine_crypto::KeyError),
+    #[error("master_fingerprint: {0}")]
+    Fingerprint(#[from] brine_crypto::ParseFingerprintError),
 }
 
 /// The tick interval assumed until the master says otherwise.
 const DEFAULT_TICK: Duration = Duration::from_secs(5);
 /// A gap of this many tick intervals without a tick means the subscription is dead.
 const MISSED_TICKS: u32 = 3;
+/// A change of the clock offset to the master larger than this is logged.
+const CLOCK_SKEW_WARNING_MS: i64 = 2_000;
 
 /// Everything that drives the main loop.
 #[derive(Debug)]
@@ -66,6 +81,13 @@ struct Minion {
     last_tick: Option<(u64, Instant)>,
     /// The subscription is new: catch up once its first tick proves it is live.
     awaiting_first_tick: bool,
+    /// The master's keys, from the current session (publications are verified with them).
+    master: Option<MasterPublic>,
+    group: Option<GroupKey>,
+    /// The master's clock minus ours, in milliseconds.
+    clock_offset_ms: i64,
+    /// A group key fetch was asked for this epoch already.
+    fetching_epoch: Option<u32>,
 }
 
 /// Runs a minion until `shutdown` resolves: then no new job starts, running jobs get
@@ -75,6 +97,12 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), MinionError> {
     let id = config.minion_id()?;
+    let keys = Arc::new(MinionKeys::load_or_create(&config.pki_dir())?);
+    let trust = MasterTrust {
+        fingerprint: config.pinned_fingerprint()?,
+        trust_first: config.trust_first_master,
+        pinned_file: config.pki_dir().join(brine_crypto::MASTER_PUB_FILE),
+    };
     let mut journal = Journal::open(&config.state_dir)?;
     let interrupted = journal.interrupt_unfinished(&id, now_ms())?;
     for ret in &interrupted {
@@ -82,7 +110,7 @@ pub async fn run(
     }
     let journal = Arc::new(Mutex::new(journal));
     let grains = brine_modules::collect_grains(&id);
-    info!(minion = %id, master = %config.master, "brine-minion starting");
+    info!(minion = %id, master = %config.master, fingerprint = %keys.fingerprint(), "brine-minion starting");
 
     // The link outlives the SUB task: at shutdown it still delivers returns and says goodbye.
     let stop_sub = CancellationToken::new();
@@ -100,10 +128,13 @@ pub async fn run(
         Arc::clone(&rebuild_sub),
         stop_sub.clone(),
     ));
-    let link = Link {
+    let hello = MinionRequest::Hello {
         id: id.clone(),
         version: env!("CARGO_PKG_VERSION").into(),
         grains: grains.clone(),
+    };
+    let link = Link {
+        id: id.clone(),
         client: ReqClient::new(
             config.endpoint(config.ret_port),
             ClientTimings {
@@ -111,6 +142,9 @@ pub async fn run(
                 connect_timeout: config.connect_timeout,
                 retry_max: config.retry_max,
             },
+            keys,
+            trust,
+            hello,
         ),
         journal: Arc::clone(&journal),
         events: link_tx,
@@ -131,6 +165,10 @@ pub async fn run(
         tick_interval: DEFAULT_TICK,
         last_tick: None,
         awaiting_first_tick: false,
+        master: None,
+        group: None,
+        clock_offset_ms: 0,
+        fetching_epoch: None,
     };
 
     let mut watchdog = tokio::time::interval(Duration::from_millis(250));
@@ -148,22 +186,24 @@ pub async fn run(
                 minion.awaiting_first_tick = true;
                 minion.last_tick = None;
             }
-            Event::Sub(SubEvent::Publication(Publication::Tick(tick))) => {
-                minion.tick_interval = Duration::from_millis(tick.tick_interval_ms.max(10));
-                let gap = minion.last_tick.is_some_and(|(seq, _)| tick.seq != seq + 1);
-                if gap || std::mem::take(&mut minion.awaiting_first_tick) {
-                    debug!(
-                        seq = tick.seq,
-                        "catching up after a (re)subscription or a tick gap"
-                    );
-                    minion.command(Command::CatchUp);
-                }
-                minion.last_tick = Some((tick.seq, Instant::now()));
-            }
-            Event::Sub(SubEvent::Publication(Publication::Job(job))) => minion.offer(job),
+            Event::Sub(SubEvent::Publication(bytes)) => minion.receive(&bytes),
             Event::Link(LinkEvent::Jobs(jobs)) => jobs.into_iter().for_each(|j| minion.offer(j)),
-            Event::Link(LinkEvent::Welcome { tick_interval }) => {
-                minion.tick_interval = tick_interval;
+            Event::Link(LinkEvent::Welcome(welcome)) => {
+                minion.tick_interval = welcome.tick_interval;
+                minion.set_master_clock(welcome.master_time_ms);
+                minion.master = Some(welcome.master);
+                minion.group = Some(welcome.group);
+                minion.fetching_epoch = None;
+            }
+            Event::Link(LinkEvent::GroupKey(group)) => {
+                if minion
+                    .group
+                    .as_ref()
+                    .is_none_or(|g| g.epoch() < group.epoch())
+                {
+                    minion.group = Some(group);
+                }
+                minion.fetching_epoch = None;
             }
             Event::Watchdog => minion.watch_ticks(),
         }
@@ -193,7 +233,118 @@ pub async fn run(
     Ok(())
 }
 
+/// Why a publication was dropped.
+#[derive(Debug, thiserror::Error)]
+enum Dropped {
+    #[error("no session with the master yet: cannot verify")]
+    NoMaster,
+    #[error("unreadable: {0}")]
+    Malformed(String),
+    #[error("bad signature")]
+    Forged,
+    #[error("stale (expired {0} ms ago on the master's clock)")]
+    Stale(i64),
+    #[error("already started here")]
+    Executed,
+    #[error("sealed with group key epoch {0}, which this minion does not hold")]
+    UnknownEpoch(u32),
+    #[error("did not decrypt")]
+    Undecryptable,
+}
+
 impl Minion {
+    /// Verifies, checks and opens one PUB message, then acts on it.
+    fn receive(&mut self, bytes: &[u8]) {
+        match self.open(bytes) {
+            Ok(Publication::Tick(tick)) => self.on_tick(tick),
+            Ok(Publication::Job(job)) => self.offer(job),
+            Err(Dropped::UnknownEpoch(epoch)) => {
+                if self.fetching_epoch != Some(epoch) {
+                    debug!(epoch, "a publication under a newer group key: fetching it");
+                    self.fetching_epoch = Some(epoch);
+                    self.command(Command::FetchGroupKey);
+                }
+            }
+            Err(reason @ (Dropped::Forged | Dropped::Malformed(_) | Dropped::Undecryptable)) => {
+                warn!(%reason, "dropped a publication");
+            }
+            Err(reason) => debug!(%reason, "dropped a publication"),
+        }
+    }
+
+    /// The checks, in order: signature, expiry, journal, then decryption.
+    fn open(&mut self, bytes: &[u8]) -> Result<Publication, Dropped> {
+        let master = self.master.ok_or(Dropped::NoMaster)?;
+        let envelope =
+            Envelope::from_bytes(bytes).map_err(|e| Dropped::Malformed(e.to_string()))?;
+        if envelope.kind != BodyKind::Signed {
+            return Err(Dropped::Malformed(format!(
+                "{:?} envelope on PUB",
+                envelope.kind
+            )));
+        }
+        let signed: SignedPublication =
+            decode(&envelope.body).map_err(|e| Dropped::Malformed(e.to_string()))?;
+        master
+            .verify(&signed.header, &signed.sig)
+            .map_err(|_| Dropped::Forged)?;
+        let header: PublicationHeader =
+            decode(&signed.header).map_err(|e| Dropped::Malformed(e.to_string()))?;
+        let late = self.master_now_ms() - header.expires_ms as i64;
+        if late >= 0 {
+            return Err(Dropped::Stale(late));
+        }
+        if let Some(jid) = &header.jid {
+            let journal = self.journal.lock().unwrap_or_else(|p| p.into_inner());
+            if journal.has_started(jid).unwrap_or(false) {
+                return Err(Dropped::Executed);
+            }
+        }
+        let group = self.group.as_ref().ok_or(Dropped::NoMaster)?;
+        if group.epoch() != header.group_epoch {
+            return Err(Dropped::UnknownEpoch(header.group_epoch));
+        }
+        let plaintext = group
+            .decrypt(&header.nonce, &header.ciphertext, PUBLICATION_AAD)
+            .map_err(|_| Dropped::Undecryptable)?;
+        let publication: Publication =
+            decode(&plaintext).map_err(|e| Dropped::Malformed(e.to_string()))?;
+        if let Publication::Job(job) = &publication {
+            if Some(&job.jid) != header.jid.as_ref() {
+                return Err(Dropped::Malformed("the header names another jid".into()));
+            }
+        }
+        self.set_master_clock(header.master_time_ms);
+        Ok(publication)
+    }
+
+    fn on_tick(&mut self, tick: brine_proto::msg::Tick) {
+        self.tick_interval = Duration::from_millis(tick.tick_interval_ms.max(10));
+        let gap = self.last_tick.is_some_and(|(seq, _)| tick.seq != seq + 1);
+        if gap || std::mem::take(&mut self.awaiting_first_tick) {
+            debug!(
+                seq = tick.seq,
+                "catching up after a (re)subscription or a tick gap"
+            );
+            self.command(Command::CatchUp);
+        }
+        self.last_tick = Some((tick.seq, Instant::now()));
+    }
+
+    /// Learns the master's clock from a time stamp it just sent.
+    fn set_master_clock(&mut self, master_time_ms: u64) {
+        let offset = master_time_ms as i64 - now_ms() as i64;
+        if (offset - self.clock_offset_ms).abs() > CLOCK_SKEW_WARNING_MS {
+            warn!(skew_ms = offset, "this host's clock differs from the master's; expiry is judged on the master's clock");
+        }
+        self.clock_offset_ms = offset;
+    }
+
+    /// Now, on the master's clock.
+    fn master_now_ms(&self) -> i64 {
+        now_ms() as i64 + self.clock_offset_ms
+    }
+
     fn command(&self, command: Command) {
         // The link outlives the main loop; a send only fails when it has already stopped.
         let _ = self.commands.send(command);
@@ -277,5 +428,215 @@ impl Minion {
             }
             let _ = commands.send(Command::Return(ret));
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! What a minion does with publications from the network: the checks of `Minion::open`,
+    //! with real keys and real ciphertext, the test playing the master.
+
+    use super::*;
+    use brine_crypto::MasterKeys;
+    use brine_proto::msg::Tick;
+    use brine_proto::{encode, Jid, Map, Target};
+
+    struct Fixture {
+        minion: Minion,
+        master: MasterKeys,
+        group: GroupKey,
+        _dir: tempfile::TempDir,
+        _commands: mpsc::UnboundedReceiver<Command>,
+    }
+
+    fn fixture() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let master = MasterKeys::generate();
+        let group = GroupKey::generate(3);
+        let (commands, command_rx) = mpsc::unbounded_channel();
+        let id = MinionId::new("m1").unwrap();
+        let minion = Minion {
+            id: id.clone(),
+            context: Arc::new(Context {
+                id,
+                grains: Map::new(),
+            }),
+            journal: Arc::new(Mutex::new(Journal::open(dir.path()).unwrap())),
+            commands,
+            rebuild_sub: Arc::new(Notify::new()),
+            jobs: TaskTracker::new(),
+            tick_interval: DEFAULT_TICK,
+            last_tick: None,
+            awaiting_first_tick: false,
+            master: Some(master.public()),
+            group: Some(group.clone()),
+            clock_offset_ms: 0,
+            fetching_epoch: None,
+        };
+        Fixture {
+            minion,
+            master,
+            group,
+            _dir: dir,
+            _commands: command_rx,
+        }
+    }
+
+    fn job(jid: &Jid) -> Publication {
+        Publication::Job(Job {
+            jid: jid.clone(),
+            target: Target::Glob("*".into()),
+            fun: "test.ping".into(),
+            arg: vec![],
+            kwarg: Map::new(),
+            timeout_ms: 1000,
+            expires_ms: now_ms() + 60_000,
+            master_time_ms: now_ms(),
+            user: "root".into(),
+        })
+    }
+
+    /// Builds a PUB message as the master does, letting a test spoil one part.
+    fn seal(
+        signer: &MasterKeys,
+        group: &GroupKey,
+        publication: &Publication,
+        expires_ms: u64,
+        spoil: impl FnOnce(&mut Vec<u8>, &mut Vec<u8>),
+    ) -> Vec<u8> {
+        let jid = match publication {
+            Publication::Job(job) => Some(job.jid.clone()),
+            Publication::Tick(_) => None,
+        };
+        let (nonce, ciphertext) = group.encrypt(&encode(publication), PUBLICATION_AAD);
+        let mut header = encode(&PublicationHeader {
+            group_epoch: group.epoch(),
+            jid,
+            expires_ms,
+            master_time_ms: now_ms(),
+            nonce: nonce.to_vec(),
+            ciphertext,
+        });
+        let mut sig = signer.sign(&header).to_vec();
+        spoil(&mut header, &mut sig);
+        Envelope::new(
+            BodyKind::Signed,
+            None,
+            encode(&SignedPublication { header, sig }),
+        )
+        .to_bytes()
+    }
+
+    fn later() -> u64 {
+        now_ms() + 60_000
+    }
+
+    #[test]
+    fn a_genuine_publication_opens() {
+        let mut f = fixture();
+        let jid = Jid::from_micros(now_ms() * 1000);
+        let bytes = seal(&f.master, &f.group, &job(&jid), later(), |_, _| {});
+        assert!(matches!(f.minion.open(&bytes), Ok(Publication::Job(j)) if j.jid == jid));
+    }
+
+    #[test]
+    fn flipped_bits_anywhere_are_refused_before_decoding() {
+        let mut f = fixture();
+        let jid = Jid::from_micros(now_ms() * 1000);
+        let genuine = seal(&f.master, &f.group, &job(&jid), later(), |_, _| {});
+        for at in 0..genuine.len() {
+            let mut bytes = genuine.clone();
+            bytes[at] ^= 0x01;
+            assert!(
+                f.minion.open(&bytes).is_err(),
+                "a flipped bit at {at} was accepted"
+            );
+        }
+        let forged_sig = seal(&f.master, &f.group, &job(&jid), later(), |_, sig| {
+            sig[7] ^= 0x80
+        });
+        assert!(matches!(f.minion.open(&forged_sig), Err(Dropped::Forged)));
+        let forged_header = seal(&f.master, &f.group, &job(&jid), later(), |header, _| {
+            let last = header.len() - 1;
+            header[last] ^= 0x01;
+        });
+        assert!(matches!(
+            f.minion.open(&forged_header),
+            Err(Dropped::Forged)
+        ));
+    }
+
+    #[test]
+    fn a_valid_signature_from_another_key_is_refused() {
+        let mut f = fixture();
+        let impostor = MasterKeys::generate();
+        let jid = Jid::from_micros(now_ms() * 1000);
+        let bytes = seal(&impostor, &f.group, &job(&jid), later(), |_, _| {});
+        assert!(matches!(f.minion.open(&bytes), Err(Dropped::Forged)));
+    }
+
+    #[test]
+    fn stale_and_already_executed_jobs_are_refused_before_decryption() {
+        let mut f = fixture();
+        let jid = Jid::from_micros(now_ms() * 1000);
+        let stale = seal(&f.master, &f.group, &job(&jid), now_ms() - 1, |_, _| {});
+        assert!(matches!(f.minion.open(&stale), Err(Dropped::Stale(_))));
+
+        // A replay after a restart: the journal (on disk) remembers the jid.
+        f.minion
+            .journal
+            .lock()
+            .unwrap()
+            .begin(&jid, "test.ping", now_ms())
+            .unwrap();
+        let replay = seal(&f.master, &f.group, &job(&jid), later(), |_, _| {});
+        assert!(matches!(f.minion.open(&replay), Err(Dropped::Executed)));
+    }
+
+    #[test]
+    fn expiry_is_judged_on_the_masters_clock() {
+        let mut f = fixture();
+        // This host runs an hour ahead of the master: a job the master publishes with a minute
+        // to live is still live.
+        f.minion.clock_offset_ms = -3_600_000;
+        let jid = Jid::from_micros(now_ms() * 1000);
+        let master_now = now_ms() - 3_600_000;
+        let bytes = seal(
+            &f.master,
+            &f.group,
+            &job(&jid),
+            master_now + 60_000,
+            |_, _| {},
+        );
+        assert!(f.minion.open(&bytes).is_ok());
+    }
+
+    #[test]
+    fn another_epoch_asks_for_the_new_group_key_once() {
+        let mut f = fixture();
+        let newer = GroupKey::generate(4);
+        let tick = Publication::Tick(Tick {
+            seq: 1,
+            master_time_ms: now_ms(),
+            tick_interval_ms: 1000,
+        });
+        let bytes = seal(&f.master, &newer, &tick, later(), |_, _| {});
+        assert!(matches!(
+            f.minion.open(&bytes),
+            Err(Dropped::UnknownEpoch(4))
+        ));
+        f.minion.receive(&bytes);
+        f.minion.receive(&bytes);
+        let mut fetches = 0;
+        while let Ok(command) = f._commands.try_recv() {
+            if matches!(command, Command::FetchGroupKey) {
+                fetches += 1;
+            }
+        }
+        assert_eq!(fetches, 1);
+        // The right epoch number with the wrong key bytes does not decrypt.
+        let wrong = GroupKey::generate(3);
+        let bytes = seal(&f.master, &wrong, &tick, later(), |_, _| {});
+        assert!(matches!(f.minion.open(&bytes), Err(Dropped::Undecryptable)));
     }
 }

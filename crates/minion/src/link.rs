@@ -1,8 +1,8 @@
 //! The minion's link to the master's REP socket: one task owns the [`ReqClient`] and says, in
 //! order, everything the minion has to say.
 //!
-//! On start, and whenever the link had to be rebuilt or the master does not know this minion,
-//! the link re-synchronises: `hello`, then every spooled return, then `pending` (catch-up).
+//! Whenever the client opens a new session (at start, and after any failure or master
+//! restart), the link re-synchronises: every spooled return, then `pending` (catch-up).
 //! Between commands it sends a `keepalive` every interval the master asked for. A return leaves
 //! the spool only once the master has answered `ok` (stored) or `error refused` (it can never
 //! be stored); on `error unavailable` it is kept and sent again later.
@@ -10,13 +10,14 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use brine_crypto::GroupKey;
 use brine_proto::msg::ReplyError;
-use brine_proto::{Jid, Job, JobReturn, Map, MasterReply, MinionId, MinionRequest};
+use brine_proto::{Jid, Job, JobReturn, MasterReply, MinionId, MinionRequest};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::client::{Cancelled, ReqClient};
+use crate::client::{Cancelled, ReqClient, Welcome};
 use crate::journal::Journal;
 
 /// What the rest of the minion asks the link to say.
@@ -25,14 +26,18 @@ pub enum Command {
     Receipt(Jid),
     Return(JobReturn),
     CatchUp,
+    /// A publication named a newer group key epoch.
+    FetchGroupKey,
     Goodbye,
 }
 
 /// What the link tells the rest of the minion.
 #[derive(Debug)]
 pub enum LinkEvent {
-    /// The master answered hello; it ticks at this interval.
-    Welcome { tick_interval: Duration },
+    /// A new session: the master's keys, clock, tick interval and group key.
+    Welcome(Box<Welcome>),
+    /// A newer group key.
+    GroupKey(GroupKey),
     /// Jobs the master says are live for this minion (catch-up).
     Jobs(Vec<Job>),
 }
@@ -41,15 +46,13 @@ pub enum LinkEvent {
 #[derive(Debug)]
 pub struct Link {
     pub id: MinionId,
-    pub version: String,
-    pub grains: Map,
     pub client: ReqClient,
     pub journal: Arc<Mutex<Journal>>,
     pub events: mpsc::Sender<LinkEvent>,
     pub stop: CancellationToken,
     pub keepalive_interval: Duration,
     pub unavailable_pause: Duration,
-    /// Re-synchronise before the next command.
+    /// Re-synchronise before the next command (a new session was opened).
     pub resync: bool,
 }
 
@@ -91,6 +94,7 @@ impl Link {
                 }
                 Some(Command::Return(ret)) => self.send_return(ret).await,
                 Some(Command::CatchUp) => self.catch_up().await,
+                Some(Command::FetchGroupKey) => self.fetch_group_key().await,
             };
             if done.is_err() {
                 return;
@@ -102,10 +106,9 @@ impl Link {
         self.journal.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// hello, spooled returns, pending.
+    /// Spooled returns, then pending.
     async fn resynchronise(&mut self) -> Result<(), Cancelled> {
         self.resync = false;
-        self.hello().await?;
         let spooled = match self.journal().spooled() {
             Ok(spooled) => spooled,
             Err(err) => {
@@ -119,49 +122,21 @@ impl Link {
         self.catch_up().await
     }
 
-    async fn hello(&mut self) -> Result<(), Cancelled> {
-        let hello = MinionRequest::Hello {
-            id: self.id.clone(),
-            version: self.version.clone(),
-            grains: self.grains.clone(),
-        };
-        loop {
-            let answer = self.client.request(&hello, &self.stop).await?;
-            match answer.reply {
-                MasterReply::Welcome {
-                    keepalive_interval_ms,
-                    tick_interval_ms,
-                    ..
-                } => {
-                    info!(minion = %self.id, "connected to the master");
-                    self.keepalive_interval = Duration::from_millis(keepalive_interval_ms.max(10));
-                    let tick_interval = Duration::from_millis(tick_interval_ms.max(10));
-                    let _ = self.events.send(LinkEvent::Welcome { tick_interval }).await;
-                    return Ok(());
-                }
-                other => {
-                    warn!(reply = ?other, "the master did not welcome this minion; retrying");
-                    self.pause().await?;
-                }
-            }
-        }
-    }
-
-    /// Asks until the master gives an answer that is not "unknown minion" or "unavailable".
+    /// Asks until the master gives an answer that is not "unavailable". A new session on the
+    /// way is announced to the minion and makes the link re-synchronise.
     async fn ask(&mut self, request: &MinionRequest) -> Result<MasterReply, Cancelled> {
         loop {
             let answer = self.client.request(request, &self.stop).await?;
-            if answer.reconnected {
+            if let Some(welcome) = answer.welcome {
+                info!(minion = %self.id, "connected to the master");
+                self.keepalive_interval = welcome.keepalive_interval;
                 self.resync = true;
+                let _ = self
+                    .events
+                    .send(LinkEvent::Welcome(Box::new(welcome)))
+                    .await;
             }
             match answer.reply {
-                MasterReply::Error {
-                    code: ReplyError::UnknownMinion,
-                    ..
-                } => {
-                    self.hello().await?;
-                    self.resync = true;
-                }
                 MasterReply::Error {
                     code: ReplyError::Unavailable,
                     message,
@@ -194,6 +169,27 @@ impl Link {
             warn!(%jid, cause = %err, "cannot remove an acknowledged return from the spool");
         }
         Ok(())
+    }
+
+    async fn fetch_group_key(&mut self) -> Result<(), Cancelled> {
+        let request = MinionRequest::GroupKey {
+            id: self.id.clone(),
+        };
+        match self.ask(&request).await? {
+            MasterReply::GroupKey { epoch, key } => match <[u8; 32]>::try_from(key.as_slice()) {
+                Ok(key) => {
+                    debug!(epoch, "new group key");
+                    let _ = self
+                        .events
+                        .send(LinkEvent::GroupKey(GroupKey::from_bytes(epoch, key)))
+                        .await;
+                }
+                Err(_) => warn!("the master sent a group key of the wrong length"),
+            },
+            other => warn!(reply = ?other, "unexpected answer to a group key request"),
+        }
+        // What could not be read under the old key is fetched over the session.
+        self.catch_up().await
     }
 
     async fn catch_up(&mut self) -> Result<(), Cancelled> {

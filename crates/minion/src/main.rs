@@ -15,6 +15,11 @@ struct Args {
     /// Configuration file (TOML). Without it, /etc/brine/minion.toml is read when it exists.
     #[arg(short, long, value_name = "PATH")]
     config: Option<PathBuf>,
+
+    /// Print this minion's key fingerprint (creating its key on first use) and exit, so an
+    /// operator can compare it with `brine-key list` on the master before accepting it.
+    #[arg(long)]
+    print_fingerprint: bool,
 }
 
 const DEFAULT_CONFIG: &str = "/etc/brine/minion.toml";
@@ -28,6 +33,18 @@ fn main() -> ExitCode {
         Ok(config) => config,
         Err(err) => return brine_daemon::config_error("brine-minion", &err),
     };
+    if args.print_fingerprint {
+        return match brine_crypto::MinionKeys::load_or_create(&config.pki_dir()) {
+            Ok(keys) => {
+                println!("{}", keys.fingerprint());
+                ExitCode::SUCCESS
+            }
+            Err(err) => {
+                eprintln!("brine-minion: {err}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     brine_daemon::init_logging(&config.log_level);
     brine_daemon::run(
         "brine-minion",

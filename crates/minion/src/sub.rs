@@ -1,15 +1,14 @@
 //! The minion's SUB side: receives the master's publications.
 //!
 //! The task connects (retrying until the master is there, whatever the start order),
-//! subscribes to everything, and forwards each decoded [`Publication`]. Publications that fail
-//! to decode are logged and dropped; nothing stops the loop. When told to (the main loop saw
+//! subscribes to everything, and forwards each publication's bytes to the main loop, which
+//! checks the signature before anything else. When told to (the main loop saw
 //! no tick for three intervals: a half-open connection the zeromq crate cannot detect), or when
 //! the socket fails, it drops the socket and connects anew.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use brine_proto::{decode_envelope, Publication};
 use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -20,7 +19,8 @@ use zeromq::{Socket, SocketOptions, SocketRecv, SubSocket};
 pub enum SubEvent {
     /// A new socket is connected and subscribed.
     Connected,
-    Publication(Publication),
+    /// One PUB message, unverified.
+    Publication(Vec<u8>),
 }
 
 pub async fn run(
@@ -50,17 +50,12 @@ pub async fn run(
             match received {
                 Ok(message) => {
                     let frame = message.into_vec().into_iter().next().unwrap_or_default();
-                    match decode_envelope::<Publication>(&frame) {
-                        Ok(publication) => {
-                            if events
-                                .send(SubEvent::Publication(publication))
-                                .await
-                                .is_err()
-                            {
-                                return;
-                            }
-                        }
-                        Err(err) => warn!(cause = %err, "dropping an unreadable publication"),
+                    if events
+                        .send(SubEvent::Publication(frame.to_vec()))
+                        .await
+                        .is_err()
+                    {
+                        return;
                     }
                 }
                 Err(err) => {

@@ -29,14 +29,24 @@ pub enum DecodeError {
     UnsupportedVersion(u16),
     #[error("malformed message: {0}")]
     Malformed(String),
+    #[error("a {0:?} envelope is not allowed here")]
+    WrongKind(BodyKind),
 }
 
 /// The kind of body an [`Envelope`] carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum BodyKind {
-    /// The body is the msgpack message itself.
+    /// The body is the msgpack message itself. Allowed only before authentication: the
+    /// `master_keys` request and its answer, and error answers outside a session.
     Plain,
+    /// The body is a Noise IK handshake message whose payload is the message
+    /// (`hello` from the minion, the answer to it from the master).
+    Handshake,
+    /// The body is the message sealed with the Noise session named by `session`.
+    Sealed,
+    /// The body is a [`crate::msg::SignedPublication`] (PUB only).
+    Signed,
 }
 
 /// The outer frame of every message on the master's TCP sockets.
@@ -46,8 +56,41 @@ pub struct Envelope {
     /// Protocol version, [`PROTOCOL_VERSION`].
     pub v: u16,
     pub kind: BodyKind,
+    /// The Noise session a `sealed` request belongs to (from the master's `welcome`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<u64>,
     #[serde(with = "serde_bytes")]
     pub body: Vec<u8>,
+}
+
+impl Envelope {
+    /// An envelope of `kind` around `body`.
+    pub fn new(kind: BodyKind, session: Option<u64>, body: Vec<u8>) -> Self {
+        Self {
+            v: PROTOCOL_VERSION,
+            kind,
+            session,
+            body,
+        }
+    }
+
+    /// Encodes the envelope.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        encode(self)
+    }
+
+    /// Decodes an envelope of this protocol version (the body is not looked at).
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
+        #[derive(Deserialize)]
+        struct Version {
+            v: u16,
+        }
+        let Version { v } = decode(bytes)?;
+        if v != PROTOCOL_VERSION {
+            return Err(DecodeError::UnsupportedVersion(v));
+        }
+        decode(bytes)
+    }
 }
 
 /// Encodes a message as msgpack with named fields.
@@ -67,28 +110,18 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
 
 /// Encodes a message and wraps it in a plain [`Envelope`].
 pub fn encode_envelope<T: Serialize + ?Sized>(msg: &T) -> Vec<u8> {
-    encode(&Envelope {
-        v: PROTOCOL_VERSION,
-        kind: BodyKind::Plain,
-        body: encode(msg),
-    })
+    Envelope::new(BodyKind::Plain, None, encode(msg)).to_bytes()
 }
 
-/// Unwraps an [`Envelope`] and decodes the message in its body.
+/// Unwraps a plain [`Envelope`] and decodes the message in its body.
 ///
 /// The version is read first (from any map with a `v`), so an envelope of another version is
-/// `UnsupportedVersion` even when its other fields are unknown to this build.
+/// `UnsupportedVersion` even when its other fields are unknown to this build. Any kind but
+/// `plain` is `WrongKind`: sealed and signed bodies are opened by their channel first.
 pub fn decode_envelope<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
-    #[derive(Deserialize)]
-    struct Version {
-        v: u16,
-    }
-    let Version { v } = decode(bytes)?;
-    if v != PROTOCOL_VERSION {
-        return Err(DecodeError::UnsupportedVersion(v));
-    }
-    let envelope: Envelope = decode(bytes)?;
+    let envelope = Envelope::from_bytes(bytes)?;
     match envelope.kind {
         BodyKind::Plain => decode(&envelope.body),
+        kind => Err(DecodeError::WrongKind(kind)),
     }
 }

@@ -12,6 +12,7 @@
 //!   then `done`).
 //! - `list_jobs`: `jobs`.
 //! - `minions`: `minions`.
+//! - `keys`: `keys` (the key list after the command), or `error`.
 
 use serde::{Deserialize, Serialize};
 
@@ -35,6 +36,26 @@ pub enum ControlRequest {
         limit: u32,
     },
     Minions {},
+    /// `brine-key`: list, accept, reject, delete minion keys.
+    Keys(KeyCommand),
+}
+
+/// What `brine-key` asks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case", deny_unknown_fields)]
+pub enum KeyCommand {
+    /// Every key with its state and fingerprint, and the master's fingerprint.
+    List {},
+    /// Pending (or rejected) keys become accepted: the listed ids, or every pending key when
+    /// `ids` is empty. With `fingerprint`, the key must have exactly that fingerprint.
+    Accept {
+        ids: Vec<MinionId>,
+        fingerprint: Option<String>,
+    },
+    /// The key becomes rejected; the group key rotates if it was accepted.
+    Reject { id: MinionId },
+    /// Every key of the id is forgotten; the group key rotates if one was accepted.
+    Delete { id: MinionId },
 }
 
 /// A job to run.
@@ -56,12 +77,27 @@ pub struct PublishRequest {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ControlEvent {
-    Published { jid: Jid, minions: Vec<MinionId> },
+    Published {
+        jid: Jid,
+        minions: Vec<MinionId>,
+    },
     Return(JobReturn),
     Done(JobReport),
-    Jobs { jobs: Vec<JobSummary> },
-    Minions { minions: Vec<MinionStatus> },
-    Error { code: ControlError, message: String },
+    Jobs {
+        jobs: Vec<JobSummary>,
+    },
+    Minions {
+        minions: Vec<MinionStatus>,
+    },
+    /// The keys after a `keys` command (for accept/reject/delete: the keys it changed).
+    Keys {
+        master_fingerprint: String,
+        keys: Vec<KeyInfo>,
+    },
+    Error {
+        code: ControlError,
+        message: String,
+    },
 }
 
 /// Why the master did not do what the CLI asked.
@@ -78,6 +114,9 @@ pub enum ControlError {
     Storage,
     /// The master is shutting down.
     ShuttingDown,
+    /// The caller may not do this (`publisher_acl`; key commands are for root and the master's
+    /// user). Nothing was done.
+    Denied,
 }
 
 /// The record of one job: every expected minion with one state.
@@ -138,6 +177,30 @@ impl MinionState {
             MinionState::NotConnected => "not connected",
         }
     }
+}
+
+/// One minion key known to the master.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyInfo {
+    pub id: MinionId,
+    pub state: KeyState,
+    /// SHA-256 of the key, as colon-separated hex pairs.
+    pub fingerprint: String,
+}
+
+/// Where a minion key stands, as in `salt-key`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyState {
+    /// Seen, waiting for an operator.
+    Pending,
+    /// May receive jobs.
+    Accepted,
+    /// Refused by an operator.
+    Rejected,
+    /// A second key for an id that already has one: never replaces the first.
+    Denied,
 }
 
 /// One line of `jobs.list`.

@@ -10,11 +10,24 @@
 //!   it gives up on the socket and builds a new one). Every request is idempotent: a resend after
 //!   a lost answer changes nothing and gets the same answer.
 //!
-//! The sequence for a minion: `hello` (answer `welcome`) → `pending` (answer `jobs`, the jobs
-//! still live for it) → then, as things happen: `receipt` when a job arrives (answer `ok`),
-//! `return` when it finishes (answer `ok` once stored), `keepalive` every interval (answer `ok`,
-//! or `error` with code `unknown_minion` when the master has forgotten it, upon which the minion
-//! says `hello` again), `goodbye` when it stops.
+//! The sequence for a minion on every new REQ socket:
+//!
+//! 1. `master_keys` in a `plain` envelope (answer `master_keys`): the master's public keys,
+//!    which the minion checks against its pinned fingerprint before trusting them.
+//! 2. `hello` as the payload of a Noise IK `handshake` envelope. The master authenticates the
+//!    minion's static key, looks it up (pending / accepted / rejected / denied), and answers in
+//!    the handshake's second message: `welcome` (with the session id and the group key) for an
+//!    accepted key, `error not_accepted` / `error rejected` otherwise.
+//! 3. Everything else in `sealed` envelopes of that session: `pending` (answer `jobs`), then, as
+//!    things happen, `receipt` (answer `ok`), `return` (answer `ok` once stored), `group_key`
+//!    when a publication names a newer key epoch (answer `group_key`), `keepalive` every
+//!    interval (answer `ok`), `goodbye` when it stops. An answer `error no_session` (the master
+//!    restarted) or any failure makes the minion start again at 1 on a new socket.
+//!
+//! The id a request names must be the id bound to the session's key: the master refuses any
+//! other. Publications are `signed` envelopes: a [`SignedPublication`] whose header carries the
+//! expiry and jid in the clear (so a minion can refuse a stale or already executed job before it
+//! decrypts anything) and the publication sealed with the group key.
 
 use serde::{Deserialize, Serialize};
 
@@ -58,10 +71,47 @@ pub struct Tick {
     pub tick_interval_ms: u64,
 }
 
+/// Authenticated with every publication's ciphertext: binds it to brine's publication use.
+pub const PUBLICATION_AAD: &[u8] = b"brine publication v1";
+
+/// A publication as it travels: the signed header and the master's Ed25519 signature over it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignedPublication {
+    /// An encoded [`PublicationHeader`].
+    #[serde(with = "serde_bytes")]
+    pub header: Vec<u8>,
+    /// Ed25519 signature of `header` by the master's signing key.
+    #[serde(with = "serde_bytes")]
+    pub sig: Vec<u8>,
+}
+
+/// What the signature covers: the facts a minion checks before decrypting, and the ciphertext.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PublicationHeader {
+    /// Which group key sealed `ciphertext`.
+    pub group_epoch: u32,
+    /// The job's jid (none for a tick).
+    pub jid: Option<Jid>,
+    /// On the master's clock: after this the publication is stale.
+    pub expires_ms: u64,
+    /// The master's clock when this was sent.
+    pub master_time_ms: u64,
+    /// XChaCha20-Poly1305 nonce (24 bytes).
+    #[serde(with = "serde_bytes")]
+    pub nonce: Vec<u8>,
+    /// The encoded [`Publication`], sealed with the group key.
+    #[serde(with = "serde_bytes")]
+    pub ciphertext: Vec<u8>,
+}
+
 /// What a minion asks the master over REQ.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum MinionRequest {
+    /// Before authentication (plain): the master's public keys.
+    MasterKeys {},
     /// Registration: sent first on every (re)connect.
     Hello {
         id: MinionId,
@@ -78,18 +128,22 @@ pub enum MinionRequest {
     Return(JobReturn),
     /// The minion is stopping; it is not connected from now on.
     Goodbye { id: MinionId },
+    /// "Send me the current group key" (a publication named a newer epoch).
+    GroupKey { id: MinionId },
 }
 
 impl MinionRequest {
-    /// The id the request speaks for.
-    pub fn minion_id(&self) -> &MinionId {
+    /// The id the request speaks for (none for `master_keys`).
+    pub fn minion_id(&self) -> Option<&MinionId> {
         match self {
+            MinionRequest::MasterKeys {} => None,
             MinionRequest::Hello { id, .. }
             | MinionRequest::Keepalive { id }
             | MinionRequest::Pending { id }
             | MinionRequest::Receipt { id, .. }
-            | MinionRequest::Goodbye { id } => id,
-            MinionRequest::Return(ret) => &ret.id,
+            | MinionRequest::Goodbye { id }
+            | MinionRequest::GroupKey { id } => Some(id),
+            MinionRequest::Return(ret) => Some(&ret.id),
         }
     }
 }
@@ -116,11 +170,31 @@ pub struct JobReturn {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum MasterReply {
-    /// Answer to `hello`.
+    /// Answer to `master_keys`.
+    MasterKeys {
+        /// X25519 static key of the master (Noise).
+        #[serde(with = "serde_bytes")]
+        noise: Vec<u8>,
+        /// Ed25519 key that signs publications.
+        #[serde(with = "serde_bytes")]
+        sign: Vec<u8>,
+    },
+    /// Answer to `hello` (inside the handshake).
     Welcome {
+        /// Names the Noise session in later `sealed` envelopes.
+        session: u64,
         master_time_ms: u64,
         keepalive_interval_ms: u64,
         tick_interval_ms: u64,
+        group_epoch: u32,
+        #[serde(with = "serde_bytes")]
+        group_key: Vec<u8>,
+    },
+    /// Answer to `group_key`.
+    GroupKey {
+        epoch: u32,
+        #[serde(with = "serde_bytes")]
+        key: Vec<u8>,
     },
     /// The request was taken (and, for a return, durably stored).
     Ok {},
@@ -141,6 +215,12 @@ pub enum ReplyError {
     /// The master could not store the request; try again later.
     Unavailable,
     /// The request is valid but refers to something the minion may not report (for example a
-    /// return for a job it was not targeted by). Resending will not help.
+    /// return for a job it was not targeted by, or another minion's id). Resending will not help.
     Refused,
+    /// The minion's key is pending: an operator must accept it (`brine-key accept`).
+    NotAccepted,
+    /// The minion's key is rejected, or it is a second key for a known id (denied).
+    Rejected,
+    /// The session named by a sealed request does not exist (the master restarted): start again.
+    NoSession,
 }

@@ -1,9 +1,18 @@
 //! Golden fixtures: the wire format of protocol v1, byte for byte, checked in.
 //!
-//! `tests/golden/v1/<name>.msgpack` holds one message per variant, built from the fixed values
-//! below, exactly as it travels: network messages (publications, minion requests, master
-//! replies) inside their envelope, as one ZMQ frame; control messages bare, as the payload of
-//! one control-socket frame (without the 4-byte length prefix).
+//! `tests/golden/v1/<name>.msgpack` holds, built from the fixed values below:
+//!
+//! - one **message** per variant of every message type (publications, minion requests, master
+//!   replies, control requests and events, `brine-key`'s commands), as its bare msgpack: the
+//!   bytes a Noise handshake payload, a sealed envelope or the group key's ciphertext carries,
+//!   and the payload of one control-socket frame (without the 4-byte length prefix);
+//! - the two layers of a publication, `publication_header` (the bytes the master signs) and
+//!   `signed_publication` (a signed envelope's body);
+//! - one **frame** (`frame_*`) per envelope kind, exactly one ZMQ frame as it travels: plain
+//!   (`master_keys` both ways, an error outside a session), handshake, sealed (with its
+//!   session) and signed. Handshake and sealed bodies are fixed stand-in bytes (the real ones
+//!   are Noise output and differ every time); the signed one holds `signed_publication` with
+//!   a fixed stand-in signature and ciphertext.
 //!
 //! The test encodes the fixed values and demands the same bytes as the file, and decodes the
 //! file and demands the same value, so that any change of the wire format fails here first.
@@ -14,23 +23,28 @@
 //! BRINE_BLESS=1 cargo test -p brine-proto --test golden
 //! ```
 //!
-//! An intended change of v1's bytes is a protocol change: bump `PROTOCOL_VERSION`, keep the old
-//! fixtures under their version's folder, and update docs/PROTOCOL.md (which quotes two of the
-//! files in hex).
+//! Once a release has shipped, an intended change of v1's bytes is a protocol change: bump
+//! `PROTOCOL_VERSION`, keep the old fixtures under their version's folder, and update
+//! docs/PROTOCOL.md (which quotes some of the files in hex).
+//!
+//! History: the v1 fixtures were re-blessed once, before the first release, when the security
+//! layer was added (envelope kinds `handshake`/`sealed`/`signed` and `session`, `master_keys`,
+//! `group_key`, the new `welcome`, signed publications, `brine-key`'s messages; messages are
+//! now kept bare beside the frames). No release had shipped, so v1 was not bumped.
 
 use std::collections::BTreeSet;
 use std::fmt::{Debug, Write as _};
 use std::path::{Path, PathBuf};
 
-use brine_proto::codec::BodyKind;
+use brine_proto::codec::{BodyKind, Envelope};
 use brine_proto::control::{
-    ControlError, ControlEvent, ControlRequest, JobReport, JobSummary, MinionOutcome, MinionState,
-    MinionStatus, PublishRequest,
+    ControlError, ControlEvent, ControlRequest, JobReport, JobSummary, KeyCommand, KeyInfo,
+    KeyState, MinionOutcome, MinionState, MinionStatus, PublishRequest,
 };
-use brine_proto::msg::{ReplyError, Tick};
+use brine_proto::msg::{PublicationHeader, ReplyError, SignedPublication, Tick};
 use brine_proto::{
-    decode, decode_envelope, encode, encode_envelope, Jid, Job, JobReturn, Map, MasterReply,
-    MinionId, MinionRequest, Publication, Target, Value,
+    decode, decode_envelope, encode, Jid, Job, JobReturn, Map, MasterReply, MinionId,
+    MinionRequest, Publication, Target, Value,
 };
 use serde::{de::DeserializeOwned, Serialize};
 use serde_json::json;
@@ -43,8 +57,36 @@ const T0_MS: u64 = 1_795_611_721_123;
 /// An older job, for listings.
 const OLD_JID: &str = "20261124090000000001";
 
+/// The session id of the fixed welcome and sealed frame (high bit set: a full uint 64).
+const SESSION: u64 = 0x8c3f_52a1_0b7e_d4c9;
+/// The fixed group key epoch of the welcome and the publication header.
+const EPOCH: u32 = 3;
+
 fn jid() -> Jid {
     Jid::new(JID).unwrap()
+}
+
+/// `len` fixed stand-in bytes counting up from `first` (keys, nonces, signatures,
+/// ciphertexts: real ones are random).
+fn counting(first: u8, len: usize) -> Vec<u8> {
+    (0..len).map(|i| first.wrapping_add(i as u8)).collect()
+}
+
+fn master_noise_key() -> Vec<u8> {
+    counting(0x20, 32)
+}
+
+fn master_sign_key() -> Vec<u8> {
+    counting(0x40, 32)
+}
+
+/// A fingerprint in the form the master writes (SHA-256 as colon-separated hex pairs).
+fn fingerprint_of(seed: u8) -> String {
+    counting(seed, 32)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
 }
 
 fn id(s: &str) -> MinionId {
@@ -119,6 +161,7 @@ fn publications() -> Vec<Publication> {
 
 fn minion_requests() -> Vec<MinionRequest> {
     vec![
+        MinionRequest::MasterKeys {},
         MinionRequest::Hello {
             id: id("web1"),
             version: "0.1.0".into(),
@@ -132,15 +175,38 @@ fn minion_requests() -> Vec<MinionRequest> {
         },
         MinionRequest::Return(job_return()),
         MinionRequest::Goodbye { id: id("web1") },
+        MinionRequest::GroupKey { id: id("web1") },
     ]
+}
+
+fn master_keys() -> MasterReply {
+    MasterReply::MasterKeys {
+        noise: master_noise_key(),
+        sign: master_sign_key(),
+    }
+}
+
+fn no_session() -> MasterReply {
+    MasterReply::Error {
+        code: ReplyError::NoSession,
+        message: "no such session: handshake again".into(),
+    }
 }
 
 fn master_replies() -> Vec<MasterReply> {
     vec![
+        master_keys(),
         MasterReply::Welcome {
+            session: SESSION,
             master_time_ms: T0_MS,
             keepalive_interval_ms: 30_000,
             tick_interval_ms: 5_000,
+            group_epoch: EPOCH,
+            group_key: counting(0x00, 32),
+        },
+        MasterReply::GroupKey {
+            epoch: EPOCH + 1,
+            key: counting(0x60, 32),
         },
         MasterReply::Ok {},
         MasterReply::Jobs {
@@ -150,8 +216,8 @@ fn master_replies() -> Vec<MasterReply> {
             }],
         },
         MasterReply::Error {
-            code: ReplyError::UnknownMinion,
-            message: "unknown minion web1: say hello first".into(),
+            code: ReplyError::NotAccepted,
+            message: "the key of web1 (ab:cd:…) is pending on the master".into(),
         },
     ]
 }
@@ -172,6 +238,13 @@ fn control_requests() -> Vec<ControlRequest> {
         },
         ControlRequest::ListJobs { limit: 20 },
         ControlRequest::Minions {},
+        ControlRequest::Keys(KeyCommand::List {}),
+        ControlRequest::Keys(KeyCommand::Accept {
+            ids: vec![id("web1"), id("db-2.example.com")],
+            fingerprint: Some(fingerprint_of(0xa0)),
+        }),
+        ControlRequest::Keys(KeyCommand::Reject { id: id("web2") }),
+        ControlRequest::Keys(KeyCommand::Delete { id: id("web3") }),
     ]
 }
 
@@ -240,6 +313,31 @@ fn control_events() -> Vec<ControlEvent> {
                 },
             ],
         },
+        ControlEvent::Keys {
+            master_fingerprint: fingerprint_of(0x80),
+            keys: vec![
+                KeyInfo {
+                    id: id("db-2.example.com"),
+                    state: KeyState::Pending,
+                    fingerprint: fingerprint_of(0xc0),
+                },
+                KeyInfo {
+                    id: id("web1"),
+                    state: KeyState::Accepted,
+                    fingerprint: fingerprint_of(0xa0),
+                },
+                KeyInfo {
+                    id: id("web1"),
+                    state: KeyState::Denied,
+                    fingerprint: fingerprint_of(0xe0),
+                },
+                KeyInfo {
+                    id: id("web2"),
+                    state: KeyState::Rejected,
+                    fingerprint: fingerprint_of(0x10),
+                },
+            ],
+        },
         ControlEvent::Error {
             code: ControlError::NoMinions,
             message: "target web9* matched no minion".into(),
@@ -247,20 +345,68 @@ fn control_events() -> Vec<ControlEvent> {
     ]
 }
 
+// ---- the security layer's wrappings ----
+
+fn publication_header() -> PublicationHeader {
+    PublicationHeader {
+        group_epoch: EPOCH,
+        jid: Some(jid()),
+        expires_ms: T0_MS + 60_000,
+        master_time_ms: T0_MS,
+        nonce: counting(0x80, 24),
+        ciphertext: counting(0xa0, 40),
+    }
+}
+
+fn signed_publication() -> SignedPublication {
+    SignedPublication {
+        header: encode(&publication_header()),
+        sig: counting(0xc0, 64),
+    }
+}
+
+/// The frames: one per envelope kind, and the plain ones for each message that travels plain.
+fn frames() -> Vec<(&'static str, Envelope)> {
+    let plain = |body: Vec<u8>| Envelope::new(BodyKind::Plain, None, body);
+    // A sealed keepalive is one chunk: its 2-byte length (44 = 4 + 24 + 16) then the chunk.
+    let mut sealed = vec![0x00, 0x2c];
+    sealed.extend(counting(0xd0, 44));
+    vec![
+        (
+            "frame_plain_master_keys_request",
+            plain(encode(&MinionRequest::MasterKeys {})),
+        ),
+        (
+            "frame_plain_master_keys_reply",
+            plain(encode(&master_keys())),
+        ),
+        ("frame_plain_error", plain(encode(&no_session()))),
+        (
+            "frame_handshake",
+            Envelope::new(BodyKind::Handshake, None, counting(0x30, 48)),
+        ),
+        (
+            "frame_sealed",
+            Envelope::new(BodyKind::Sealed, Some(SESSION), sealed),
+        ),
+        (
+            "frame_signed",
+            Envelope::new(BodyKind::Signed, None, encode(&signed_publication())),
+        ),
+    ]
+}
+
 // ---- naming: one fixture per variant ----
 
-/// A top-level message type, how it travels, and the file name of each of its variants.
+/// A top-level message type and the file name of each of its variants.
 ///
 /// The matches have no wildcard on purpose: a new variant does not compile until it is named
 /// here, and then the test asks for its fixture.
 trait Wire: Serialize + DeserializeOwned + PartialEq + Debug + Clone + 'static {
-    /// Network messages travel in an envelope; control messages do not.
-    const ENVELOPED: bool;
     fn name(&self) -> &'static str;
 }
 
 impl Wire for Publication {
-    const ENVELOPED: bool = true;
     fn name(&self) -> &'static str {
         match self {
             Publication::Job(_) => "publication_job",
@@ -270,24 +416,26 @@ impl Wire for Publication {
 }
 
 impl Wire for MinionRequest {
-    const ENVELOPED: bool = true;
     fn name(&self) -> &'static str {
         match self {
+            MinionRequest::MasterKeys {} => "minion_request_master_keys",
             MinionRequest::Hello { .. } => "minion_request_hello",
             MinionRequest::Keepalive { .. } => "minion_request_keepalive",
             MinionRequest::Pending { .. } => "minion_request_pending",
             MinionRequest::Receipt { .. } => "minion_request_receipt",
             MinionRequest::Return(_) => "minion_request_return",
             MinionRequest::Goodbye { .. } => "minion_request_goodbye",
+            MinionRequest::GroupKey { .. } => "minion_request_group_key",
         }
     }
 }
 
 impl Wire for MasterReply {
-    const ENVELOPED: bool = true;
     fn name(&self) -> &'static str {
         match self {
+            MasterReply::MasterKeys { .. } => "master_reply_master_keys",
             MasterReply::Welcome { .. } => "master_reply_welcome",
+            MasterReply::GroupKey { .. } => "master_reply_group_key",
             MasterReply::Ok {} => "master_reply_ok",
             MasterReply::Jobs { .. } => "master_reply_jobs",
             MasterReply::Error { .. } => "master_reply_error",
@@ -296,19 +444,21 @@ impl Wire for MasterReply {
 }
 
 impl Wire for ControlRequest {
-    const ENVELOPED: bool = false;
     fn name(&self) -> &'static str {
         match self {
             ControlRequest::Publish(_) => "control_request_publish",
             ControlRequest::LookupJob { .. } => "control_request_lookup_job",
             ControlRequest::ListJobs { .. } => "control_request_list_jobs",
             ControlRequest::Minions {} => "control_request_minions",
+            ControlRequest::Keys(KeyCommand::List {}) => "control_request_keys_list",
+            ControlRequest::Keys(KeyCommand::Accept { .. }) => "control_request_keys_accept",
+            ControlRequest::Keys(KeyCommand::Reject { .. }) => "control_request_keys_reject",
+            ControlRequest::Keys(KeyCommand::Delete { .. }) => "control_request_keys_delete",
         }
     }
 }
 
 impl Wire for ControlEvent {
-    const ENVELOPED: bool = false;
     fn name(&self) -> &'static str {
         match self {
             ControlEvent::Published { .. } => "control_event_published",
@@ -316,6 +466,7 @@ impl Wire for ControlEvent {
             ControlEvent::Done(_) => "control_event_done",
             ControlEvent::Jobs { .. } => "control_event_jobs",
             ControlEvent::Minions { .. } => "control_event_minions",
+            ControlEvent::Keys { .. } => "control_event_keys",
             ControlEvent::Error { .. } => "control_event_error",
         }
     }
@@ -332,26 +483,35 @@ struct Fixture {
     decodes_to_value: DecodeCheck,
 }
 
-fn fixture<T: Wire>(value: T) -> Fixture {
-    let encoded = if T::ENVELOPED {
-        encode_envelope(&value)
-    } else {
-        encode(&value)
-    };
+/// A bare value: its encoding, decoded with `decode`.
+fn bare<T>(name: &'static str, value: T) -> Fixture
+where
+    T: Serialize + DeserializeOwned + PartialEq + Debug + 'static,
+{
     Fixture {
-        name: value.name(),
-        encoded,
-        decodes_to_value: Box::new(move |bytes| {
-            let decoded = if T::ENVELOPED {
-                decode_envelope::<T>(bytes)
-            } else {
-                decode::<T>(bytes)
-            };
-            match decoded {
-                Ok(v) if v == value => Ok(()),
-                Ok(v) => Err(format!("decodes to {v:?}, not {value:?}")),
-                Err(e) => Err(format!("does not decode: {e}")),
-            }
+        name,
+        encoded: encode(&value),
+        decodes_to_value: Box::new(move |bytes| match decode::<T>(bytes) {
+            Ok(v) if v == value => Ok(()),
+            Ok(v) => Err(format!("decodes to {v:?}, not {value:?}")),
+            Err(e) => Err(format!("does not decode: {e}")),
+        }),
+    }
+}
+
+fn fixture<T: Wire>(value: T) -> Fixture {
+    bare(value.name(), value)
+}
+
+/// A frame: decoded with `Envelope::from_bytes` (what a socket's reader runs first).
+fn frame(name: &'static str, envelope: Envelope) -> Fixture {
+    Fixture {
+        name,
+        encoded: envelope.to_bytes(),
+        decodes_to_value: Box::new(move |bytes| match Envelope::from_bytes(bytes) {
+            Ok(e) if e == envelope => Ok(()),
+            Ok(e) => Err(format!("decodes to {e:?}, not {envelope:?}")),
+            Err(e) => Err(format!("does not decode: {e}")),
         }),
     }
 }
@@ -363,6 +523,9 @@ fn fixtures() -> Vec<Fixture> {
     all.extend(master_replies().into_iter().map(fixture));
     all.extend(control_requests().into_iter().map(fixture));
     all.extend(control_events().into_iter().map(fixture));
+    all.push(bare("publication_header", publication_header()));
+    all.push(bare("signed_publication", signed_publication()));
+    all.extend(frames().into_iter().map(|(name, e)| frame(name, e)));
     all
 }
 
@@ -446,6 +609,54 @@ fn every_truncated_fixture_is_an_error() {
     }
 }
 
+/// The frames hold what their names say, read the way a peer reads them.
+#[test]
+fn frames_hold_their_messages() {
+    let read = |name: &str| std::fs::read(dir().join(format!("{name}.msgpack"))).unwrap();
+    assert_eq!(
+        decode_envelope::<MinionRequest>(&read("frame_plain_master_keys_request")),
+        Ok(MinionRequest::MasterKeys {})
+    );
+    assert_eq!(
+        decode_envelope::<MasterReply>(&read("frame_plain_master_keys_reply")),
+        Ok(master_keys())
+    );
+    assert_eq!(
+        decode_envelope::<MasterReply>(&read("frame_plain_error")),
+        Ok(no_session())
+    );
+    // The plain frames' bodies are the bare message fixtures.
+    let body = |name: &str| Envelope::from_bytes(&read(name)).unwrap().body;
+    assert_eq!(
+        body("frame_plain_master_keys_request"),
+        read("minion_request_master_keys")
+    );
+    assert_eq!(
+        body("frame_plain_master_keys_reply"),
+        read("master_reply_master_keys")
+    );
+    // Handshake and sealed bodies are opened by the Noise layer, never by decode_envelope.
+    for (name, kind) in [
+        ("frame_handshake", BodyKind::Handshake),
+        ("frame_sealed", BodyKind::Sealed),
+        ("frame_signed", BodyKind::Signed),
+    ] {
+        assert_eq!(
+            decode_envelope::<Value>(&read(name)),
+            Err(brine_proto::DecodeError::WrongKind(kind))
+        );
+    }
+    assert_eq!(
+        Envelope::from_bytes(&read("frame_sealed")).unwrap().session,
+        Some(SESSION)
+    );
+    // signed → SignedPublication → header bytes (what the signature covers) → header.
+    let signed: SignedPublication = decode(&body("frame_signed")).unwrap();
+    assert_eq!(encode(&signed), read("signed_publication"));
+    assert_eq!(signed.header, read("publication_header"));
+    assert_eq!(decode(&signed.header), Ok(publication_header()));
+}
+
 /// The words of every closed set on the wire, pinned one by one (the fixtures show only some).
 #[test]
 fn closed_sets_spell_as_documented() {
@@ -457,6 +668,9 @@ fn closed_sets_spell_as_documented() {
         (ReplyError::UnknownMinion, "unknown_minion"),
         (ReplyError::Unavailable, "unavailable"),
         (ReplyError::Refused, "refused"),
+        (ReplyError::NotAccepted, "not_accepted"),
+        (ReplyError::Rejected, "rejected"),
+        (ReplyError::NoSession, "no_session"),
     ];
     for (x, w) in reply_errors {
         assert_eq!(word(x), w);
@@ -467,6 +681,7 @@ fn closed_sets_spell_as_documented() {
         (ControlError::NotFound, "not_found"),
         (ControlError::Storage, "storage"),
         (ControlError::ShuttingDown, "shutting_down"),
+        (ControlError::Denied, "denied"),
     ];
     for (x, w) in control_errors {
         assert_eq!(word(x), w);
@@ -481,7 +696,83 @@ fn closed_sets_spell_as_documented() {
     for (x, w) in states {
         assert_eq!(word(x), w);
     }
-    assert_eq!(word(BodyKind::Plain), "plain");
+    let kinds = [
+        (BodyKind::Plain, "plain"),
+        (BodyKind::Handshake, "handshake"),
+        (BodyKind::Sealed, "sealed"),
+        (BodyKind::Signed, "signed"),
+    ];
+    for (x, w) in kinds {
+        assert_eq!(word(x), w);
+    }
+    let key_states = [
+        (KeyState::Pending, "pending"),
+        (KeyState::Accepted, "accepted"),
+        (KeyState::Rejected, "rejected"),
+        (KeyState::Denied, "denied"),
+    ];
+    for (x, w) in key_states {
+        assert_eq!(word(x), w);
+    }
+    // The tags of tagged messages: `type`, and `action` for brine-key's commands.
+    fn tag<T: Serialize>(x: &T, field: &str) -> String {
+        #[derive(serde::Deserialize)]
+        struct Tags {
+            #[serde(rename = "type")]
+            type_: Option<String>,
+            action: Option<String>,
+        }
+        let tags: Tags = rmp_serde::from_slice(&encode(x)).unwrap();
+        match field {
+            "type" => tags.type_,
+            _ => tags.action,
+        }
+        .unwrap_or_default()
+    }
+    let key_actions = [
+        (KeyCommand::List {}, "list"),
+        (
+            KeyCommand::Accept {
+                ids: vec![],
+                fingerprint: None,
+            },
+            "accept",
+        ),
+        (KeyCommand::Reject { id: id("web1") }, "reject"),
+        (KeyCommand::Delete { id: id("web1") }, "delete"),
+    ];
+    for (x, w) in key_actions {
+        assert_eq!(tag(&ControlRequest::Keys(x.clone()), "action"), w);
+        assert_eq!(tag(&ControlRequest::Keys(x.clone()), "type"), "keys");
+        assert_eq!(tag(&x, "action"), w);
+    }
+    let request_types = [
+        (MinionRequest::MasterKeys {}, "master_keys"),
+        (MinionRequest::GroupKey { id: id("web1") }, "group_key"),
+        (MinionRequest::Keepalive { id: id("web1") }, "keepalive"),
+    ];
+    for (x, w) in request_types {
+        assert_eq!(tag(&x, "type"), w);
+    }
+    let reply_types = [
+        (master_keys(), "master_keys"),
+        (
+            MasterReply::GroupKey {
+                epoch: 0,
+                key: vec![],
+            },
+            "group_key",
+        ),
+        (no_session(), "error"),
+    ];
+    for (x, w) in reply_types {
+        assert_eq!(tag(&x, "type"), w);
+    }
+    let keys_event = ControlEvent::Keys {
+        master_fingerprint: String::new(),
+        keys: vec![],
+    };
+    assert_eq!(tag(&keys_event, "type"), "keys");
     for (target, tag) in [
         (Target::Glob("*".into()), "glob"),
         (Target::List(vec![]), "list"),

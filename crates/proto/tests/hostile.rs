@@ -6,9 +6,10 @@
 
 mod common;
 
-use brine_proto::codec::Envelope;
-use brine_proto::control::{ControlEvent, ControlRequest, PublishRequest};
+use brine_proto::codec::{BodyKind, Envelope};
+use brine_proto::control::{ControlEvent, ControlRequest, KeyCommand, PublishRequest};
 use brine_proto::limits::{MAX_COLLECTION_LEN, MAX_DEPTH, MAX_FRAME_BYTES, MAX_TOTAL_ITEMS};
+use brine_proto::msg::{PublicationHeader, SignedPublication};
 use brine_proto::{
     decode, decode_envelope, encode, encode_envelope, DecodeError, Jid, Job, JobReturn, Map,
     MasterReply, MinionId, MinionRequest, Publication, Target, Value,
@@ -67,8 +68,8 @@ fn keepalive(id: Vec<u8>) -> Vec<u8> {
 
 type Outcome = (&'static str, Result<(), DecodeError>);
 
-/// The result of every bare decoder on `bytes`: the control socket's, the envelope's, and the
-/// network messages' (as applied to an envelope's body).
+/// The result of every bare decoder on `bytes`: the control socket's, the envelope's (both
+/// ways), the PUB layers', and the network messages' (as applied to an opened body).
 fn bare_decoders(bytes: &[u8]) -> Vec<Outcome> {
     fn run<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<(), DecodeError> {
         decode::<T>(bytes).map(drop)
@@ -79,7 +80,14 @@ fn bare_decoders(bytes: &[u8]) -> Vec<Outcome> {
         ("MasterReply", run::<MasterReply>(bytes)),
         ("ControlRequest", run::<ControlRequest>(bytes)),
         ("ControlEvent", run::<ControlEvent>(bytes)),
+        ("KeyCommand", run::<KeyCommand>(bytes)),
+        ("SignedPublication", run::<SignedPublication>(bytes)),
+        ("PublicationHeader", run::<PublicationHeader>(bytes)),
         ("Envelope", run::<Envelope>(bytes)),
+        (
+            "Envelope::from_bytes",
+            Envelope::from_bytes(bytes).map(drop),
+        ),
     ]
 }
 
@@ -94,6 +102,10 @@ fn enveloped_decoders(bytes: &[u8]) -> Vec<Outcome> {
         ("enveloped MasterReply", run::<MasterReply>(bytes)),
         ("enveloped ControlRequest", run::<ControlRequest>(bytes)),
         ("enveloped ControlEvent", run::<ControlEvent>(bytes)),
+        (
+            "enveloped SignedPublication",
+            run::<SignedPublication>(bytes),
+        ),
     ]
 }
 
@@ -528,15 +540,28 @@ fn unknown_fields_are_malformed() {
         },
         MinionRequest::Return(job_return()),
         MinionRequest::Goodbye { id: web1() },
+        MinionRequest::MasterKeys {},
+        MinionRequest::GroupKey { id: web1() },
     ] {
         malformed::<MinionRequest>(&with_unknown_field(&req, ""));
     }
 
     for reply in [
         MasterReply::Welcome {
+            session: 9,
             master_time_ms: 1,
             keepalive_interval_ms: 2,
             tick_interval_ms: 3,
+            group_epoch: 4,
+            group_key: vec![5; 32],
+        },
+        MasterReply::MasterKeys {
+            noise: vec![1; 32],
+            sign: vec![2; 32],
+        },
+        MasterReply::GroupKey {
+            epoch: 4,
+            key: vec![5; 32],
         },
         MasterReply::Error {
             code: ReplyError::Refused,
@@ -567,6 +592,28 @@ fn unknown_fields_are_malformed() {
     malformed::<ControlRequest>(&with_unknown_field(&lookup, ""));
     let list = ControlRequest::ListJobs { limit: 10 };
     malformed::<ControlRequest>(&with_unknown_field(&list, ""));
+    for command in [
+        KeyCommand::List {},
+        KeyCommand::Accept {
+            ids: vec![web1()],
+            fingerprint: Some("ab:cd".into()),
+        },
+        KeyCommand::Reject { id: web1() },
+        KeyCommand::Delete { id: web1() },
+    ] {
+        malformed::<KeyCommand>(&with_unknown_field(&command, ""));
+        malformed::<ControlRequest>(&with_unknown_field(&ControlRequest::Keys(command), ""));
+    }
+    let keys = ControlEvent::Keys {
+        master_fingerprint: "ab:cd".into(),
+        keys: vec![brine_proto::control::KeyInfo {
+            id: web1(),
+            state: brine_proto::control::KeyState::Pending,
+            fingerprint: "ef:01".into(),
+        }],
+    };
+    malformed::<ControlEvent>(&with_unknown_field(&keys, ""));
+    malformed::<ControlEvent>(&with_unknown_field(&keys, "/keys/0"));
 
     let done = ControlEvent::Done(JobReport {
         jid: Jid::new(JID).unwrap(),
@@ -715,12 +762,8 @@ fn wrong_types_are_malformed() {
             ("body", bin(&[0xc0])),
         ]),
         map(&[("v", int(-1)), ("kind", s("plain")), ("body", bin(&[0xc0]))]),
-        map(&[
-            ("v", uint(1)),
-            ("kind", s("sealed")),
-            ("body", bin(&[0xc0])),
-        ]),
-        map(&[("v", uint(1)), ("kind", uint(1)), ("body", bin(&[0xc0]))]),
+        map(&[("v", uint(1)), ("kind", s("curve")), ("body", bin(&[0xc0]))]),
+        map(&[("v", uint(1)), ("kind", uint(9)), ("body", bin(&[0xc0]))]),
         map(&[("v", uint(1)), ("kind", s("plain")), ("body", uint(0))]),
     ] {
         all_fail(&bytes, is_malformed);
@@ -791,4 +834,643 @@ fn other_envelope_versions_are_unsupported() {
         // Plain decoding of the envelope still works: a server can read `v` and answer.
         assert_eq!(decode::<Envelope>(&bytes).map(|e| e.v), Ok(v));
     }
+}
+
+// ---- the security layer: envelope kinds and sessions ----
+
+/// A v1 envelope of `kind` (any str) with an optional raw `session` field around `body`.
+fn envelope_of(kind: &str, session: Option<Vec<u8>>, body: &[u8]) -> Vec<u8> {
+    let mut fields = vec![("v", uint(1)), ("kind", s(kind))];
+    if let Some(session) = session {
+        fields.push(("session", session));
+    }
+    fields.push(("body", bin(body)));
+    map(&fields)
+}
+
+const SECURE_KINDS: [BodyKind; 3] = [BodyKind::Handshake, BodyKind::Sealed, BodyKind::Signed];
+
+fn kind_word(kind: BodyKind) -> &'static str {
+    match kind {
+        BodyKind::Plain => "plain",
+        BodyKind::Handshake => "handshake",
+        BodyKind::Sealed => "sealed",
+        BodyKind::Signed => "signed",
+    }
+}
+
+#[test]
+fn a_sealed_envelope_without_a_session_is_still_an_envelope() {
+    // The envelope does not tie `session` to `kind`: the master refuses a sealed request
+    // without one (`error malformed`), the codec does not. So the bytes decode ...
+    let body = encode(&MinionRequest::Keepalive { id: web1() });
+    let bytes = envelope_of("sealed", None, &body);
+    let envelope = Envelope::from_bytes(&bytes).expect("a sealed envelope decodes");
+    assert_eq!(
+        envelope,
+        Envelope {
+            v: 1,
+            kind: BodyKind::Sealed,
+            session: None,
+            body: body.clone(),
+        }
+    );
+    assert_eq!(decode::<Envelope>(&bytes), Ok(envelope));
+    // ... but nothing reads the body as a message without opening it first.
+    assert_eq!(
+        decode_envelope::<MinionRequest>(&bytes),
+        Err(DecodeError::WrongKind(BodyKind::Sealed))
+    );
+    // The other mismatches decode too: a session on a plain, handshake or signed envelope.
+    for kind in ["plain", "handshake", "signed"] {
+        let bytes = envelope_of(kind, Some(uint(42)), &body);
+        assert_eq!(Envelope::from_bytes(&bytes).unwrap().session, Some(42));
+    }
+    // A plain envelope with a session still opens as plain (the session means nothing there).
+    let bytes = envelope_of("plain", Some(uint(42)), &body);
+    assert_eq!(
+        decode_envelope::<MinionRequest>(&bytes),
+        Ok(MinionRequest::Keepalive { id: web1() })
+    );
+}
+
+#[test]
+fn decode_envelope_opens_only_plain_envelopes() {
+    let keepalive = encode(&MinionRequest::Keepalive { id: web1() });
+    let bodies: [&[u8]; 4] = [&keepalive, &[], &[0xc1], &[0xc6, 0xff, 0xff, 0xff, 0xff]];
+    for kind in SECURE_KINDS {
+        for body in bodies {
+            for session in [None, Some(7), Some(u64::MAX)] {
+                let bytes = Envelope::new(kind, session, body.to_vec()).to_bytes();
+                let expected = || DecodeError::WrongKind(kind);
+                // Whatever the body holds, valid or not: it is never looked at.
+                assert_eq!(decode_envelope::<MinionRequest>(&bytes), Err(expected()));
+                assert_eq!(decode_envelope::<MasterReply>(&bytes), Err(expected()));
+                assert_eq!(decode_envelope::<Publication>(&bytes), Err(expected()));
+                assert_eq!(
+                    decode_envelope::<SignedPublication>(&bytes),
+                    Err(expected())
+                );
+                assert_eq!(decode_envelope::<Value>(&bytes), Err(expected()));
+                let envelope = Envelope::from_bytes(&bytes).unwrap();
+                assert_eq!((envelope.kind, envelope.session), (kind, session));
+                assert_eq!(envelope.body, body);
+            }
+        }
+        // The version is checked before the kind.
+        let other_version = map(&[
+            ("v", uint(2)),
+            ("kind", s(kind_word(kind))),
+            ("body", bin(&keepalive)),
+        ]);
+        assert_eq!(
+            decode_envelope::<MinionRequest>(&other_version),
+            Err(DecodeError::UnsupportedVersion(2))
+        );
+        assert_eq!(
+            Envelope::from_bytes(&other_version),
+            Err(DecodeError::UnsupportedVersion(2))
+        );
+    }
+    let shown = DecodeError::WrongKind(BodyKind::Sealed).to_string();
+    assert_eq!(shown, "a Sealed envelope is not allowed here");
+}
+
+#[test]
+fn unknown_envelope_kinds_are_malformed() {
+    let body = encode(&MinionRequest::Keepalive { id: web1() });
+    for kind in [
+        "",
+        "Sealed",
+        "SEALED",
+        "curve",
+        "encrypted",
+        "signed ",
+        "plain\0",
+        "publish",
+    ] {
+        let bytes = envelope_of(kind, None, &body);
+        all_fail(&bytes, is_malformed);
+        assert!(matches!(
+            Envelope::from_bytes(&bytes),
+            Err(DecodeError::Malformed(_))
+        ));
+    }
+}
+
+#[test]
+fn an_envelope_session_is_a_u64_or_absent() {
+    let body = [0xc0];
+    // nil reads as no session (never write it: leave the field out).
+    let nil = Envelope::from_bytes(&envelope_of("sealed", Some(vec![0xc0]), &body)).unwrap();
+    assert_eq!(nil.session, None);
+    for n in [0, 1, 0xff, 0x1_0000, u64::from(u32::MAX) + 1, u64::MAX] {
+        let envelope = Envelope::from_bytes(&envelope_of("sealed", Some(uint(n)), &body));
+        assert_eq!(envelope.unwrap().session, Some(n));
+    }
+    for bad in [
+        int(-1),
+        int(i64::MIN),
+        s("42"),
+        s(""),
+        vec![0xc3],                               // true
+        vec![0xcb, 0x40, 0x45, 0, 0, 0, 0, 0, 0], // 42.0
+        array(&[uint(42)]),
+        map(&[("id", uint(42))]),
+        bin(&[0, 0, 0, 0, 0, 0, 0, 42]),
+    ] {
+        let bytes = envelope_of("sealed", Some(bad.clone()), &body);
+        all_fail(&bytes, is_malformed);
+    }
+    // Cut short inside the session.
+    let bytes = envelope_of("sealed", Some(uint(u64::MAX)), &body);
+    let at = bytes.windows(7).position(|w| w == b"session").unwrap() + 7;
+    for len in at..at + 9 {
+        assert!(Envelope::from_bytes(&bytes[..len]).is_err(), "cut at {len}");
+    }
+    // Given twice.
+    let twice = map(&[
+        ("v", uint(1)),
+        ("kind", s("sealed")),
+        ("session", uint(1)),
+        ("session", uint(2)),
+        ("body", bin(&body)),
+    ]);
+    assert!(matches!(
+        Envelope::from_bytes(&twice),
+        Err(DecodeError::Malformed(_))
+    ));
+}
+
+#[test]
+fn envelope_from_bytes_applies_the_limits() {
+    assert_eq!(
+        Envelope::from_bytes(&vec![0xc0; MAX_FRAME_BYTES + 1]),
+        Err(DecodeError::TooLarge {
+            len: MAX_FRAME_BYTES + 1,
+            max: MAX_FRAME_BYTES
+        })
+    );
+    assert_eq!(
+        Envelope::from_bytes(&nested_arrays(MAX_DEPTH + 1)),
+        Err(DecodeError::TooDeep { max: MAX_DEPTH })
+    );
+    assert_eq!(Envelope::from_bytes(&[]), Err(DecodeError::Truncated));
+    let mut trailing = Envelope::new(BodyKind::Sealed, Some(1), vec![1, 2]).to_bytes();
+    trailing.push(0xc0);
+    assert_eq!(
+        Envelope::from_bytes(&trailing),
+        Err(DecodeError::TrailingBytes { extra: 1 })
+    );
+    // A sealed body claiming 4 GiB with nothing behind it.
+    let bytes = map(&[
+        ("v", uint(1)),
+        ("kind", s("sealed")),
+        ("session", uint(1)),
+        ("body", vec![0xc6, 0xff, 0xff, 0xff, 0xff]),
+    ]);
+    assert_eq!(Envelope::from_bytes(&bytes), Err(DecodeError::Truncated));
+}
+
+// ---- the security layer: messages ----
+
+fn header() -> PublicationHeader {
+    PublicationHeader {
+        group_epoch: 3,
+        jid: Some(Jid::new(JID).unwrap()),
+        expires_ms: 1_795_611_781_123,
+        master_time_ms: 1_795_611_721_123,
+        nonce: vec![7; 24],
+        ciphertext: vec![9; 40],
+    }
+}
+
+/// `msg`'s tree with `field` set to `value` (raw msgpack), everything else as brine writes it.
+fn with_field(msg: &impl serde::Serialize, field: &str, value: Vec<u8>) -> Vec<u8> {
+    let tree = serde_json::to_value(msg).unwrap();
+    let mut fields: Vec<(&str, Vec<u8>)> = Vec::new();
+    let object = tree.as_object().unwrap();
+    for (name, v) in object {
+        if name != field {
+            fields.push((name, rmp_serde::to_vec_named(v).unwrap()));
+        }
+    }
+    fields.push((field, value));
+    map(&fields)
+}
+
+/// `msg`'s tree without `field`.
+fn without_field(msg: &impl serde::Serialize, field: &str) -> Vec<u8> {
+    let mut tree = serde_json::to_value(msg).unwrap();
+    tree.as_object_mut()
+        .unwrap()
+        .remove(field)
+        .expect("field present");
+    rmp_serde::to_vec_named(&tree).unwrap()
+}
+
+#[test]
+fn hostile_signed_publications_are_refused() {
+    let signed = SignedPublication {
+        header: encode(&header()),
+        sig: vec![0x5a; 64],
+    };
+    assert_eq!(
+        decode::<SignedPublication>(&encode(&signed)),
+        Ok(signed.clone())
+    );
+    malformed::<SignedPublication>(&with_unknown_field(&signed, ""));
+    malformed::<SignedPublication>(&without_field(&signed, "sig"));
+    malformed::<SignedPublication>(&without_field(&signed, "header"));
+    // The header is bytes (the signed encoding), never a nested map: the signature covers
+    // exactly those bytes.
+    let as_map = rmp_serde::to_vec_named(&header()).unwrap();
+    malformed::<SignedPublication>(&with_field(&signed, "header", as_map));
+    for bad in [uint(1), vec![0xc0], vec![0xc3], map(&[])] {
+        malformed::<SignedPublication>(&with_field(&signed, "sig", bad.clone()));
+        malformed::<SignedPublication>(&with_field(&signed, "header", bad));
+    }
+    // A typed message is not a signed publication.
+    malformed::<SignedPublication>(&encode(&Publication::Job(job())));
+    malformed::<SignedPublication>(&map(&[
+        ("type", s("signed")),
+        ("header", bin(&[])),
+        ("sig", bin(&[])),
+    ]));
+    // A length of 4 GiB with no bytes behind it.
+    let claim = map(&[
+        ("header", vec![0xc6, 0xff, 0xff, 0xff, 0xff]),
+        ("sig", bin(&[0; 64])),
+    ]);
+    assert_eq!(
+        decode::<SignedPublication>(&claim),
+        Err(DecodeError::Truncated)
+    );
+    // The wire type does not judge lengths: a short signature decodes and fails verification
+    // in brine-crypto.
+    let short = SignedPublication {
+        sig: vec![1],
+        ..signed
+    };
+    assert_eq!(decode::<SignedPublication>(&encode(&short)), Ok(short));
+}
+
+#[test]
+fn hostile_publication_headers_are_refused() {
+    let h = header();
+    assert_eq!(decode::<PublicationHeader>(&encode(&h)), Ok(h.clone()));
+    malformed::<PublicationHeader>(&with_unknown_field(&h, ""));
+    for field in [
+        "group_epoch",
+        "expires_ms",
+        "master_time_ms",
+        "nonce",
+        "ciphertext",
+    ] {
+        malformed::<PublicationHeader>(&without_field(&h, field));
+    }
+    // The epoch is a u32.
+    for bad in [uint(1 << 32), int(-1), s("3"), vec![0xc0]] {
+        malformed::<PublicationHeader>(&with_field(&h, "group_epoch", bad));
+    }
+    // Times are unsigned.
+    for field in ["expires_ms", "master_time_ms"] {
+        for bad in [int(-1), s("1"), vec![0xcb, 0x3f, 0xf0, 0, 0, 0, 0, 0, 0]] {
+            malformed::<PublicationHeader>(&with_field(&h, field, bad));
+        }
+    }
+    // The jid follows the jid grammar, or is nil (a tick).
+    for bad in [s("0"), s("18446744073709551615"), s("../x"), uint(1), s("")] {
+        malformed::<PublicationHeader>(&with_field(&h, "jid", bad));
+    }
+    let tick = decode::<PublicationHeader>(&with_field(&h, "jid", vec![0xc0])).unwrap();
+    assert_eq!(tick.jid, None);
+    // Nonce and ciphertext are bytes; their lengths are brine-crypto's business.
+    for field in ["nonce", "ciphertext"] {
+        malformed::<PublicationHeader>(&with_field(&h, field, uint(0)));
+        malformed::<PublicationHeader>(&with_field(&h, field, map(&[])));
+        let empty = decode::<PublicationHeader>(&with_field(&h, field, bin(&[]))).unwrap();
+        assert_eq!(empty.group_epoch, 3);
+    }
+    // A publication or a signed publication is not a header.
+    malformed::<PublicationHeader>(&encode(&Publication::Job(job())));
+    malformed::<PublicationHeader>(&encode(&SignedPublication {
+        header: encode(&h),
+        sig: vec![0; 64],
+    }));
+}
+
+#[test]
+fn hostile_security_requests_and_replies_are_refused() {
+    // master_keys has no fields at all; group_key names the minion.
+    malformed::<MinionRequest>(&map(&[("type", s("master_keys")), ("id", s("web1"))]));
+    malformed::<MinionRequest>(&map(&[("type", s("group_key"))]));
+    malformed::<MinionRequest>(&with_unknown_field(
+        &MinionRequest::GroupKey { id: web1() },
+        "",
+    ));
+    assert_eq!(
+        decode::<MinionRequest>(&map(&[("type", s("master_keys"))])),
+        Ok(MinionRequest::MasterKeys {})
+    );
+    // A hello carries no key: the key is the Noise static key, never a message field.
+    malformed::<MinionRequest>(&map(&[
+        ("type", s("hello")),
+        ("id", s("web1")),
+        ("version", s("0.1.0")),
+        ("grains", map(&[])),
+        ("key", bin(&[0; 32])),
+    ]));
+
+    let welcome = MasterReply::Welcome {
+        session: 1,
+        master_time_ms: 2,
+        keepalive_interval_ms: 3,
+        tick_interval_ms: 4,
+        group_epoch: 5,
+        group_key: vec![6; 32],
+    };
+    assert_eq!(
+        decode::<MasterReply>(&encode(&welcome)),
+        Ok(welcome.clone())
+    );
+    malformed::<MasterReply>(&with_unknown_field(&welcome, ""));
+    for field in ["session", "group_epoch", "group_key"] {
+        malformed::<MasterReply>(&without_field(&welcome, field));
+    }
+    for bad in [int(-1), s("1"), vec![0xc0]] {
+        malformed::<MasterReply>(&with_field(&welcome, "session", bad));
+    }
+    malformed::<MasterReply>(&with_field(&welcome, "group_epoch", uint(1 << 32)));
+    malformed::<MasterReply>(&with_field(&welcome, "group_key", uint(6)));
+
+    let keys = MasterReply::MasterKeys {
+        noise: vec![1; 32],
+        sign: vec![2; 32],
+    };
+    malformed::<MasterReply>(&with_unknown_field(&keys, ""));
+    malformed::<MasterReply>(&without_field(&keys, "sign"));
+    malformed::<MasterReply>(&with_field(&keys, "noise", vec![0xc0]));
+
+    let group_key = MasterReply::GroupKey {
+        epoch: 1,
+        key: vec![3; 32],
+    };
+    malformed::<MasterReply>(&with_unknown_field(&group_key, ""));
+    malformed::<MasterReply>(&without_field(&group_key, "key"));
+    malformed::<MasterReply>(&with_field(&group_key, "epoch", int(-1)));
+    malformed::<MasterReply>(&with_field(&group_key, "epoch", uint(1 << 32)));
+
+    // Error codes from the closed set only.
+    for code in ["not_accepted", "rejected", "no_session"] {
+        let bytes = map(&[("type", s("error")), ("code", s(code)), ("message", s(""))]);
+        assert!(decode::<MasterReply>(&bytes).is_ok(), "{code}");
+    }
+    for code in [
+        "NotAccepted",
+        "denied",
+        "pending",
+        "no-session",
+        "unauthorized",
+    ] {
+        let bytes = map(&[("type", s("error")), ("code", s(code)), ("message", s(""))]);
+        malformed::<MasterReply>(&bytes);
+    }
+}
+
+#[test]
+fn hostile_key_commands_are_refused() {
+    let keys = |fields: &[(&str, Vec<u8>)]| {
+        let mut all = vec![("type", s("keys"))];
+        all.extend(fields.iter().cloned());
+        map(&all)
+    };
+    assert_eq!(
+        decode::<ControlRequest>(&keys(&[("action", s("list"))])),
+        Ok(ControlRequest::Keys(KeyCommand::List {}))
+    );
+    // No action, an unknown one, or one spelled otherwise.
+    malformed::<ControlRequest>(&keys(&[]));
+    for action in [
+        "",
+        "purge",
+        "Accept",
+        "LIST",
+        "finger",
+        "master_finger",
+        "publish",
+    ] {
+        malformed::<ControlRequest>(&keys(&[("action", s(action)), ("id", s("web1"))]));
+    }
+    malformed::<ControlRequest>(&keys(&[("action", uint(9))]));
+    // Unknown fields, at the top and beside every action.
+    malformed::<ControlRequest>(&keys(&[("action", s("list")), ("id", s("web1"))]));
+    malformed::<ControlRequest>(&keys(&[
+        ("action", s("reject")),
+        ("id", s("web1")),
+        ("force", vec![0xc3]),
+    ]));
+    malformed::<ControlRequest>(&keys(&[
+        ("action", s("accept")),
+        ("ids", array(&[])),
+        ("fingerprint", vec![0xc0]),
+        ("all", vec![0xc3]),
+    ]));
+    // Missing fields.
+    malformed::<ControlRequest>(&keys(&[("action", s("reject"))]));
+    malformed::<ControlRequest>(&keys(&[("action", s("delete"))]));
+    malformed::<ControlRequest>(&keys(&[
+        ("action", s("accept")),
+        ("fingerprint", vec![0xc0]),
+    ]));
+    // Wrong types.
+    malformed::<ControlRequest>(&keys(&[
+        ("action", s("accept")),
+        ("ids", s("web1")),
+        ("fingerprint", vec![0xc0]),
+    ]));
+    malformed::<ControlRequest>(&keys(&[
+        ("action", s("accept")),
+        ("ids", array(&[])),
+        ("fingerprint", uint(1)),
+    ]));
+    malformed::<ControlRequest>(&keys(&[
+        ("action", s("reject")),
+        ("id", array(&[s("web1")])),
+    ]));
+    // Hostile ids, wherever an id goes.
+    let too_long = "a".repeat(65);
+    for id in [
+        "../x", "..", ".", "a/b", "a\\b", "a\0b", "", &too_long, "é", "*",
+    ] {
+        malformed::<ControlRequest>(&keys(&[("action", s("reject")), ("id", s(id))]));
+        malformed::<ControlRequest>(&keys(&[("action", s("delete")), ("id", s(id))]));
+        malformed::<ControlRequest>(&keys(&[
+            ("action", s("accept")),
+            ("ids", array(&[s("web1"), s(id)])),
+            ("fingerprint", vec![0xc0]),
+        ]));
+        malformed::<ControlEvent>(&map(&[
+            ("type", s("keys")),
+            ("master_fingerprint", s("")),
+            (
+                "keys",
+                array(&[map(&[
+                    ("id", s(id)),
+                    ("state", s("pending")),
+                    ("fingerprint", s("")),
+                ])]),
+            ),
+        ]));
+    }
+    // Key states come from the closed set.
+    let event = |state: &str, extra: bool| {
+        let mut key = vec![
+            ("id", s("web1")),
+            ("state", s(state)),
+            ("fingerprint", s("ab:cd")),
+        ];
+        if extra {
+            key.push(("public", bin(&[0; 32])));
+        }
+        map(&[
+            ("type", s("keys")),
+            ("master_fingerprint", s("ef:01")),
+            ("keys", array(&[map(&key)])),
+        ])
+    };
+    for state in ["pending", "accepted", "rejected", "denied"] {
+        assert!(
+            decode::<ControlEvent>(&event(state, false)).is_ok(),
+            "{state}"
+        );
+        malformed::<ControlEvent>(&event(state, true));
+    }
+    for state in ["revoked", "Accepted", "", "unaccepted"] {
+        malformed::<ControlEvent>(&event(state, false));
+    }
+    malformed::<ControlEvent>(&map(&[("type", s("keys")), ("keys", array(&[]))]));
+}
+
+proptest! {
+    /// No `brine-key` command reaches anything on the network sockets.
+    #[test]
+    fn key_commands_are_not_minion_requests(x in common::control_keys()) {
+        prop_assert!(decode::<MinionRequest>(&encode(&x)).is_err());
+        prop_assert!(decode_envelope::<MinionRequest>(&encode_envelope(&x)).is_err());
+        prop_assert!(decode::<MasterReply>(&encode(&x)).is_err());
+    }
+
+    /// A sealed, handshake or signed envelope never opens as plain, whatever it holds.
+    #[test]
+    fn secure_envelopes_are_never_read_as_plain(x in common::envelope()) {
+        let bytes = encode(&x);
+        let result = decode_envelope::<Value>(&bytes);
+        if x.v != brine_proto::PROTOCOL_VERSION {
+            prop_assert_eq!(result, Err(DecodeError::UnsupportedVersion(x.v)));
+        } else if x.kind != BodyKind::Plain {
+            prop_assert_eq!(result, Err(DecodeError::WrongKind(x.kind)));
+        }
+    }
+}
+
+/// docs/PROTOCOL.md §11 lists the encodings the Rust decoder accepts although brine never
+/// writes them ("accepted, but never send them"). This pins that list, both ways: each one is
+/// accepted as the document says, and the look-alikes it does not list are refused.
+#[test]
+fn documented_leniencies_are_exactly_these() {
+    use brine_proto::control::ControlRequest as C;
+    let keepalive = MinionRequest::Keepalive { id: web1() };
+    // A message as an array of its fields in table order.
+    assert_eq!(
+        decode::<MinionRequest>(&array(&[s("keepalive"), s("web1")])),
+        Ok(keepalive.clone())
+    );
+    // A closed-set word as the index of its variant (which changes when a variant is added:
+    // keepalive was 1 before master_keys came first).
+    assert_eq!(
+        decode::<MinionRequest>(&map(&[("type", uint(2)), ("id", s("web1"))])),
+        Ok(keepalive.clone())
+    );
+    let kind_as_number = map(&[("v", uint(1)), ("kind", uint(2)), ("body", bin(&[]))]);
+    assert_eq!(
+        Envelope::from_bytes(&kind_as_number).map(|e| e.kind),
+        Ok(BodyKind::Sealed)
+    );
+    // Bytes given as a str or as an array of small integers.
+    let keys = map(&[
+        ("type", s("master_keys")),
+        ("noise", s("x")),
+        ("sign", array(&[uint(1), uint(2)])),
+    ]);
+    assert_eq!(
+        decode::<MasterReply>(&keys),
+        Ok(MasterReply::MasterKeys {
+            noise: b"x".to_vec(),
+            sign: vec![1, 2],
+        })
+    );
+    let body_as_str = map(&[("v", uint(1)), ("kind", s("plain")), ("body", s("\u{c0}"))]);
+    assert!(Envelope::from_bytes(&body_as_str).is_ok());
+    // A str given as bin holding UTF-8.
+    assert_eq!(
+        decode::<MinionRequest>(&map(&[("type", s("keepalive")), ("id", bin(b"web1"))])),
+        Ok(keepalive)
+    );
+    // 32-bit floats in values.
+    let value = [0xca, 0x3f, 0xc0, 0, 0]; // 1.5 as float 32
+    assert_eq!(decode::<Value>(&value), Ok(json!(1.5)));
+    // Fields that may be nil, left out: read as nil.
+    assert_eq!(
+        decode::<C>(&map(&[
+            ("type", s("keys")),
+            ("action", s("accept")),
+            ("ids", array(&[])),
+        ])),
+        Ok(C::Keys(KeyCommand::Accept {
+            ids: vec![],
+            fingerprint: None,
+        }))
+    );
+    assert_eq!(
+        decode::<PublicationHeader>(&without_field(&header(), "jid")).map(|h| h.jid),
+        Ok(None)
+    );
+    let outcome = map(&[("id", s("web1")), ("state", s("waiting"))]);
+    assert!(decode::<brine_proto::control::MinionOutcome>(&outcome).is_ok());
+    // An envelope's session written as nil.
+    let nil_session = envelope_of("plain", Some(vec![0xc0]), &[0xc0]);
+    assert_eq!(
+        Envelope::from_bytes(&nil_session).map(|e| e.session),
+        Ok(None)
+    );
+
+    // Not accepted: a duplicated key (the tag included), extra fields anywhere (the target
+    // map and the field-less messages included).
+    malformed::<MinionRequest>(&map(&[
+        ("type", s("keepalive")),
+        ("id", s("web1")),
+        ("type", s("keepalive")),
+    ]));
+    malformed::<MinionRequest>(&map(&[
+        ("type", s("keepalive")),
+        ("id", s("web1")),
+        ("id", s("web2")),
+    ]));
+    malformed::<Target>(&map(&[
+        ("type", s("glob")),
+        ("expr", s("*")),
+        ("x", uint(1)),
+    ]));
+    malformed::<MasterReply>(&map(&[("type", s("ok")), ("x", uint(1))]));
+    malformed::<C>(&map(&[("type", s("minions")), ("x", uint(1))]));
+    malformed::<MinionRequest>(&map(&[("type", s("master_keys")), ("x", uint(1))]));
+    // Nor a required field left out (only the nil-able ones above may be).
+    malformed::<MasterReply>(&without_field(
+        &MasterReply::GroupKey {
+            epoch: 1,
+            key: vec![],
+        },
+        "epoch",
+    ));
 }

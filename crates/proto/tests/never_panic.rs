@@ -1,5 +1,7 @@
 //! "Arbitrary bytes never panic": whatever a peer sends, every decoder a socket can reach returns
-//! `Ok` or a typed `DecodeError`. A panic anywhere fails the test.
+//! `Ok` or a typed `DecodeError`. A panic anywhere fails the test. The decoders: the envelope
+//! (`Envelope::from_bytes`, and `decode_envelope` for plain ones), every message type, the
+//! signed publication and its header (PUB), and the control messages with `brine-key`'s.
 //!
 //! The inputs are random bytes, msgpack-shaped noise built from brine's own field names and tags
 //! (so the decoders get deep into the message types), valid messages with one part swapped for
@@ -11,8 +13,9 @@ mod common;
 
 use std::fmt::Debug;
 
-use brine_proto::codec::Envelope;
-use brine_proto::control::{ControlEvent, ControlRequest};
+use brine_proto::codec::{BodyKind, Envelope};
+use brine_proto::control::{ControlEvent, ControlRequest, KeyCommand};
+use brine_proto::msg::{PublicationHeader, SignedPublication};
 use brine_proto::{
     decode, decode_envelope, encode, encode_envelope, MasterReply, MinionRequest, Publication,
     Value,
@@ -58,8 +61,33 @@ fn decode_everything(bytes: &[u8]) -> Result<(), TestCaseError> {
         decode_as::<MasterReply>(bytes, envelope)?;
         decode_as::<ControlRequest>(bytes, envelope)?;
         decode_as::<ControlEvent>(bytes, envelope)?;
+        decode_as::<SignedPublication>(bytes, envelope)?;
+        decode_as::<PublicationHeader>(bytes, envelope)?;
+        decode_as::<KeyCommand>(bytes, envelope)?;
     }
     decode_as::<Envelope>(bytes, false)?;
+    from_bytes_is_stable(bytes)?;
+    Ok(())
+}
+
+/// `Envelope::from_bytes` (what the master's REP loop and the minion's SUB run first) never
+/// panics; what it accepts is of this version, survives `to_bytes`, and opens with
+/// `decode_envelope` exactly when it is plain.
+fn from_bytes_is_stable(bytes: &[u8]) -> Result<(), TestCaseError> {
+    let Ok(envelope) = Envelope::from_bytes(bytes) else {
+        return Ok(());
+    };
+    prop_assert_eq!(envelope.v, brine_proto::PROTOCOL_VERSION);
+    prop_assert_eq!(
+        Envelope::from_bytes(&envelope.to_bytes()),
+        Ok(envelope.clone())
+    );
+    if envelope.kind != BodyKind::Plain {
+        prop_assert_eq!(
+            decode_envelope::<Value>(bytes),
+            Err(brine_proto::DecodeError::WrongKind(envelope.kind))
+        );
+    }
     Ok(())
 }
 
@@ -72,6 +100,8 @@ enum Message {
     ControlRequest(ControlRequest),
     ControlEvent(ControlEvent),
     Envelope(Envelope),
+    SignedPublication(SignedPublication),
+    PublicationHeader(PublicationHeader),
 }
 
 impl Message {
@@ -83,6 +113,8 @@ impl Message {
             Message::ControlRequest(m) => encode(m),
             Message::ControlEvent(m) => encode(m),
             Message::Envelope(m) => encode(m),
+            Message::SignedPublication(m) => encode(m),
+            Message::PublicationHeader(m) => encode(m),
         }
     }
 
@@ -94,10 +126,12 @@ impl Message {
             Message::ControlRequest(m) => encode_envelope(m),
             Message::ControlEvent(m) => encode_envelope(m),
             Message::Envelope(m) => encode_envelope(m),
+            Message::SignedPublication(m) => encode_envelope(m),
+            Message::PublicationHeader(m) => encode_envelope(m),
         }
     }
 
-    /// The message as a JSON-like tree (envelopes excepted: their body is bytes).
+    /// The message as a JSON-like tree (bytes fields become arrays of small integers).
     fn tree(&self) -> Option<Value> {
         let tree = match self {
             Message::Publication(m) => serde_json::to_value(m),
@@ -105,7 +139,9 @@ impl Message {
             Message::MasterReply(m) => serde_json::to_value(m),
             Message::ControlRequest(m) => serde_json::to_value(m),
             Message::ControlEvent(m) => serde_json::to_value(m),
-            Message::Envelope(_) => return None,
+            Message::Envelope(m) => serde_json::to_value(m),
+            Message::SignedPublication(m) => serde_json::to_value(m),
+            Message::PublicationHeader(m) => serde_json::to_value(m),
         };
         Some(tree.expect("brine messages convert to JSON values"))
     }
@@ -126,6 +162,8 @@ impl Message {
             Message::ControlRequest(_) => ok::<ControlRequest>(bytes, envelope),
             Message::ControlEvent(_) => ok::<ControlEvent>(bytes, envelope),
             Message::Envelope(_) => ok::<Envelope>(bytes, envelope),
+            Message::SignedPublication(_) => ok::<SignedPublication>(bytes, envelope),
+            Message::PublicationHeader(_) => ok::<PublicationHeader>(bytes, envelope),
         }
     }
 }
@@ -138,6 +176,9 @@ fn message() -> impl Strategy<Value = Message> {
         common::control_request().prop_map(Message::ControlRequest),
         common::control_event().prop_map(Message::ControlEvent),
         common::envelope().prop_map(Message::Envelope),
+        common::current_envelope().prop_map(Message::Envelope),
+        common::signed_publication().prop_map(Message::SignedPublication),
+        common::publication_header().prop_map(Message::PublicationHeader),
     ]
 }
 
@@ -214,6 +255,34 @@ const WORDS: &[&str] = &[
     "waiting",
     "no_response",
     "not_connected",
+    "session",
+    "handshake",
+    "sealed",
+    "signed",
+    "master_keys",
+    "group_key",
+    "noise",
+    "sign",
+    "group_epoch",
+    "epoch",
+    "key",
+    "header",
+    "sig",
+    "nonce",
+    "ciphertext",
+    "not_accepted",
+    "rejected",
+    "no_session",
+    "keys",
+    "action",
+    "ids",
+    "fingerprint",
+    "master_fingerprint",
+    "accept",
+    "reject",
+    "delete",
+    "accepted",
+    "denied",
     "web1",
     "*",
     "20261125130201123456",
@@ -290,6 +359,32 @@ fn envelope_around(body: &[u8]) -> Vec<u8> {
     map(&[("v", uint(1)), ("kind", s("plain")), ("body", bin(body))])
 }
 
+/// A v1 envelope of any kind (known or not), with any session field, around any body.
+fn envelope_of(kind: &str, session: Option<Vec<u8>>, body: &[u8]) -> Vec<u8> {
+    use common::msgpack::{bin, map, s, uint};
+    let mut fields = vec![("v", uint(1)), ("kind", s(kind))];
+    if let Some(session) = session {
+        fields.push(("session", session));
+    }
+    fields.push(("body", bin(body)));
+    map(&fields)
+}
+
+/// Something in the place of an envelope's `session`: numbers of every width and sign, nil,
+/// and things that are not numbers at all.
+fn session_field() -> impl Strategy<Value = Vec<u8>> {
+    use common::msgpack::{int, s, uint};
+    prop_oneof![
+        any::<u64>().prop_map(uint),
+        any::<i64>().prop_map(int),
+        Just(vec![0xc0]),
+        Just(vec![0xc3]),
+        Just(vec![0xcb, 0x3f, 0xf0, 0, 0, 0, 0, 0, 0]),
+        common::text().prop_map(|t| s(&t)),
+        vec(any::<u8>(), 0..12),
+    ]
+}
+
 proptest! {
     #[test]
     fn random_bytes(bytes in vec(any::<u8>(), 0..2048)) {
@@ -310,6 +405,29 @@ proptest! {
     #[test]
     fn random_body_in_a_valid_envelope(body in vec(any::<u8>(), 0..1024)) {
         decode_everything(&envelope_around(&body))?;
+    }
+
+    #[test]
+    fn random_body_in_an_envelope_of_any_kind(
+        kind in prop_oneof![
+            select(&["plain", "handshake", "sealed", "signed"][..]),
+            select(&["Sealed", "curve", "", "encrypted"][..]),
+        ],
+        session in proptest::option::of(session_field()),
+        body in vec(any::<u8>(), 0..1024),
+    ) {
+        decode_everything(&envelope_of(kind, session, &body))?;
+    }
+
+    #[test]
+    fn signed_publication_around_random_header_and_sig(
+        header in vec(any::<u8>(), 0..512),
+        sig in vec(any::<u8>(), 0..80),
+    ) {
+        let signed = encode(&SignedPublication { header: header.clone(), sig });
+        decode_everything(&signed)?;
+        decode_everything(&envelope_of("signed", None, &signed))?;
+        decode_everything(&header)?;
     }
 
     #[test]

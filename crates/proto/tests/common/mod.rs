@@ -10,10 +10,10 @@
 
 use brine_proto::codec::{BodyKind, Envelope};
 use brine_proto::control::{
-    ControlError, ControlEvent, ControlRequest, JobReport, JobSummary, MinionOutcome, MinionState,
-    MinionStatus, PublishRequest,
+    ControlError, ControlEvent, ControlRequest, JobReport, JobSummary, KeyCommand, KeyInfo,
+    KeyState, MinionOutcome, MinionState, MinionStatus, PublishRequest,
 };
-use brine_proto::msg::{ReplyError, Tick};
+use brine_proto::msg::{PublicationHeader, ReplyError, SignedPublication, Tick};
 use brine_proto::{
     Jid, Job, JobReturn, Map, MasterReply, MinionId, MinionRequest, Publication, Target, Value,
 };
@@ -39,6 +39,31 @@ pub fn minion_id() -> impl Strategy<Value = MinionId> {
 
 pub fn jid() -> impl Strategy<Value = Jid> {
     (0..=MAX_JID_MICROS).prop_map(Jid::from_micros)
+}
+
+/// Any bytes (keys, nonces, signatures, ciphertexts, sealed bodies): the wire types carry them
+/// opaquely, whatever their length; the crypto layer checks the lengths.
+pub fn bytes() -> impl Strategy<Value = Vec<u8>> {
+    vec(any::<u8>(), 0..80)
+}
+
+/// Bytes of exactly the length a key or signature has.
+pub fn bytes_of(len: usize) -> impl Strategy<Value = Vec<u8>> {
+    vec(any::<u8>(), len..=len)
+}
+
+/// A SHA-256 fingerprint as the master writes it (32 colon-separated lowercase hex pairs), or
+/// any text (the wire does not check the grammar; the master does).
+pub fn fingerprint() -> impl Strategy<Value = String> {
+    prop_oneof![
+        bytes_of(32).prop_map(|b| {
+            b.iter()
+                .map(|x| format!("{x:02x}"))
+                .collect::<Vec<_>>()
+                .join(":")
+        }),
+        text(),
+    ]
 }
 
 /// A JSON value of at most four nested containers, with finite numbers only.
@@ -181,14 +206,24 @@ pub fn request_goodbye() -> impl Strategy<Value = MinionRequest> {
     minion_id().prop_map(|id| MinionRequest::Goodbye { id })
 }
 
+pub fn request_master_keys() -> impl Strategy<Value = MinionRequest> {
+    Just(MinionRequest::MasterKeys {})
+}
+
+pub fn request_group_key() -> impl Strategy<Value = MinionRequest> {
+    minion_id().prop_map(|id| MinionRequest::GroupKey { id })
+}
+
 pub fn minion_request() -> impl Strategy<Value = MinionRequest> {
     prop_oneof![
+        request_master_keys(),
         request_hello(),
         request_keepalive(),
         request_pending(),
         request_receipt(),
         request_return(),
         request_goodbye(),
+        request_group_key(),
     ]
 }
 
@@ -198,17 +233,48 @@ pub fn reply_error() -> impl Strategy<Value = ReplyError> {
         Just(ReplyError::UnknownMinion),
         Just(ReplyError::Unavailable),
         Just(ReplyError::Refused),
+        Just(ReplyError::NotAccepted),
+        Just(ReplyError::Rejected),
+        Just(ReplyError::NoSession),
     ]
 }
 
+pub fn reply_master_keys() -> impl Strategy<Value = MasterReply> {
+    prop_oneof![(bytes_of(32), bytes_of(32)), (bytes(), bytes())]
+        .prop_map(|(noise, sign)| MasterReply::MasterKeys { noise, sign })
+}
+
 pub fn reply_welcome() -> impl Strategy<Value = MasterReply> {
-    (any::<u64>(), any::<u64>(), any::<u64>()).prop_map(
-        |(master_time_ms, keepalive_interval_ms, tick_interval_ms)| MasterReply::Welcome {
-            master_time_ms,
-            keepalive_interval_ms,
-            tick_interval_ms,
-        },
+    (
+        any::<u64>(),
+        any::<u64>(),
+        any::<u64>(),
+        any::<u64>(),
+        any::<u32>(),
+        prop_oneof![bytes_of(32), bytes()],
     )
+        .prop_map(
+            |(
+                session,
+                master_time_ms,
+                keepalive_interval_ms,
+                tick_interval_ms,
+                group_epoch,
+                group_key,
+            )| MasterReply::Welcome {
+                session,
+                master_time_ms,
+                keepalive_interval_ms,
+                tick_interval_ms,
+                group_epoch,
+                group_key,
+            },
+        )
+}
+
+pub fn reply_group_key() -> impl Strategy<Value = MasterReply> {
+    (any::<u32>(), prop_oneof![bytes_of(32), bytes()])
+        .prop_map(|(epoch, key)| MasterReply::GroupKey { epoch, key })
 }
 
 pub fn reply_ok() -> impl Strategy<Value = MasterReply> {
@@ -224,16 +290,84 @@ pub fn reply_error_msg() -> impl Strategy<Value = MasterReply> {
 }
 
 pub fn master_reply() -> impl Strategy<Value = MasterReply> {
-    prop_oneof![reply_welcome(), reply_ok(), reply_jobs(), reply_error_msg()]
+    prop_oneof![
+        reply_master_keys(),
+        reply_welcome(),
+        reply_group_key(),
+        reply_ok(),
+        reply_jobs(),
+        reply_error_msg(),
+    ]
 }
 
-/// An envelope around any body (the body is opaque to the envelope).
+pub fn body_kind() -> impl Strategy<Value = BodyKind> {
+    prop_oneof![
+        Just(BodyKind::Plain),
+        Just(BodyKind::Handshake),
+        Just(BodyKind::Sealed),
+        Just(BodyKind::Signed),
+    ]
+}
+
+/// An envelope of any version and kind, with or without a session, around any body (the body
+/// is opaque to the envelope, and the envelope does not tie `session` to `kind`).
 pub fn envelope() -> impl Strategy<Value = Envelope> {
-    (any::<u16>(), vec(any::<u8>(), 0..64)).prop_map(|(v, body)| Envelope {
-        v,
-        kind: BodyKind::Plain,
-        body,
+    (
+        any::<u16>(),
+        body_kind(),
+        proptest::option::of(any::<u64>()),
+        vec(any::<u8>(), 0..64),
+    )
+        .prop_map(|(v, kind, session, body)| Envelope {
+            v,
+            kind,
+            session,
+            body,
+        })
+}
+
+/// An envelope of this protocol version, as a correct peer sends it: a session exactly on
+/// sealed envelopes.
+pub fn current_envelope() -> impl Strategy<Value = Envelope> {
+    (body_kind(), any::<u64>(), vec(any::<u8>(), 0..64)).prop_map(|(kind, session, body)| {
+        let session = (kind == BodyKind::Sealed).then_some(session);
+        Envelope::new(kind, session, body)
     })
+}
+
+/// A publication header with any contents (jid for jobs, none for ticks).
+pub fn publication_header() -> impl Strategy<Value = PublicationHeader> {
+    (
+        any::<u32>(),
+        proptest::option::of(jid()),
+        any::<u64>(),
+        any::<u64>(),
+        prop_oneof![bytes_of(24), bytes()],
+        bytes(),
+    )
+        .prop_map(
+            |(group_epoch, jid, expires_ms, master_time_ms, nonce, ciphertext)| PublicationHeader {
+                group_epoch,
+                jid,
+                expires_ms,
+                master_time_ms,
+                nonce,
+                ciphertext,
+            },
+        )
+}
+
+/// A signed publication whose header is an encoded header (as the master makes them), or any
+/// bytes (the type does not look inside before the signature is checked).
+pub fn signed_publication() -> impl Strategy<Value = SignedPublication> {
+    (
+        prop_oneof![
+            publication_header().prop_map(|h| brine_proto::encode(&h)),
+            bytes()
+        ],
+        prop_oneof![bytes_of(64), bytes()],
+    )
+        .prop_map(|(header, sig)| SignedPublication { header, sig })
 }
 
 // ---- CLI ↔ master (control socket) ----
@@ -267,13 +401,72 @@ pub fn control_minions() -> impl Strategy<Value = ControlRequest> {
     Just(ControlRequest::Minions {})
 }
 
+pub fn key_list() -> impl Strategy<Value = KeyCommand> {
+    Just(KeyCommand::List {})
+}
+
+pub fn key_accept() -> impl Strategy<Value = KeyCommand> {
+    (vec(minion_id(), 0..4), proptest::option::of(fingerprint()))
+        .prop_map(|(ids, fingerprint)| KeyCommand::Accept { ids, fingerprint })
+}
+
+pub fn key_reject() -> impl Strategy<Value = KeyCommand> {
+    minion_id().prop_map(|id| KeyCommand::Reject { id })
+}
+
+pub fn key_delete() -> impl Strategy<Value = KeyCommand> {
+    minion_id().prop_map(|id| KeyCommand::Delete { id })
+}
+
+pub fn key_command() -> impl Strategy<Value = KeyCommand> {
+    prop_oneof![key_list(), key_accept(), key_reject(), key_delete()]
+}
+
+pub fn control_keys_list() -> impl Strategy<Value = ControlRequest> {
+    key_list().prop_map(ControlRequest::Keys)
+}
+
+pub fn control_keys_accept() -> impl Strategy<Value = ControlRequest> {
+    key_accept().prop_map(ControlRequest::Keys)
+}
+
+pub fn control_keys_reject() -> impl Strategy<Value = ControlRequest> {
+    key_reject().prop_map(ControlRequest::Keys)
+}
+
+pub fn control_keys_delete() -> impl Strategy<Value = ControlRequest> {
+    key_delete().prop_map(ControlRequest::Keys)
+}
+
+pub fn control_keys() -> impl Strategy<Value = ControlRequest> {
+    key_command().prop_map(ControlRequest::Keys)
+}
+
 pub fn control_request() -> impl Strategy<Value = ControlRequest> {
     prop_oneof![
         control_publish(),
         control_lookup_job(),
         control_list_jobs(),
         control_minions(),
+        control_keys(),
     ]
+}
+
+pub fn key_state() -> impl Strategy<Value = KeyState> {
+    prop_oneof![
+        Just(KeyState::Pending),
+        Just(KeyState::Accepted),
+        Just(KeyState::Rejected),
+        Just(KeyState::Denied),
+    ]
+}
+
+pub fn key_info() -> impl Strategy<Value = KeyInfo> {
+    (minion_id(), key_state(), fingerprint()).prop_map(|(id, state, fingerprint)| KeyInfo {
+        id,
+        state,
+        fingerprint,
+    })
 }
 
 pub fn minion_state() -> impl Strategy<Value = MinionState> {
@@ -363,6 +556,7 @@ pub fn control_error() -> impl Strategy<Value = ControlError> {
         Just(ControlError::NotFound),
         Just(ControlError::Storage),
         Just(ControlError::ShuttingDown),
+        Just(ControlError::Denied),
     ]
 }
 
@@ -387,6 +581,15 @@ pub fn event_minions() -> impl Strategy<Value = ControlEvent> {
     vec(minion_status(), 0..4).prop_map(|minions| ControlEvent::Minions { minions })
 }
 
+pub fn event_keys() -> impl Strategy<Value = ControlEvent> {
+    (fingerprint(), vec(key_info(), 0..4)).prop_map(|(master_fingerprint, keys)| {
+        ControlEvent::Keys {
+            master_fingerprint,
+            keys,
+        }
+    })
+}
+
 pub fn event_error() -> impl Strategy<Value = ControlEvent> {
     (control_error(), text()).prop_map(|(code, message)| ControlEvent::Error { code, message })
 }
@@ -398,6 +601,7 @@ pub fn control_event() -> impl Strategy<Value = ControlEvent> {
         event_done(),
         event_jobs(),
         event_minions(),
+        event_keys(),
         event_error(),
     ]
 }

@@ -1,0 +1,1019 @@
+//! The `brine-key` command: Salt's `salt-key` for the minion keys the master keeps.
+//!
+//! Every subcommand sends one `keys` request on the control socket (see
+//! `brine_proto::control::KeyCommand`) and prints the answer: `list`, `finger` and
+//! `master-finger` → `list`; `accept` → `accept`; `reject` → `reject`; `delete` → `delete`.
+//!
+//! The commands that change keys need a confirmation. With `--yes` the request is sent at once.
+//! Without it, when stdin is a terminal, the keys are listed first, the ones concerned are shown
+//! with their fingerprints, and the request is sent only after a "y": it then names exactly the
+//! keys shown (`accept --all` sends their ids, so a key that arrived meanwhile is not accepted;
+//! one key shown without `--fingerprint` is accepted only with the fingerprint shown). Without
+//! `--yes` and without a terminal nothing is sent: scripts must say `--yes`.
+//!
+//! The master answers a refusal (an id without a key in the right state, a fingerprint that
+//! does not match) with `error`; its message is printed and the exit code is 1.
+
+use std::fmt::Write as _;
+use std::io::{self, BufRead, Write};
+use std::path::{Path, PathBuf};
+
+use brine_proto::control::{
+    ControlError, ControlEvent, ControlRequest, KeyCommand, KeyInfo, KeyState,
+};
+use brine_proto::MinionId;
+use clap::{Parser, Subcommand};
+use serde::Serialize;
+use tokio::time::Instant;
+
+use crate::client::{Connection, ANSWER_TIMEOUT, DEFAULT_SOCKET};
+use crate::error::{event_name, CommandError};
+use crate::exit;
+use crate::output::{color_wanted, json_pretty, OutputFormat};
+
+/// Manage the minion keys the master knows, the way `salt-key` does: list them with their
+/// fingerprints, accept, reject or delete them.
+///
+/// Compare a key's fingerprint with what `brine-minion --print-fingerprint` shows on the
+/// minion's host before accepting it, or let the master compare: accept ID --fingerprint FP.
+#[derive(Debug, Parser)]
+#[command(name = "brine-key", version, after_help = exit::BRINE_KEY_HELP)]
+pub struct Cli {
+    /// Output format
+    #[arg(
+        long,
+        visible_alias = "output",
+        global = true,
+        value_enum,
+        default_value_t,
+        value_name = "FORMAT"
+    )]
+    pub out: OutputFormat,
+
+    /// The master's control socket
+    #[arg(
+        long,
+        global = true,
+        env = "BRINE_SOCKET",
+        default_value = DEFAULT_SOCKET,
+        value_name = "PATH"
+    )]
+    pub socket: PathBuf,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// What to do with the keys.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List every minion key by state (accepted, denied, unaccepted, rejected) with its
+    /// fingerprint
+    List,
+
+    /// Accept pending (or rejected) keys: their minions may connect and receive jobs
+    Accept {
+        /// The minion ids whose keys to accept
+        #[arg(value_name = "ID", required_unless_present = "all")]
+        ids: Vec<MinionId>,
+
+        /// Accept every pending key
+        #[arg(short = 'A', long, conflicts_with = "ids")]
+        all: bool,
+
+        /// Accept only a key with exactly this fingerprint (what `brine-minion
+        /// --print-fingerprint` prints); with --all, every pending key must have it
+        #[arg(long, value_name = "FP", value_parser = parse_fingerprint)]
+        fingerprint: Option<String>,
+
+        /// Do not ask for confirmation (required when stdin is not a terminal)
+        #[arg(short = 'y', long)]
+        yes: bool,
+    },
+
+    /// Reject a minion's key: the minion is cut off, no job expects it any more and the
+    /// group key changes
+    Reject {
+        /// The minion id whose key to reject
+        #[arg(value_name = "ID")]
+        id: MinionId,
+
+        /// Do not ask for confirmation (required when stdin is not a terminal)
+        #[arg(short = 'y', long)]
+        yes: bool,
+    },
+
+    /// Forget every key of a minion id (a running minion comes back as unaccepted)
+    Delete {
+        /// The minion id whose keys to delete
+        #[arg(value_name = "ID")]
+        id: MinionId,
+
+        /// Do not ask for confirmation (required when stdin is not a terminal)
+        #[arg(short = 'y', long)]
+        yes: bool,
+    },
+
+    /// Show fingerprints: the master's and every minion key's, or one minion's keys
+    Finger {
+        /// Only the keys of this minion id
+        #[arg(value_name = "ID")]
+        id: Option<MinionId>,
+    },
+
+    /// Print the master's fingerprint alone: what minions set as `master_fingerprint`
+    MasterFinger,
+}
+
+/// A fingerprint as the CLI accepts it: SHA-256 as 32 colon-separated hex pairs (how brine
+/// prints it), or 64 hex digits. The master compares; this only catches typos early.
+pub fn parse_fingerprint(text: &str) -> Result<String, String> {
+    let text = text.trim();
+    let hex: String = if text.contains(':') {
+        let pairs: Vec<&str> = text.split(':').collect();
+        if pairs.len() != 32 || pairs.iter().any(|p| p.len() != 2) {
+            return Err(fingerprint_grammar());
+        }
+        pairs.concat()
+    } else {
+        text.to_owned()
+    };
+    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(fingerprint_grammar());
+    }
+    Ok(text.to_owned())
+}
+
+fn fingerprint_grammar() -> String {
+    "a fingerprint is SHA-256 as 32 colon-separated hex pairs (ab:cd:...), \
+     as `brine-key list` and `brine-minion --print-fingerprint` print it"
+        .to_owned()
+}
+
+impl Command {
+    /// Whether the command changes keys (and so needs a confirmation).
+    pub fn changes_keys(&self) -> bool {
+        matches!(
+            self,
+            Command::Accept { .. } | Command::Reject { .. } | Command::Delete { .. }
+        )
+    }
+
+    /// Whether `--yes` was given.
+    pub fn confirmed(&self) -> bool {
+        match self {
+            Command::Accept { yes, .. }
+            | Command::Reject { yes, .. }
+            | Command::Delete { yes, .. } => *yes,
+            _ => false,
+        }
+    }
+
+    /// The request this subcommand sends without a confirmation step (`--yes`, or a command
+    /// that changes nothing).
+    pub fn request(&self) -> KeyCommand {
+        match self {
+            Command::List | Command::Finger { .. } | Command::MasterFinger => KeyCommand::List {},
+            Command::Accept {
+                ids, fingerprint, ..
+            } => KeyCommand::Accept {
+                ids: ids.clone(),
+                fingerprint: fingerprint.clone(),
+            },
+            Command::Reject { id, .. } => KeyCommand::Reject { id: id.clone() },
+            Command::Delete { id, .. } => KeyCommand::Delete { id: id.clone() },
+        }
+    }
+}
+
+/// What a confirmed change concerns: the keys to show, and the request that changes exactly
+/// those.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    /// The keys concerned as they are now (empty only for `accept --all` with none pending).
+    pub keys: Vec<KeyInfo>,
+    pub request: KeyCommand,
+    /// "accepted", "rejected", "deleted".
+    pub verb: &'static str,
+}
+
+/// The plan for a changing command given every key the master has; an id without a key in a
+/// state the command applies to is refused here as the master would refuse it.
+pub fn plan(command: &Command, keys: &[KeyInfo]) -> Result<Plan, CommandError> {
+    let of = |id: &MinionId, states: &[KeyState]| -> Vec<KeyInfo> {
+        keys.iter()
+            .filter(|k| &k.id == id && states.contains(&k.state))
+            .cloned()
+            .collect()
+    };
+    match command {
+        Command::Accept {
+            ids,
+            all,
+            fingerprint,
+            ..
+        } => {
+            let shown: Vec<KeyInfo> = if *all {
+                keys.iter()
+                    .filter(|k| k.state == KeyState::Pending)
+                    .cloned()
+                    .collect()
+            } else {
+                let mut shown = Vec::new();
+                for id in ids {
+                    let found = of(id, &[KeyState::Pending, KeyState::Rejected]);
+                    if found.is_empty() {
+                        return Err(CommandError::Refused(format!(
+                            "{id} has no pending or rejected key"
+                        )));
+                    }
+                    for key in found {
+                        if !shown.contains(&key) {
+                            shown.push(key);
+                        }
+                    }
+                }
+                shown
+            };
+            // Pin what the operator saw: one key shown is accepted only with its fingerprint.
+            let fingerprint = match (fingerprint, shown.as_slice()) {
+                (Some(fp), _) => Some(fp.clone()),
+                (None, [only]) => Some(only.fingerprint.clone()),
+                (None, _) => None,
+            };
+            Ok(Plan {
+                request: KeyCommand::Accept {
+                    ids: shown.iter().map(|k| k.id.clone()).collect(),
+                    fingerprint,
+                },
+                keys: shown,
+                verb: "accepted",
+            })
+        }
+        Command::Reject { id, .. } => {
+            let found = of(id, &[KeyState::Pending, KeyState::Accepted]);
+            if found.is_empty() {
+                return Err(CommandError::Refused(format!(
+                    "{id} has no pending or accepted key"
+                )));
+            }
+            Ok(Plan {
+                keys: found,
+                request: KeyCommand::Reject { id: id.clone() },
+                verb: "rejected",
+            })
+        }
+        Command::Delete { id, .. } => {
+            let found = of(
+                id,
+                &[
+                    KeyState::Accepted,
+                    KeyState::Denied,
+                    KeyState::Pending,
+                    KeyState::Rejected,
+                ],
+            );
+            if found.is_empty() {
+                return Err(CommandError::Refused(format!("{id} has no key")));
+            }
+            Ok(Plan {
+                keys: found,
+                request: KeyCommand::Delete { id: id.clone() },
+                verb: "deleted",
+            })
+        }
+        Command::List | Command::Finger { .. } | Command::MasterFinger => Err(CommandError::Usage(
+            "this command changes no key".to_owned(),
+        )),
+    }
+}
+
+/// The question asked before a change.
+pub fn question(plan: &Plan) -> String {
+    format!(
+        "The following keys are going to be {}:\n{}Proceed? [y/N] ",
+        plan.verb,
+        render_groups(&plan.keys, false, false)
+    )
+}
+
+/// Whether an answer to "Proceed? [y/N]" is yes.
+pub fn is_yes(answer: &str) -> bool {
+    matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes")
+}
+
+/// Asks on the terminal: the question on stderr, one line from stdin (end of input is no).
+pub fn ask_on_terminal(question: &str) -> io::Result<bool> {
+    let mut err = io::stderr().lock();
+    err.write_all(question.as_bytes())?;
+    err.flush()?;
+    let mut line = String::new();
+    let n = io::stdin().lock().read_line(&mut line)?;
+    if n == 0 {
+        err.write_all(b"\n")?;
+    }
+    Ok(is_yes(&line))
+}
+
+/// Asks the operator a yes/no question.
+pub type Ask<'a> = dyn FnMut(&str) -> io::Result<bool> + 'a;
+
+/// Runs the command: results on `out`. `ask` is how to ask for a confirmation, `None` when
+/// nobody can answer (stdin is not a terminal). Gives the exit code.
+pub async fn run(
+    cli: &Cli,
+    out: &mut dyn Write,
+    stdout_is_terminal: bool,
+    ask: Option<&mut Ask<'_>>,
+) -> Result<u8, CommandError> {
+    let color = cli.out == OutputFormat::Human && color_wanted(stdout_is_terminal);
+    let text = match &cli.command {
+        Command::List => {
+            let (master, keys) = send(&cli.socket, KeyCommand::List {}).await?;
+            render_list(&master, &keys, cli.out, color)
+        }
+        Command::Finger { id } => {
+            let (master, mut keys) = send(&cli.socket, KeyCommand::List {}).await?;
+            if let Some(id) = id {
+                keys.retain(|k| &k.id == id);
+                if keys.is_empty() {
+                    return Err(CommandError::Refused(format!("{id} has no key")));
+                }
+            }
+            render_finger(&master, id.is_none(), &keys, cli.out, color)
+        }
+        Command::MasterFinger => {
+            let (master, _) = send(&cli.socket, KeyCommand::List {}).await?;
+            render_master_finger(&master, cli.out)
+        }
+        command => {
+            let (request, verb) = if command.confirmed() {
+                (command.request(), verb_of(command))
+            } else {
+                let Some(ask) = ask else {
+                    return Err(CommandError::Usage(
+                        "stdin is not a terminal, so nobody can confirm: \
+                         pass --yes to change keys without a question"
+                            .to_owned(),
+                    ));
+                };
+                let (_, keys) = send(&cli.socket, KeyCommand::List {}).await?;
+                let plan = plan(command, &keys)?;
+                if plan.keys.is_empty() {
+                    let text = render_changed(plan.verb, &[], cli.out, color);
+                    write(out, &text)?;
+                    return Ok(exit::SUCCESS);
+                }
+                let yes = ask(&question(&plan)).map_err(|e| {
+                    CommandError::Usage(format!(
+                        "cannot ask for confirmation ({}): pass --yes",
+                        crate::client::describe_io(&e)
+                    ))
+                })?;
+                if !yes {
+                    return Err(CommandError::Declined);
+                }
+                (plan.request, plan.verb)
+            };
+            let (_, changed) = send(&cli.socket, request).await?;
+            render_changed(verb, &changed, cli.out, color)
+        }
+    };
+    write(out, &text)?;
+    Ok(exit::SUCCESS)
+}
+
+fn verb_of(command: &Command) -> &'static str {
+    match command {
+        Command::Accept { .. } => "accepted",
+        Command::Reject { .. } => "rejected",
+        _ => "deleted",
+    }
+}
+
+fn write(out: &mut dyn Write, text: &str) -> Result<(), CommandError> {
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .map_err(CommandError::Output)
+}
+
+/// Sends one key command; gives the master's fingerprint and the keys of the answer.
+pub async fn send(
+    socket: &Path,
+    command: KeyCommand,
+) -> Result<(String, Vec<KeyInfo>), CommandError> {
+    let mut conn = Connection::connect(socket).await?;
+    conn.send(&ControlRequest::Keys(command)).await?;
+    match conn.next_event(Instant::now() + ANSWER_TIMEOUT).await? {
+        Some(ControlEvent::Keys {
+            master_fingerprint,
+            keys,
+        }) => Ok((master_fingerprint, keys)),
+        Some(ControlEvent::Error { code, message }) => Err(refusal(code, message)),
+        Some(other) => Err(CommandError::Unexpected(event_name(&other))),
+        None => Err(CommandError::NoAnswer),
+    }
+}
+
+/// A master error as `brine-key` reports it: a refusal of the command itself (unknown id,
+/// wrong fingerprint) is exit 1 with the master's words; the others keep their usual codes.
+pub fn refusal(code: ControlError, message: String) -> CommandError {
+    match code {
+        ControlError::NotFound | ControlError::BadRequest => CommandError::Refused(message),
+        code => CommandError::Master { code, message },
+    }
+}
+
+/// The states in `salt-key`'s order, with its headings and colours.
+const GROUPS: [(KeyState, &str, &str); 4] = [
+    (KeyState::Accepted, "Accepted Keys:", "\x1b[0;32m"),
+    (KeyState::Denied, "Denied Keys:", "\x1b[0;35m"),
+    (KeyState::Pending, "Unaccepted Keys:", "\x1b[0;31m"),
+    (KeyState::Rejected, "Rejected Keys:", "\x1b[0;34m"),
+];
+
+const RESET: &str = "\x1b[0m";
+
+/// How keys are sorted: by id, then state in `salt-key`'s order, then fingerprint.
+fn order(key: &KeyInfo) -> (&str, usize, &str) {
+    let rank = GROUPS
+        .iter()
+        .position(|g| g.0 == key.state)
+        .unwrap_or(GROUPS.len());
+    (key.id.as_str(), rank, &key.fingerprint)
+}
+
+fn paint(color: bool, code: &str, text: &str) -> String {
+    if color {
+        format!("{code}{text}{RESET}")
+    } else {
+        text.to_owned()
+    }
+}
+
+/// Keys under `salt-key` headings, one `id  fingerprint` line each (ids padded to one
+/// width). `every_heading`: also the headings of states without keys, as `salt-key -L` does.
+pub fn render_groups(keys: &[KeyInfo], every_heading: bool, color: bool) -> String {
+    let width = keys.iter().map(|k| k.id.as_str().len()).max().unwrap_or(0);
+    let mut out = String::new();
+    for (state, heading, code) in GROUPS {
+        let mut group: Vec<&KeyInfo> = keys.iter().filter(|k| k.state == state).collect();
+        if group.is_empty() && !every_heading {
+            continue;
+        }
+        group.sort_by(|a, b| (&a.id, &a.fingerprint).cmp(&(&b.id, &b.fingerprint)));
+        let _ = writeln!(out, "{}", paint(color, code, heading));
+        for key in group {
+            let id = format!("{:width$}", key.id.as_str());
+            let _ = writeln!(out, "{}  {}", paint(color, code, &id), key.fingerprint);
+        }
+    }
+    out
+}
+
+/// One key in `json`/`yaml` output.
+#[derive(Debug, Serialize)]
+struct KeyRecord<'a> {
+    id: &'a str,
+    fingerprint: &'a str,
+    /// Only for `delete`: the state the key had.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    state: Option<&'static str>,
+}
+
+/// `list` and `finger` in `json`/`yaml`.
+#[derive(Debug, Serialize)]
+struct KeyLists<'a> {
+    master_fingerprint: &'a str,
+    accepted: Vec<KeyRecord<'a>>,
+    pending: Vec<KeyRecord<'a>>,
+    rejected: Vec<KeyRecord<'a>>,
+    denied: Vec<KeyRecord<'a>>,
+}
+
+fn records(keys: &[KeyInfo], state: Option<KeyState>, with_state: bool) -> Vec<KeyRecord<'_>> {
+    let mut chosen: Vec<&KeyInfo> = keys
+        .iter()
+        .filter(|k| state.is_none_or(|s| k.state == s))
+        .collect();
+    chosen.sort_by(|a, b| order(a).cmp(&order(b)));
+    chosen
+        .into_iter()
+        .map(|k| KeyRecord {
+            id: k.id.as_str(),
+            fingerprint: &k.fingerprint,
+            state: with_state.then(|| state_name(k.state)),
+        })
+        .collect()
+}
+
+/// A state as `json`/`yaml` output names it.
+pub fn state_name(state: KeyState) -> &'static str {
+    match state {
+        KeyState::Pending => "pending",
+        KeyState::Accepted => "accepted",
+        KeyState::Rejected => "rejected",
+        KeyState::Denied => "denied",
+    }
+}
+
+fn document<T: Serialize>(value: &T, format: OutputFormat) -> String {
+    match format {
+        OutputFormat::Yaml => {
+            serde_norway::to_string(value).expect("key lists always serialize as YAML")
+        }
+        _ => json_pretty(value),
+    }
+}
+
+fn lists<'a>(master: &'a str, keys: &'a [KeyInfo]) -> KeyLists<'a> {
+    KeyLists {
+        master_fingerprint: master,
+        accepted: records(keys, Some(KeyState::Accepted), false),
+        pending: records(keys, Some(KeyState::Pending), false),
+        rejected: records(keys, Some(KeyState::Rejected), false),
+        denied: records(keys, Some(KeyState::Denied), false),
+    }
+}
+
+/// `list`: every heading with its keys; for scripts the four lists and the master's
+/// fingerprint.
+pub fn render_list(master: &str, keys: &[KeyInfo], format: OutputFormat, color: bool) -> String {
+    match format {
+        OutputFormat::Human => render_groups(keys, true, color),
+        _ => document(&lists(master, keys), format),
+    }
+}
+
+/// `finger`: the master's fingerprint (when `with_master`) and the headings that have keys;
+/// for scripts the same document as `list`.
+pub fn render_finger(
+    master: &str,
+    with_master: bool,
+    keys: &[KeyInfo],
+    format: OutputFormat,
+    color: bool,
+) -> String {
+    match format {
+        OutputFormat::Human => {
+            let mut out = String::new();
+            if with_master {
+                let _ = writeln!(out, "{}", paint(color, "\x1b[0;36m", "Master Key:"));
+                let _ = writeln!(out, "{master}");
+            }
+            out + &render_groups(keys, false, color)
+        }
+        _ => document(&lists(master, keys), format),
+    }
+}
+
+/// `master-finger`: the fingerprint alone on one line; for scripts `{"master_fingerprint"}`.
+pub fn render_master_finger(master: &str, format: OutputFormat) -> String {
+    #[derive(Serialize)]
+    struct Master<'a> {
+        master_fingerprint: &'a str,
+    }
+    match format {
+        OutputFormat::Human => format!("{master}\n"),
+        _ => document(
+            &Master {
+                master_fingerprint: master,
+            },
+            format,
+        ),
+    }
+}
+
+/// The keys a change touched: `Key for minion ID accepted: FP` lines (delete also says which
+/// state each key was in); for scripts `{"<verb>": [{"id", "fingerprint"}...]}`.
+pub fn render_changed(
+    verb: &'static str,
+    keys: &[KeyInfo],
+    format: OutputFormat,
+    color: bool,
+) -> String {
+    let deleted = verb == "deleted";
+    match format {
+        OutputFormat::Human => {
+            if keys.is_empty() {
+                return format!("No key was {verb}.\n");
+            }
+            let mut sorted: Vec<&KeyInfo> = keys.iter().collect();
+            sorted.sort_by(|a, b| order(a).cmp(&order(b)));
+            let mut out = String::new();
+            for key in sorted {
+                let code = GROUPS
+                    .iter()
+                    .find(|(s, _, _)| *s == key.state)
+                    .map_or("", |g| g.2);
+                let what = format!("Key for minion {} {verb}", key.id);
+                let was = if deleted {
+                    format!(" (was {})", state_name(key.state))
+                } else {
+                    String::new()
+                };
+                let _ = writeln!(
+                    out,
+                    "{}: {}{was}",
+                    paint(color && !deleted, code, &what),
+                    key.fingerprint
+                );
+            }
+            out
+        }
+        _ => {
+            let mut doc = std::collections::BTreeMap::new();
+            doc.insert(verb, records(keys, None, deleted));
+            document(&doc, format)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+    use serde_json::json;
+
+    use super::*;
+
+    const FP_A: &str = "e3:b0:c4:42:98:fc:1c:14:9a:fb:f4:c8:99:6f:b9:24:\
+                        27:ae:41:e4:64:9b:93:4c:a4:95:99:1b:78:52:b8:55";
+    const FP_B: &str = "00:11:22:33:44:55:66:77:88:99:aa:bb:cc:dd:ee:ff:\
+                        00:11:22:33:44:55:66:77:88:99:aa:bb:cc:dd:ee:ff";
+
+    fn parse(words: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("brine-key").chain(words.iter().copied()))
+    }
+
+    fn id(s: &str) -> MinionId {
+        MinionId::new(s).unwrap()
+    }
+
+    fn key(minion: &str, state: KeyState, fingerprint: &str) -> KeyInfo {
+        KeyInfo {
+            id: id(minion),
+            state,
+            fingerprint: fingerprint.to_owned(),
+        }
+    }
+
+    fn sample() -> Vec<KeyInfo> {
+        vec![
+            key("web2", KeyState::Accepted, FP_B),
+            key("web1", KeyState::Accepted, FP_A),
+            key("web1", KeyState::Denied, FP_B),
+            key("db1", KeyState::Pending, FP_A),
+            key("old", KeyState::Rejected, FP_B),
+        ]
+    }
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn subcommands_become_requests() {
+        let cli = parse(&["list", "--out", "json"]).unwrap();
+        assert_eq!(cli.command.request(), KeyCommand::List {});
+        assert_eq!(cli.out, OutputFormat::Json);
+        let cli = parse(&["accept", "web1", "web2", "--fingerprint", FP_A, "--yes"]).unwrap();
+        assert_eq!(
+            cli.command.request(),
+            KeyCommand::Accept {
+                ids: vec![id("web1"), id("web2")],
+                fingerprint: Some(FP_A.into())
+            }
+        );
+        assert!(cli.command.confirmed() && cli.command.changes_keys());
+        let cli = parse(&["accept", "--all"]).unwrap();
+        assert_eq!(
+            cli.command.request(),
+            KeyCommand::Accept {
+                ids: vec![],
+                fingerprint: None
+            }
+        );
+        assert!(!cli.command.confirmed());
+        let cli = parse(&["reject", "web1", "-y"]).unwrap();
+        assert_eq!(cli.command.request(), KeyCommand::Reject { id: id("web1") });
+        let cli = parse(&["delete", "web1"]).unwrap();
+        assert_eq!(cli.command.request(), KeyCommand::Delete { id: id("web1") });
+        for words in [&["finger"][..], &["finger", "web1"], &["master-finger"]] {
+            let cli = parse(words).unwrap();
+            assert_eq!(cli.command.request(), KeyCommand::List {});
+            assert!(!cli.command.changes_keys());
+        }
+    }
+
+    #[test]
+    fn flags_go_before_or_after_the_subcommand() {
+        let cli = parse(&["--out", "yaml", "--socket", "/s", "list"]).unwrap();
+        assert_eq!(cli.out, OutputFormat::Yaml);
+        assert_eq!(cli.socket, PathBuf::from("/s"));
+        let cli = parse(&["list", "--socket", "/t"]).unwrap();
+        assert_eq!(cli.socket, PathBuf::from("/t"));
+    }
+
+    #[test]
+    fn usage_errors_are_exit_2() {
+        for words in [
+            &["accept"][..],
+            &["accept", "--all", "web1"],
+            &["accept", "../x"],
+            &["accept", "web1", "--fingerprint", "ab:cd"],
+            &["accept", "web1", "--fingerprint", &FP_A.replace('e', "g")],
+            &["reject"],
+            &["delete", "a/b"],
+            &["finger", "web1", "web2"],
+            &["bogus"],
+            &[],
+        ] {
+            let e = parse(words).unwrap_err();
+            assert_eq!(e.exit_code(), 2, "{words:?}: {e}");
+        }
+        let e = parse(&["accept", "web1", "--fingerprint", "nope"]).unwrap_err();
+        assert!(
+            e.to_string().contains("32 colon-separated hex pairs"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn fingerprints_are_checked_for_shape_only() {
+        assert_eq!(parse_fingerprint(FP_A).unwrap(), FP_A);
+        assert_eq!(
+            parse_fingerprint(&format!(" {} ", FP_A.to_uppercase())).unwrap(),
+            FP_A.to_uppercase()
+        );
+        let compact = FP_A.replace(':', "");
+        assert_eq!(parse_fingerprint(&compact).unwrap(), compact);
+        assert!(parse_fingerprint(&compact[1..]).is_err());
+        assert!(parse_fingerprint(&FP_A[3..]).is_err());
+        assert!(parse_fingerprint("").is_err());
+        assert!(parse_fingerprint(&format!("{FP_A}:00")).is_err());
+    }
+
+    #[test]
+    fn help_documents_exit_codes_and_every_subcommand() {
+        let help = Cli::command().render_long_help().to_string();
+        for word in [
+            "list",
+            "accept",
+            "reject",
+            "delete",
+            "finger",
+            "master-finger",
+            "BRINE_SOCKET",
+            "Exit codes:",
+            "  69 ",
+            "--yes",
+        ] {
+            assert!(help.contains(word), "{word:?} missing from\n{help}");
+        }
+    }
+
+    #[test]
+    fn list_is_grouped_like_salt_key() {
+        let text = render_list(FP_A, &sample(), OutputFormat::Human, false);
+        assert_eq!(
+            text,
+            format!(
+                "Accepted Keys:\n\
+                 web1  {FP_A}\n\
+                 web2  {FP_B}\n\
+                 Denied Keys:\n\
+                 web1  {FP_B}\n\
+                 Unaccepted Keys:\n\
+                 db1   {FP_A}\n\
+                 Rejected Keys:\n\
+                 old   {FP_B}\n"
+            )
+        );
+        let text = render_list(FP_A, &[], OutputFormat::Human, false);
+        assert_eq!(
+            text,
+            "Accepted Keys:\nDenied Keys:\nUnaccepted Keys:\nRejected Keys:\n"
+        );
+    }
+
+    #[test]
+    fn colours_only_when_asked() {
+        let text = render_list(FP_A, &sample(), OutputFormat::Human, true);
+        assert!(text.contains("\x1b[0;32mAccepted Keys:\x1b[0m"), "{text:?}");
+        assert!(text.contains("\x1b[0;31mdb1 \x1b[0m"), "{text:?}");
+        assert!(!render_list(FP_A, &sample(), OutputFormat::Human, false).contains('\x1b'));
+    }
+
+    #[test]
+    fn list_for_scripts_has_four_lists_and_the_master() {
+        let text = render_list(FP_B, &sample(), OutputFormat::Json, false);
+        let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            doc,
+            json!({
+                "master_fingerprint": FP_B,
+                "accepted": [{"id": "web1", "fingerprint": FP_A}, {"id": "web2", "fingerprint": FP_B}],
+                "pending": [{"id": "db1", "fingerprint": FP_A}],
+                "rejected": [{"id": "old", "fingerprint": FP_B}],
+                "denied": [{"id": "web1", "fingerprint": FP_B}],
+            })
+        );
+        let yaml = render_list(FP_B, &sample(), OutputFormat::Yaml, false);
+        let doc2: serde_json::Value = serde_norway::from_str(&yaml).unwrap();
+        assert_eq!(doc, doc2);
+        let empty: serde_json::Value =
+            serde_json::from_str(&render_list(FP_B, &[], OutputFormat::Json, false)).unwrap();
+        assert_eq!(empty["pending"], json!([]));
+    }
+
+    #[test]
+    fn finger_shows_the_master_then_the_keys_it_has() {
+        let keys = sample();
+        let text = render_finger(FP_B, true, &keys, OutputFormat::Human, false);
+        assert!(
+            text.starts_with(&format!("Master Key:\n{FP_B}\nAccepted Keys:\n")),
+            "{text}"
+        );
+        let one: Vec<KeyInfo> = keys.into_iter().filter(|k| k.id == id("db1")).collect();
+        let text = render_finger(FP_B, false, &one, OutputFormat::Human, false);
+        assert_eq!(text, format!("Unaccepted Keys:\ndb1  {FP_A}\n"));
+    }
+
+    #[test]
+    fn master_finger_is_one_line() {
+        assert_eq!(
+            render_master_finger(FP_A, OutputFormat::Human),
+            format!("{FP_A}\n")
+        );
+        let doc: serde_json::Value =
+            serde_json::from_str(&render_master_finger(FP_A, OutputFormat::Json)).unwrap();
+        assert_eq!(doc, json!({"master_fingerprint": FP_A}));
+    }
+
+    #[test]
+    fn changes_print_each_key_with_its_fingerprint() {
+        let accepted = [key("web1", KeyState::Accepted, FP_A)];
+        assert_eq!(
+            render_changed("accepted", &accepted, OutputFormat::Human, false),
+            format!("Key for minion web1 accepted: {FP_A}\n")
+        );
+        let doc: serde_json::Value = serde_json::from_str(&render_changed(
+            "accepted",
+            &accepted,
+            OutputFormat::Json,
+            false,
+        ))
+        .unwrap();
+        assert_eq!(
+            doc,
+            json!({"accepted": [{"id": "web1", "fingerprint": FP_A}]})
+        );
+        let deleted = [
+            key("web1", KeyState::Denied, FP_B),
+            key("web1", KeyState::Accepted, FP_A),
+        ];
+        assert_eq!(
+            render_changed("deleted", &deleted, OutputFormat::Human, false),
+            format!(
+                "Key for minion web1 deleted: {FP_A} (was accepted)\n\
+                 Key for minion web1 deleted: {FP_B} (was denied)\n"
+            )
+        );
+        let doc: serde_json::Value = serde_norway::from_str(&render_changed(
+            "deleted",
+            &deleted,
+            OutputFormat::Yaml,
+            false,
+        ))
+        .unwrap();
+        assert_eq!(
+            doc["deleted"][1],
+            json!({"id": "web1", "fingerprint": FP_B, "state": "denied"})
+        );
+        assert_eq!(
+            render_changed("accepted", &[], OutputFormat::Human, false),
+            "No key was accepted.\n"
+        );
+        let doc: serde_json::Value =
+            serde_json::from_str(&render_changed("accepted", &[], OutputFormat::Json, false))
+                .unwrap();
+        assert_eq!(doc, json!({"accepted": []}));
+    }
+
+    #[test]
+    fn accept_all_plans_exactly_the_pending_keys_shown() {
+        let mut keys = sample();
+        keys.push(key("db2", KeyState::Pending, FP_B));
+        let cli = parse(&["accept", "--all"]).unwrap();
+        let plan = plan(&cli.command, &keys).unwrap();
+        assert_eq!(
+            plan.request,
+            KeyCommand::Accept {
+                ids: vec![id("db1"), id("db2")],
+                fingerprint: None
+            }
+        );
+        assert_eq!(plan.keys.len(), 2);
+        let q = question(&plan);
+        assert!(
+            q.starts_with("The following keys are going to be accepted:\nUnaccepted Keys:\n"),
+            "{q}"
+        );
+        assert!(q.contains(&format!("db2  {FP_B}\n")), "{q}");
+        assert!(q.ends_with("Proceed? [y/N] "), "{q}");
+
+        // Nothing pending: nothing to ask.
+        let none = plan_of(&["accept", "--all"], &[key("a", KeyState::Accepted, FP_A)]);
+        assert!(none.keys.is_empty());
+    }
+
+    fn plan_of(words: &[&str], keys: &[KeyInfo]) -> Plan {
+        plan(&parse(words).unwrap().command, keys).unwrap()
+    }
+
+    #[test]
+    fn one_key_shown_is_pinned_to_the_fingerprint_shown() {
+        let plan = plan_of(&["accept", "db1"], &sample());
+        assert_eq!(
+            plan.request,
+            KeyCommand::Accept {
+                ids: vec![id("db1")],
+                fingerprint: Some(FP_A.into())
+            }
+        );
+        // A rejected key may be accepted again; the operator's fingerprint wins.
+        let plan = plan_of(&["accept", "old", "--fingerprint", FP_A], &sample());
+        assert_eq!(
+            plan.request,
+            KeyCommand::Accept {
+                ids: vec![id("old")],
+                fingerprint: Some(FP_A.into())
+            }
+        );
+    }
+
+    #[test]
+    fn an_id_without_a_suitable_key_is_refused_before_asking() {
+        let cli = parse(&["accept", "web1"]).unwrap();
+        let e = plan(&cli.command, &sample()).unwrap_err();
+        assert_eq!(e.to_string(), "web1 has no pending or rejected key");
+        assert_eq!(e.exit_code(), exit::FAILED);
+        let cli = parse(&["reject", "old"]).unwrap();
+        assert_eq!(
+            plan(&cli.command, &sample()).unwrap_err().to_string(),
+            "old has no pending or accepted key"
+        );
+        let cli = parse(&["delete", "nobody"]).unwrap();
+        assert_eq!(
+            plan(&cli.command, &sample()).unwrap_err().to_string(),
+            "nobody has no key"
+        );
+    }
+
+    #[test]
+    fn reject_and_delete_show_the_keys_of_the_id() {
+        let plan = plan_of(&["reject", "web1"], &sample());
+        assert_eq!(plan.keys, vec![key("web1", KeyState::Accepted, FP_A)]);
+        assert_eq!(plan.request, KeyCommand::Reject { id: id("web1") });
+        let plan = plan_of(&["delete", "web1"], &sample());
+        assert_eq!(plan.keys.len(), 2, "the accepted and the denied key");
+        assert_eq!(plan.request, KeyCommand::Delete { id: id("web1") });
+        assert!(question(&plan).contains("Denied Keys:\nweb1  "));
+    }
+
+    #[test]
+    fn only_y_or_yes_is_yes() {
+        for yes in ["y", "Y", "yes", " YES\n", "y\r\n"] {
+            assert!(is_yes(yes), "{yes:?}");
+        }
+        for no in ["", "\n", "n", "no", "yy", "sure", "y es"] {
+            assert!(!is_yes(no), "{no:?}");
+        }
+    }
+
+    #[test]
+    fn refusals_are_exit_1_with_the_masters_words() {
+        let e = refusal(
+            ControlError::BadRequest,
+            "the key of web1 has fingerprint a, not b: not accepted".into(),
+        );
+        assert_eq!(e.exit_code(), exit::FAILED);
+        assert_eq!(
+            e.message("brine-key").unwrap(),
+            "brine-key: the key of web1 has fingerprint a, not b: not accepted"
+        );
+        assert_eq!(
+            refusal(ControlError::NotFound, "x".into()).exit_code(),
+            exit::FAILED
+        );
+        assert_eq!(
+            refusal(ControlError::ShuttingDown, "x".into()).exit_code(),
+            exit::UNAVAILABLE
+        );
+        assert_eq!(
+            refusal(ControlError::Storage, "x".into()).exit_code(),
+            exit::FAILED
+        );
+    }
+}

@@ -1,0 +1,437 @@
+//! A ZMTP 3.x guard in front of a zeromq socket: the public port belongs to the guard, which
+//! checks what every peer sends and relays it to the real socket on a loopback endpoint.
+//!
+//! The zeromq crate (0.7) trusts its peers: a frame header claiming 2^60 bytes aborts the
+//! process, a stream of empty frames grows one message without bound, a silent connection is
+//! kept forever. The guard stands between the network and the crate:
+//!
+//! ```text
+//! peer ──tcp──▶ Guard (public port) ──tcp 127.0.0.1──▶ zeromq socket (loopback, port 0)
+//! ```
+//!
+//! - [`listen`] binds the public port (backlog 1024, reuse-address).
+//! - [`Guard::spawn`] accepts on it, at most [`GuardLimits::max_connections`] at a time, and
+//!   runs one task per connection ([`relay`]). The client→server bytes go through the
+//!   incremental ZMTP parser ([`protocol`]) and are forwarded only once checked; the
+//!   server→client bytes come from our own socket and are relayed as they are.
+//! - A connection that breaks a limit or a deadline is closed on both sides, counted in
+//!   [`GuardStats`] and logged (`warn!`, the excess of a flood at `debug!`).
+//!
+//! The zeromq socket sees every peer as a connection from 127.0.0.1; brine never trusts ZMTP
+//! identities, so nothing is lost.
+
+pub mod protocol;
+mod relay;
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, warn, Instrument};
+
+use protocol::StreamLimits;
+
+/// Largest frame on the return port: brine's own limit for one envelope
+/// (`brine_proto::limits::MAX_FRAME_BYTES`).
+const RETURN_MAX_FRAME: u64 = 16 * 1024 * 1024;
+/// The guard's read buffer can never be larger than this, whatever the configuration says.
+const MAX_READ_CHUNK: usize = 1024 * 1024;
+/// The READY command is never allowed to be larger than this.
+const MAX_COMMAND: u64 = 64 * 1024;
+
+/// What one port accepts from its peers. Build one from [`GuardLimits::return_port`] or
+/// [`GuardLimits::publish_port`] and adjust.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuardLimits {
+    /// Largest message frame, in bytes.
+    pub max_frame: u64,
+    /// Most frames in one multipart message.
+    pub max_frames_per_message: usize,
+    /// Largest message (the sum of its frames), in bytes.
+    pub max_message: u64,
+    /// Largest command frame (the READY command of the handshake), in bytes; at most 64 KiB.
+    pub max_command: u64,
+    /// The greeting and the READY command must have arrived this long after accept.
+    pub handshake_timeout: Duration,
+    /// The first complete message must have arrived this long after accept.
+    pub first_message_timeout: Duration,
+    /// A write toward the peer that makes no progress for this long closes the connection
+    /// (a peer that does not read must not hold our socket's send queue forever).
+    pub write_stall_timeout: Duration,
+    /// Most connections open at once; more wait in the listen backlog. Each costs two file
+    /// descriptors in the guard and one in the zeromq socket.
+    pub max_connections: usize,
+    /// Size of a read, in bytes, and so the most the guard holds per connection direction,
+    /// and only while bytes are passing: an idle connection holds no buffer.
+    pub read_chunk: usize,
+    /// TCP keepalive idle time on the peer's connection (the zeromq crate has none), so that
+    /// a vanished host does not hold a connection forever. `None` leaves it off.
+    pub tcp_keepalive: Option<Duration>,
+}
+
+impl GuardLimits {
+    /// For the REP (return) port: requests and returns of up to 16 MiB.
+    pub fn return_port() -> Self {
+        Self {
+            max_frame: RETURN_MAX_FRAME,
+            max_frames_per_message: 8,
+            max_message: RETURN_MAX_FRAME + 64 * 1024,
+            max_command: 4096,
+            handshake_timeout: Duration::from_secs(10),
+            first_message_timeout: Duration::from_secs(10),
+            write_stall_timeout: Duration::from_secs(15),
+            max_connections: 16_384,
+            read_chunk: 64 * 1024,
+            tcp_keepalive: Some(Duration::from_secs(60)),
+        }
+    }
+
+    /// For the PUB (publish) port: subscribers only send subscriptions, a few bytes each.
+    pub fn publish_port() -> Self {
+        Self {
+            max_frame: 1024,
+            max_frames_per_message: 4,
+            max_message: 1024,
+            ..Self::return_port()
+        }
+    }
+
+    /// Checks that the limits make sense together.
+    pub fn validate(&self) -> Result<(), InvalidLimits> {
+        let fail = |what| Err(InvalidLimits(what));
+        if self.max_frames_per_message == 0 {
+            return fail("max_frames_per_message must be at least 1");
+        }
+        if self.max_message < self.max_frame {
+            return fail("max_message must be at least max_frame");
+        }
+        if !(64..=MAX_COMMAND).contains(&self.max_command) {
+            return fail("max_command must be between 64 bytes and 64 KiB");
+        }
+        if self.handshake_timeout.is_zero()
+            || self.first_message_timeout.is_zero()
+            || self.write_stall_timeout.is_zero()
+        {
+            return fail("timeouts must be longer than zero");
+        }
+        if self.max_connections == 0 || self.max_connections > Semaphore::MAX_PERMITS {
+            return fail("max_connections must be at least 1 (and below 2^61)");
+        }
+        if !(1024..=MAX_READ_CHUNK).contains(&self.read_chunk) {
+            return fail("read_chunk must be between 1 KiB and 1 MiB");
+        }
+        if self.tcp_keepalive.is_some_and(|idle| idle.is_zero()) {
+            return fail("tcp_keepalive must be longer than zero");
+        }
+        Ok(())
+    }
+
+    fn stream(&self) -> StreamLimits {
+        StreamLimits {
+            max_frame: self.max_frame,
+            max_frames_per_message: self.max_frames_per_message,
+            max_message: self.max_message,
+            max_command: self.max_command,
+        }
+    }
+}
+
+impl Default for GuardLimits {
+    fn default() -> Self {
+        Self::return_port()
+    }
+}
+
+/// Limits that do not make sense; [`Guard::spawn`] refuses them.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid guard limits: {0}")]
+pub struct InvalidLimits(&'static str);
+
+/// Binds a TCP listener for a guard: reuse-address, a backlog of 1024 (std's default of 128
+/// drops connection storms), non-blocking.
+pub fn listen(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    socket.set_nonblocking(true)?;
+    Ok(socket.into())
+}
+
+/// A running guard: its address and its counters. The tasks belong to the tracker given to
+/// [`Guard::spawn`] and stop when its cancellation token fires; dropping this handle stops
+/// nothing.
+#[derive(Debug, Clone)]
+pub struct Guard {
+    local_addr: SocketAddr,
+    shared: Arc<Shared>,
+}
+
+/// A snapshot of a guard's counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GuardStats {
+    /// Connections accepted since the start.
+    pub accepted: u64,
+    /// Connections open now.
+    pub active: u64,
+    /// Connections closed because the peer broke the protocol or a size limit.
+    pub violations: u64,
+    /// Connections closed because the handshake or the first message came too late.
+    pub timeouts: u64,
+    /// Connections closed because the peer stopped reading.
+    pub stalls: u64,
+    /// Connections closed because the upstream socket could not be reached.
+    pub upstream_failures: u64,
+    /// Bytes checked and forwarded from peers to the upstream socket.
+    pub forwarded: u64,
+}
+
+impl Guard {
+    /// Accepts on `listener` (from [`listen`]) and relays every connection that keeps to
+    /// `limits` to `upstream`, until `cancel` fires. `name` labels the logs ("publish",
+    /// "return"). Invalid `limits` are an `InvalidInput` error.
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime with I/O enabled.
+    pub fn spawn(
+        name: &'static str,
+        listener: std::net::TcpListener,
+        upstream: SocketAddr,
+        limits: GuardLimits,
+        cancel: CancellationToken,
+        tracker: &TaskTracker,
+    ) -> io::Result<Guard> {
+        limits
+            .validate()
+            .map_err(|err| io::Error::new(io::ErrorKind::InvalidInput, err))?;
+        listener.set_nonblocking(true)?;
+        let listener = TcpListener::from_std(listener)?;
+        let local_addr = listener.local_addr()?;
+        let shared = Arc::new(Shared {
+            name,
+            upstream,
+            limits,
+            cancel,
+            counters: Counters::default(),
+            log: LogLimiter::new(),
+        });
+        let span = tracing::info_span!("guard", guard = name, %local_addr, %upstream);
+        tracker.spawn(accept_loop(listener, Arc::clone(&shared), tracker.clone()).instrument(span));
+        Ok(Guard { local_addr, shared })
+    }
+
+    /// The public address the guard accepts on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The counters now.
+    pub fn stats(&self) -> GuardStats {
+        let c = &self.shared.counters;
+        GuardStats {
+            accepted: c.accepted.load(Ordering::SeqCst),
+            active: c.active.load(Ordering::SeqCst),
+            violations: c.violations.load(Ordering::SeqCst),
+            timeouts: c.timeouts.load(Ordering::SeqCst),
+            stalls: c.stalls.load(Ordering::SeqCst),
+            upstream_failures: c.upstream_failures.load(Ordering::SeqCst),
+            forwarded: c.forwarded.load(Ordering::SeqCst),
+        }
+    }
+}
+
+/// What the accept loop and the connection tasks share.
+#[derive(Debug)]
+struct Shared {
+    name: &'static str,
+    upstream: SocketAddr,
+    limits: GuardLimits,
+    cancel: CancellationToken,
+    counters: Counters,
+    log: LogLimiter,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    accepted: AtomicU64,
+    active: AtomicU64,
+    violations: AtomicU64,
+    timeouts: AtomicU64,
+    stalls: AtomicU64,
+    upstream_failures: AtomicU64,
+    forwarded: AtomicU64,
+}
+
+/// Accepts while there is room, one task per connection, until cancelled.
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, tracker: TaskTracker) {
+    let room = Arc::new(Semaphore::new(shared.limits.max_connections));
+    loop {
+        // Wait for room before accepting: beyond the cap, peers wait in the kernel's backlog
+        // and cost no file descriptor here.
+        let permit = match Arc::clone(&room).try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                if shared.log.admit(shared.name) {
+                    warn!(
+                        max_connections = shared.limits.max_connections,
+                        "connection cap reached; new connections wait"
+                    );
+                }
+                tokio::select! {
+                    _ = shared.cancel.cancelled() => break,
+                    permit = Arc::clone(&room).acquire_owned() => match permit {
+                        Ok(permit) => permit,
+                        Err(_) => break,
+                    },
+                }
+            }
+        };
+        let (stream, peer) = tokio::select! {
+            _ = shared.cancel.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    accept_failed(&shared, &err).await;
+                    continue;
+                }
+            },
+        };
+        shared.counters.accepted.fetch_add(1, Ordering::SeqCst);
+        let span = tracing::debug_span!("connection", %peer);
+        tracker.spawn(relay::serve(stream, peer, Arc::clone(&shared), permit).instrument(span));
+    }
+    debug!("stopped accepting");
+}
+
+/// A failed accept: the connection's own trouble is skipped; running out of file descriptors
+/// or memory pauses accepting briefly instead of spinning.
+async fn accept_failed(shared: &Shared, err: &io::Error) {
+    use io::ErrorKind::*;
+    if matches!(
+        err.kind(),
+        ConnectionAborted | ConnectionReset | ConnectionRefused | Interrupted | WouldBlock
+    ) {
+        debug!(cause = %err, "accept failed");
+        return;
+    }
+    if shared.log.admit(shared.name) {
+        warn!(cause = %err, "accept failed; pausing for 100 ms");
+    }
+    tokio::select! {
+        _ = shared.cancel.cancelled() => {}
+        _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+    }
+}
+
+/// Lets the first few warnings of each 10-second window through; the rest of a flood goes
+/// to `debug!`, and the next window starts with how many were held back.
+#[derive(Debug)]
+struct LogLimiter {
+    epoch: std::time::Instant,
+    window: AtomicU64,
+    logged: AtomicU32,
+    suppressed: AtomicU64,
+}
+
+impl LogLimiter {
+    const WINDOW_SECS: u64 = 10;
+    const PER_WINDOW: u32 = 20;
+
+    fn new() -> Self {
+        Self {
+            epoch: std::time::Instant::now(),
+            window: AtomicU64::new(0),
+            logged: AtomicU32::new(0),
+            suppressed: AtomicU64::new(0),
+        }
+    }
+
+    /// Whether this warning may be logged at `warn!`.
+    fn admit(&self, name: &'static str) -> bool {
+        let now = self.epoch.elapsed().as_secs() / Self::WINDOW_SECS;
+        let window = self.window.load(Ordering::Relaxed);
+        if now != window
+            && self
+                .window
+                .compare_exchange(window, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            self.logged.store(0, Ordering::Relaxed);
+            let suppressed = self.suppressed.swap(0, Ordering::Relaxed);
+            if suppressed > 0 {
+                warn!(
+                    guard = name,
+                    suppressed, "more guard warnings in the last window were logged at debug level"
+                );
+            }
+        }
+        if self.logged.fetch_add(1, Ordering::Relaxed) < Self::PER_WINDOW {
+            true
+        } else {
+            self.suppressed.fetch_add(1, Ordering::Relaxed);
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_presets_are_valid() {
+        GuardLimits::return_port().validate().unwrap();
+        GuardLimits::publish_port().validate().unwrap();
+    }
+
+    #[test]
+    fn nonsense_is_refused() {
+        let bad = [
+            GuardLimits {
+                max_frames_per_message: 0,
+                ..GuardLimits::default()
+            },
+            GuardLimits {
+                max_message: 10,
+                ..GuardLimits::default()
+            },
+            GuardLimits {
+                max_command: 1 << 20,
+                ..GuardLimits::default()
+            },
+            GuardLimits {
+                handshake_timeout: Duration::ZERO,
+                ..GuardLimits::default()
+            },
+            GuardLimits {
+                max_connections: 0,
+                ..GuardLimits::default()
+            },
+            GuardLimits {
+                read_chunk: 16,
+                ..GuardLimits::default()
+            },
+        ];
+        for limits in bad {
+            assert!(limits.validate().is_err(), "{limits:?}");
+        }
+    }
+
+    #[test]
+    fn a_flood_of_warnings_is_cut_short() {
+        let log = LogLimiter::new();
+        let admitted = (0..1000).filter(|_| log.admit("test")).count();
+        assert_eq!(admitted, LogLimiter::PER_WINDOW as usize);
+    }
+}

@@ -1,0 +1,525 @@
+//! The guard between real sockets: a zeromq REP behind it, zeromq REQ peers and raw TCP peers
+//! in front, good and hostile. Every await is under a timeout.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use brine_guard::{listen, Guard, GuardLimits};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use zeromq::{Endpoint, RepSocket, ReqSocket, Socket, SocketRecv, SocketSend, ZmqMessage};
+
+/// The longest any single step may take before the test fails.
+const STEP: Duration = Duration::from_secs(10);
+
+async fn within<F: Future>(what: &str, future: F) -> F::Output {
+    match tokio::time::timeout(STEP, future).await {
+        Ok(output) => output,
+        Err(_) => panic!("timed out: {what}"),
+    }
+}
+
+/// What the REP socket behind the guard has seen.
+#[derive(Debug, Default)]
+struct Seen {
+    messages: AtomicU64,
+    errors: AtomicU64,
+}
+
+/// A zeromq REP echo server behind a guard.
+struct Harness {
+    guard: Guard,
+    seen: Arc<Seen>,
+    cancel: CancellationToken,
+    tracker: TaskTracker,
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
+
+impl Harness {
+    async fn start(limits: GuardLimits) -> Self {
+        let mut rep = RepSocket::new();
+        let endpoint = within("bind REP", rep.bind("tcp://127.0.0.1:0"))
+            .await
+            .expect("bind REP");
+        let Endpoint::Tcp(_, port) = endpoint else {
+            panic!("not a tcp endpoint: {endpoint}");
+        };
+        let upstream = SocketAddr::from(([127, 0, 0, 1], port));
+        let cancel = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        let seen = Arc::new(Seen::default());
+        tracker.spawn(echo(rep, Arc::clone(&seen), cancel.clone()));
+        let listener = listen("127.0.0.1:0".parse().unwrap()).expect("listen");
+        let guard = Guard::spawn("test", listener, upstream, limits, cancel.clone(), &tracker)
+            .expect("spawn guard");
+        Self {
+            guard,
+            seen,
+            cancel,
+            tracker,
+        }
+    }
+
+    fn addr(&self) -> SocketAddr {
+        self.guard.local_addr()
+    }
+
+    fn messages(&self) -> u64 {
+        self.seen.messages.load(Ordering::SeqCst)
+    }
+
+    /// A fresh zeromq REQ connected through the guard does one round trip.
+    async fn good_client_works(&self) {
+        let mut req = req(self.addr()).await;
+        round_trip(&mut req, b"still here".to_vec()).await;
+    }
+}
+
+async fn echo(mut rep: RepSocket, seen: Arc<Seen>, cancel: CancellationToken) {
+    loop {
+        let received = tokio::select! {
+            _ = cancel.cancelled() => return,
+            received = rep.recv() => received,
+        };
+        match received {
+            Ok(message) => {
+                seen.messages.fetch_add(1, Ordering::SeqCst);
+                if rep.send(message).await.is_err() {
+                    seen.errors.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+            // A peer the guard cut off mid-message shows up here; the loop goes on.
+            Err(_) => {
+                seen.errors.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+    }
+}
+
+fn test_limits() -> GuardLimits {
+    GuardLimits {
+        max_frame: 16 * 1024 * 1024,
+        max_frames_per_message: 8,
+        max_message: 17 * 1024 * 1024,
+        handshake_timeout: Duration::from_secs(30),
+        first_message_timeout: Duration::from_secs(30),
+        ..GuardLimits::return_port()
+    }
+}
+
+async fn req(addr: SocketAddr) -> ReqSocket {
+    let mut req = ReqSocket::new();
+    within("REQ connect", req.connect(&format!("tcp://{addr}")))
+        .await
+        .expect("REQ connect");
+    req
+}
+
+async fn round_trip(req: &mut ReqSocket, payload: Vec<u8>) {
+    within("REQ send", req.send(ZmqMessage::from(payload.clone())))
+        .await
+        .expect("REQ send");
+    let reply = within("REQ recv", req.recv()).await.expect("REQ recv");
+    assert_eq!(reply.len(), 1);
+    assert!(
+        reply.get(0).unwrap()[..] == payload[..],
+        "reply differs from the request of {} bytes",
+        payload.len()
+    );
+}
+
+// ---- raw ZMTP from a hand-driven peer ------------------------------------------------------
+
+fn greeting_with(mechanism: &[u8], major: u8) -> Vec<u8> {
+    let mut greeting = vec![0u8; 64];
+    greeting[0] = 0xFF;
+    greeting[9] = 0x7F;
+    greeting[10] = major;
+    greeting[11] = 0;
+    greeting[12..12 + mechanism.len()].copy_from_slice(mechanism);
+    greeting
+}
+
+fn greeting() -> Vec<u8> {
+    greeting_with(b"NULL", 3)
+}
+
+fn ready(socket_type: &str) -> Vec<u8> {
+    let mut body = vec![5];
+    body.extend_from_slice(b"READY");
+    body.push(11);
+    body.extend_from_slice(b"Socket-Type");
+    body.extend_from_slice(&(socket_type.len() as u32).to_be_bytes());
+    body.extend_from_slice(socket_type.as_bytes());
+    [vec![0x04, body.len() as u8], body].concat()
+}
+
+/// Connects and completes the ZMTP handshake by hand, as a REQ.
+async fn raw_handshake(addr: SocketAddr) -> TcpStream {
+    let mut stream = within("connect", TcpStream::connect(addr))
+        .await
+        .expect("connect");
+    within("send greeting", stream.write_all(&greeting()))
+        .await
+        .unwrap();
+    let mut theirs = [0u8; 64];
+    within("read greeting", stream.read_exact(&mut theirs))
+        .await
+        .expect("read greeting");
+    assert_eq!((theirs[0], theirs[9], theirs[10]), (0xFF, 0x7F, 3));
+    within("send READY", stream.write_all(&ready("REQ")))
+        .await
+        .unwrap();
+    let mut header = [0u8; 2];
+    within("read READY", stream.read_exact(&mut header))
+        .await
+        .expect("read READY header");
+    assert_eq!(header[0], 0x04, "a short command frame");
+    let mut body = vec![0u8; usize::from(header[1])];
+    within("read READY", stream.read_exact(&mut body))
+        .await
+        .expect("read READY body");
+    assert!(body.starts_with(b"\x05READY"));
+    stream
+}
+
+/// Reads until the guard closes the connection; returns how long that took and what came.
+async fn until_closed(stream: &mut TcpStream, started: Instant) -> (Duration, Vec<u8>) {
+    let mut received = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match within("the guard closing the connection", stream.read(&mut buf)).await {
+            Ok(0) | Err(_) => return (started.elapsed(), received),
+            Ok(n) => received.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+// ---- the tests -----------------------------------------------------------------------------
+
+#[tokio::test]
+async fn a_thousand_round_trips_of_every_size_pass_unchanged() {
+    let harness = Harness::start(test_limits()).await;
+    let mut req = req(harness.addr()).await;
+    let sizes = [
+        0usize, 1, 200, 255, 256, 1000, 65_535, 65_536, 65_537, 300_000,
+    ];
+    for i in 0..1000usize {
+        let size = if i == 500 {
+            4 * 1024 * 1024
+        } else {
+            sizes[i % sizes.len()]
+        };
+        let payload: Vec<u8> = (0..size).map(|b| (b ^ i) as u8).collect();
+        round_trip(&mut req, payload).await;
+    }
+    assert_eq!(harness.messages(), 1000);
+    let stats = harness.guard.stats();
+    assert_eq!(stats.accepted, 1);
+    assert_eq!(stats.violations + stats.timeouts + stats.stalls, 0);
+}
+
+#[tokio::test]
+async fn a_frame_header_claiming_2_pow_60_bytes_is_cut_off() {
+    let harness = Harness::start(test_limits()).await;
+    let started = Instant::now();
+    let mut attacker = raw_handshake(harness.addr()).await;
+    let mut header = vec![0x02];
+    header.extend_from_slice(&(1u64 << 60).to_be_bytes());
+    within("send the header", attacker.write_all(&header))
+        .await
+        .unwrap();
+    let (_, after) = until_closed(&mut attacker, started).await;
+    assert!(after.is_empty());
+    let stats = harness.guard.stats();
+    assert_eq!(stats.violations, 1);
+    // The header never went upstream: only the greeting and READY did.
+    assert_eq!(
+        stats.forwarded,
+        (greeting().len() + ready("REQ").len()) as u64
+    );
+
+    harness.good_client_works().await;
+    assert_eq!(harness.messages(), 1, "the REP saw only the good request");
+}
+
+#[tokio::test]
+async fn fifty_mib_of_empty_frames_stop_at_the_frame_limit() {
+    let limits = test_limits();
+    let max_frames = limits.max_frames_per_message;
+    let harness = Harness::start(limits).await;
+    let mut attacker = raw_handshake(harness.addr()).await;
+    // Empty frames with MORE set: one message that never ends.
+    let chunk = [0x01u8, 0x00].repeat(32 * 1024);
+    let mut written = 0usize;
+    let total = 50 * 1024 * 1024;
+    while written < total {
+        match within("flood write", attacker.write_all(&chunk)).await {
+            Ok(()) => written += chunk.len(),
+            Err(_) => break,
+        }
+    }
+    assert!(
+        written < 16 * 1024 * 1024,
+        "{written} bytes went in before the guard closed"
+    );
+    let (_, after) = until_closed(&mut attacker, Instant::now()).await;
+    assert!(after.is_empty());
+    let stats = harness.guard.stats();
+    assert_eq!(stats.violations, 1);
+    // At most the limit's worth of frames (2 bytes each) passed the guard.
+    let handshake = (greeting().len() + ready("REQ").len()) as u64;
+    assert!(
+        stats.forwarded <= handshake + 2 * max_frames as u64,
+        "{} bytes forwarded",
+        stats.forwarded
+    );
+    assert_eq!(harness.messages(), 0);
+
+    harness.good_client_works().await;
+    assert_eq!(harness.messages(), 1, "the REP saw only the good request");
+}
+
+#[tokio::test]
+async fn a_silent_peer_is_closed_at_the_handshake_timeout() {
+    let limits = GuardLimits {
+        handshake_timeout: Duration::from_millis(300),
+        first_message_timeout: Duration::from_secs(30),
+        ..test_limits()
+    };
+    let harness = Harness::start(limits).await;
+
+    let started = Instant::now();
+    let mut silent = within("connect", TcpStream::connect(harness.addr()))
+        .await
+        .unwrap();
+    let (took, received) = until_closed(&mut silent, started).await;
+    assert!(took >= Duration::from_millis(300), "closed after {took:?}");
+    assert!(
+        received.is_empty(),
+        "never connected upstream, so nothing came back"
+    );
+
+    // A greeting alone is not a handshake.
+    let started = Instant::now();
+    let mut half = within("connect", TcpStream::connect(harness.addr()))
+        .await
+        .unwrap();
+    within("send greeting", half.write_all(&greeting()))
+        .await
+        .unwrap();
+    let (took, received) = until_closed(&mut half, started).await;
+    assert!(took >= Duration::from_millis(300), "closed after {took:?}");
+    assert!(
+        received.len() >= 64 && received[0] == 0xFF,
+        "the REP's greeting and READY came back"
+    );
+
+    assert_eq!(harness.guard.stats().timeouts, 2);
+    harness.good_client_works().await;
+}
+
+#[tokio::test]
+async fn a_peer_without_a_first_message_is_closed_at_the_deadline() {
+    let limits = GuardLimits {
+        handshake_timeout: Duration::from_millis(300),
+        first_message_timeout: Duration::from_millis(900),
+        ..test_limits()
+    };
+    let harness = Harness::start(limits).await;
+
+    let started = Instant::now();
+    let mut idle = raw_handshake(harness.addr()).await;
+    let (took, _) = until_closed(&mut idle, started).await;
+    assert!(took >= Duration::from_millis(900), "closed after {took:?}");
+    assert_eq!(harness.guard.stats().timeouts, 1);
+    assert_eq!(harness.messages(), 0);
+}
+
+#[tokio::test]
+async fn a_peer_that_sent_a_message_may_stay_quiet() {
+    let limits = GuardLimits {
+        handshake_timeout: Duration::from_millis(200),
+        first_message_timeout: Duration::from_millis(300),
+        ..test_limits()
+    };
+    let harness = Harness::start(limits).await;
+    let mut req = req(harness.addr()).await;
+    round_trip(&mut req, b"first".to_vec()).await;
+    // The scenario itself: stay quiet past both deadlines.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    round_trip(&mut req, b"second".to_vec()).await;
+    let stats = harness.guard.stats();
+    assert_eq!((stats.timeouts, stats.active), (0, 1));
+}
+
+#[tokio::test]
+async fn bad_greetings_and_handshakes_are_refused() {
+    let harness = Harness::start(test_limits()).await;
+    let mut as_server = greeting();
+    as_server[32] = 1;
+    let mut bad_signature = greeting();
+    bad_signature[9] = 0x7E;
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        (
+            "an HTTP request",
+            b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(),
+        ),
+        ("a wrong signature", bad_signature),
+        ("ZMTP version 2", greeting_with(b"NULL", 2)),
+        ("CURVE", greeting_with(b"CURVE", 3)),
+        ("PLAIN", greeting_with(b"PLAIN", 3)),
+        ("as-server", as_server),
+        (
+            "a message before READY",
+            [greeting(), vec![0x00, 0x03], b"abc".to_vec()].concat(),
+        ),
+        (
+            "a READY without Socket-Type",
+            [greeting(), vec![0x04, 0x06], b"\x05READY".to_vec()].concat(),
+        ),
+        (
+            "a command after READY",
+            [
+                greeting(),
+                ready("REQ"),
+                vec![0x04, 0x05],
+                b"\x04PING".to_vec(),
+            ]
+            .concat(),
+        ),
+        (
+            "reserved flag bits",
+            [greeting(), ready("REQ"), vec![0x80, 0x00]].concat(),
+        ),
+    ];
+    let count = cases.len() as u64;
+    for (what, bytes) in cases {
+        let started = Instant::now();
+        let mut peer = within("connect", TcpStream::connect(harness.addr()))
+            .await
+            .unwrap();
+        // The guard may close before all of it is written.
+        let _ = within("send", peer.write_all(&bytes)).await;
+        let (took, _) = until_closed(&mut peer, started).await;
+        assert!(
+            took < Duration::from_secs(5),
+            "{what}: closed after {took:?}"
+        );
+    }
+    let stats = harness.guard.stats();
+    assert_eq!(stats.violations, count);
+    assert_eq!(stats.timeouts, 0);
+    harness.good_client_works().await;
+    assert_eq!(harness.messages(), 1);
+}
+
+#[tokio::test]
+async fn a_connection_flood_beyond_the_cap_does_not_lock_out_good_clients() {
+    let max_connections = 4;
+    let limits = GuardLimits {
+        max_connections,
+        ..test_limits()
+    };
+    let harness = Harness::start(limits).await;
+
+    // Fill the cap with peers stuck after their greeting (the handshake timeout is 30 s).
+    let mut flood = Vec::new();
+    for _ in 0..max_connections {
+        let mut peer = within("connect", TcpStream::connect(harness.addr()))
+            .await
+            .unwrap();
+        within("send greeting", peer.write_all(&greeting()))
+            .await
+            .unwrap();
+        let mut theirs = [0u8; 64];
+        within("read greeting", peer.read_exact(&mut theirs))
+            .await
+            .expect("relayed while under the cap");
+        flood.push(peer);
+    }
+    // More wait in the backlog; the last one greets and gets nothing back.
+    for _ in 0..40 {
+        let peer = within("connect", TcpStream::connect(harness.addr()))
+            .await
+            .unwrap();
+        flood.push(peer);
+    }
+    within(
+        "send greeting",
+        flood.last_mut().unwrap().write_all(&greeting()),
+    )
+    .await
+    .unwrap();
+    let mut byte = [0u8; 1];
+    let waiting = flood.last_mut().unwrap();
+    let answer = tokio::time::timeout(Duration::from_millis(300), waiting.read(&mut byte)).await;
+    assert!(
+        answer.is_err(),
+        "a peer beyond the cap was served: {answer:?}"
+    );
+    let stats = harness.guard.stats();
+    assert_eq!((stats.accepted, stats.active), (4, 4));
+
+    // The flood ends; a good client gets through.
+    drop(flood);
+    harness.good_client_works().await;
+    assert_eq!(harness.messages(), 1);
+}
+
+#[tokio::test]
+async fn shutdown_closes_every_connection_and_drains_the_tracker() {
+    let harness = Harness::start(test_limits()).await;
+    let mut req = req(harness.addr()).await;
+    round_trip(&mut req, b"before".to_vec()).await;
+    let mut raw = raw_handshake(harness.addr()).await;
+
+    harness.cancel.cancel();
+    harness.tracker.close();
+    within("the tracker draining", harness.tracker.wait()).await;
+    let (_, after) = until_closed(&mut raw, Instant::now()).await;
+    assert!(after.is_empty());
+    assert!(TcpStream::connect(harness.addr()).await.is_err());
+}
+
+#[tokio::test]
+async fn a_peer_that_stops_reading_is_cut_off_and_frees_the_rep_socket() {
+    let limits = GuardLimits {
+        write_stall_timeout: Duration::from_millis(300),
+        ..test_limits()
+    };
+    let harness = Harness::start(limits).await;
+    let mut attacker = raw_handshake(harness.addr()).await;
+    // Pipelined 1 MiB requests whose echoes the attacker never reads: the replies pile up
+    // until the REP socket's send would block behind this one peer.
+    let body = vec![7u8; 1024 * 1024];
+    let mut request = vec![0x01, 0x00, 0x02];
+    request.extend_from_slice(&(body.len() as u64).to_be_bytes());
+    request.extend_from_slice(&body);
+    let writer = tokio::spawn(async move {
+        for _ in 0..256 {
+            if attacker.write_all(&request).await.is_err() {
+                return true;
+            }
+        }
+        false
+    });
+    let cut_off = within("the guard cutting the peer off", writer)
+        .await
+        .unwrap();
+    assert!(cut_off, "256 MiB of requests went through unread");
+    assert_eq!(harness.guard.stats().stalls, 1);
+
+    harness.good_client_works().await;
+}

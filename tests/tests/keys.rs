@@ -1,0 +1,497 @@
+//! `brine-key` against a real master that does not accept keys by itself, with real minions:
+//! enrollment (pending → accepted, checked by fingerprint), rejection (the minion is cut off
+//! and the group key rotates), a second key for a known id (denied, never served), deletion
+//! (the minion comes back as pending) and the master's own fingerprint.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use brine_master::MasterConfig;
+use brine_minion::MinionConfig;
+use brine_proto::codec::BodyKind;
+use brine_proto::control::{
+    ControlEvent, ControlRequest, KeyCommand, KeyInfo, KeyState, MinionState,
+};
+use brine_proto::msg::{PublicationHeader, SignedPublication};
+use brine_proto::{decode, Envelope, Target, Value};
+use brine_tests::{
+    binary, cli, json, master_config, report, within, Output, TestMaster, TestMinion,
+};
+use serde_json::json;
+use zeromq::{Socket, SocketRecv, SubSocket};
+
+/// A master that leaves every new key pending.
+async fn start_master(dir: &Path) -> TestMaster {
+    TestMaster::start_with(MasterConfig {
+        auto_accept: false,
+        ..master_config(dir, 0, 0)
+    })
+    .await
+}
+
+async fn brine_key(master: &TestMaster, args: &[&str]) -> Output {
+    cli("brine-key", &master.socket, args).await
+}
+
+async fn brine(master: &TestMaster, args: &[&str]) -> Output {
+    cli("brine", &master.socket, args).await
+}
+
+/// Every key the master has, straight from the control socket.
+async fn keys(master: &TestMaster) -> Vec<KeyInfo> {
+    match master
+        .control(ControlRequest::Keys(KeyCommand::List {}))
+        .await
+        .as_slice()
+    {
+        [ControlEvent::Keys { keys, .. }] => keys.clone(),
+        other => panic!("expected keys, got {other:?}"),
+    }
+}
+
+/// Waits until `id` has a key in `state`; gives its fingerprint.
+async fn wait_key(master: &TestMaster, id: &str, state: KeyState) -> String {
+    within(&format!("the key of {id} becoming {state:?}"), async {
+        loop {
+            let found = keys(master)
+                .await
+                .into_iter()
+                .find(|k| k.id.as_str() == id && k.state == state);
+            if let Some(key) = found {
+                return key.fingerprint;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+}
+
+/// The keys of `id` as (state, fingerprint), sorted.
+async fn states_of(master: &TestMaster, id: &str) -> Vec<(KeyState, String)> {
+    let mut states: Vec<(KeyState, String)> = keys(master)
+        .await
+        .into_iter()
+        .filter(|k| k.id.as_str() == id)
+        .map(|k| (k.state, k.fingerprint))
+        .collect();
+    states.sort();
+    states
+}
+
+/// What `brine-minion --print-fingerprint` prints for a minion whose state is in `state_dir`
+/// (its key is at `<state_dir>/pki/minion.key`; call this once the minion has made it).
+async fn printed_fingerprint(id: &str, state_dir: &Path) -> String {
+    let config = state_dir.with_extension("print.toml");
+    let text = format!(
+        "id = {:?}\nmaster = \"127.0.0.1\"\nstate_dir = {:?}\n",
+        id,
+        state_dir.to_str().expect("a UTF-8 temporary path")
+    );
+    std::fs::write(&config, text).unwrap();
+    let output = within(
+        "brine-minion --print-fingerprint",
+        tokio::process::Command::new(binary("brine-minion"))
+            .arg("--config")
+            .arg(&config)
+            .arg("--print-fingerprint")
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("brine-minion runs");
+    assert!(output.status.success(), "{output:?}");
+    String::from_utf8(output.stdout).unwrap().trim().to_owned()
+}
+
+/// A minion of `master` with state in `state_dir`, started; gives it and its state directory.
+fn start_minion(master: &TestMaster, dir: &Path, id: &str) -> (TestMinion, PathBuf) {
+    let config = master.minion_config(dir, id);
+    let state_dir = config.state_dir.clone();
+    (TestMinion::start_with(config), state_dir)
+}
+
+/// A minion whose key was accepted with `brine-key accept --fingerprint`, connected.
+async fn accepted_minion(master: &TestMaster, dir: &Path, id: &str) -> (TestMinion, String) {
+    let (minion, _) = start_minion(master, dir, id);
+    let fingerprint = wait_key(master, id, KeyState::Pending).await;
+    let out = brine_key(
+        master,
+        &["accept", id, "--fingerprint", &fingerprint, "--yes"],
+    )
+    .await;
+    assert_eq!(out.code, 0, "{out:?}");
+    master.wait_connected(&[id]).await;
+    (minion, fingerprint)
+}
+
+/// Another well-formed fingerprint.
+fn other_than(fingerprint: &str) -> String {
+    let first = if fingerprint.starts_with('0') {
+        "1"
+    } else {
+        "0"
+    };
+    format!("{first}{}", &fingerprint[1..])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_key_is_pending_with_the_minions_fingerprint_and_gets_no_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let master = start_master(dir.path()).await;
+    let (minion, state_dir) = start_minion(&master, dir.path(), "web1");
+    let fingerprint = wait_key(&master, "web1", KeyState::Pending).await;
+    assert_eq!(printed_fingerprint("web1", &state_dir).await, fingerprint);
+
+    let out = brine_key(&master, &["list", "--out", "json"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(
+        json(&out),
+        json!({
+            "master_fingerprint": master.fingerprint,
+            "accepted": [],
+            "pending": [{"id": "web1", "fingerprint": fingerprint}],
+            "rejected": [],
+            "denied": [],
+        })
+    );
+    let out = brine_key(&master, &["list"]).await;
+    assert_eq!(
+        out.stdout,
+        format!(
+            "Accepted Keys:\nDenied Keys:\nUnaccepted Keys:\nweb1  {fingerprint}\nRejected Keys:\n"
+        ),
+        "{out:?}"
+    );
+    let out = brine_key(&master, &["finger", "web1"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(
+        out.stdout,
+        format!("Unaccepted Keys:\nweb1  {fingerprint}\n")
+    );
+
+    // While pending it is no minion of the master's.
+    let out = brine(&master, &["*", "test.ping"]).await;
+    assert_eq!(out.code, 4, "{out:?}");
+
+    // A script must say --yes: nothing changes without it.
+    let out = brine_key(&master, &["accept", "web1"]).await;
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(out.stderr.contains("--yes"), "{out:?}");
+    assert_eq!(
+        states_of(&master, "web1").await,
+        vec![(KeyState::Pending, fingerprint)]
+    );
+
+    minion.stop().await;
+    master.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accept_checks_the_fingerprint_then_the_minion_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let master = start_master(dir.path()).await;
+    let (minion, _) = start_minion(&master, dir.path(), "web1");
+    let fingerprint = wait_key(&master, "web1", KeyState::Pending).await;
+
+    let wrong = other_than(&fingerprint);
+    let out = brine_key(
+        &master,
+        &["accept", "web1", "--fingerprint", &wrong, "--yes"],
+    )
+    .await;
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stdout.is_empty(), "{out:?}");
+    assert!(out.stderr.starts_with("brine-key: "), "{out:?}");
+    assert!(
+        out.stderr.contains(&fingerprint) && out.stderr.contains("not accepted"),
+        "{out:?}"
+    );
+    assert_eq!(
+        states_of(&master, "web1").await,
+        vec![(KeyState::Pending, fingerprint.clone())]
+    );
+
+    let out = brine_key(
+        &master,
+        &["accept", "web1", "--fingerprint", &fingerprint, "--yes"],
+    )
+    .await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(
+        out.stdout,
+        format!("Key for minion web1 accepted: {fingerprint}\n")
+    );
+    assert_eq!(
+        states_of(&master, "web1").await,
+        vec![(KeyState::Accepted, fingerprint)]
+    );
+
+    // It retries with backoff and gets in.
+    master.wait_connected(&["web1"]).await;
+    let out = brine(&master, &["--out", "json", "*", "test.ping"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(json(&out), json!({"web1": true}));
+
+    // Accepting it again: it has no pending key any more.
+    let out = brine_key(&master, &["accept", "web1", "--yes"]).await;
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stderr.contains("web1"), "{out:?}");
+
+    minion.stop().await;
+    master.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accept_all_takes_every_pending_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let master = start_master(dir.path()).await;
+    let minions = master.start_minions(dir.path(), &["web1", "web2"]);
+    let fp1 = wait_key(&master, "web1", KeyState::Pending).await;
+    let fp2 = wait_key(&master, "web2", KeyState::Pending).await;
+
+    let out = brine_key(&master, &["--out", "json", "accept", "--all", "--yes"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(
+        json(&out),
+        json!({"accepted": [
+            {"id": "web1", "fingerprint": fp1},
+            {"id": "web2", "fingerprint": fp2},
+        ]})
+    );
+    master.wait_connected(&["web1", "web2"]).await;
+    master.ping_all(2).await;
+
+    let out = brine_key(&master, &["accept", "--all", "--yes"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(out.stdout, "No key was accepted.\n");
+
+    TestMinion::stop_all(minions).await;
+    master.stop().await;
+}
+
+/// The group key epoch of the master's next heartbeat.
+async fn next_epoch(sub: &mut SubSocket) -> u32 {
+    within("a heartbeat on the publish port", async {
+        loop {
+            let message = sub.recv().await.expect("a publication");
+            let frame = message.into_vec().swap_remove(0);
+            let envelope = Envelope::from_bytes(&frame).expect("an envelope");
+            assert_eq!(envelope.kind, BodyKind::Signed);
+            let signed: SignedPublication = decode(&envelope.body).expect("signed");
+            let header: PublicationHeader = decode(&signed.header).expect("header");
+            if header.jid.is_none() {
+                return header.group_epoch;
+            }
+        }
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejected_minion_is_cut_off_and_the_group_key_rotates() {
+    let dir = tempfile::tempdir().unwrap();
+    let master = start_master(dir.path()).await;
+    let (minion, fingerprint) = accepted_minion(&master, dir.path(), "web1").await;
+
+    let mut sub = SubSocket::new();
+    within(
+        "subscribing",
+        sub.connect(&format!("tcp://127.0.0.1:{}", master.publish_port)),
+    )
+    .await
+    .unwrap();
+    within("subscribing", sub.subscribe("")).await.unwrap();
+    let before = next_epoch(&mut sub).await;
+
+    let out = brine_key(&master, &["reject", "web1", "--yes"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(
+        out.stdout,
+        format!("Key for minion web1 rejected: {fingerprint}\n")
+    );
+    // No job targets it any more.
+    let out = brine(&master, &["*", "test.ping"]).await;
+    assert_eq!(out.code, 4, "{out:?}");
+    let out = brine_key(&master, &["list", "--out", "json"]).await;
+    assert_eq!(
+        json(&out)["rejected"],
+        json!([{"id": "web1", "fingerprint": fingerprint}])
+    );
+    assert_eq!(json(&out)["accepted"], json!([]));
+
+    // Publications from now on are sealed with a key the rejected minion never received.
+    within("the group key rotating", async {
+        while next_epoch(&mut sub).await <= before {}
+    })
+    .await;
+
+    // A rejected key may be accepted again: the minion, still retrying, gets back in.
+    let out = brine_key(
+        &master,
+        &["accept", "web1", "--fingerprint", &fingerprint, "--yes"],
+    )
+    .await;
+    assert_eq!(out.code, 0, "{out:?}");
+    master.wait_connected(&["web1"]).await;
+    master.ping_all(1).await;
+
+    minion.stop().await;
+    master.stop().await;
+}
+
+/// Whether the SQLite journal in `state_dir` (main file or write-ahead log) holds `needle`.
+fn journal_mentions(state_dir: &Path, needle: &str) -> bool {
+    ["journal.sqlite", "journal.sqlite-wal"].iter().any(|name| {
+        std::fs::read(state_dir.join(name))
+            .is_ok_and(|bytes| bytes.windows(needle.len()).any(|w| w == needle.as_bytes()))
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_key_for_an_id_is_denied_and_never_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let master = start_master(dir.path()).await;
+    let (minion, fingerprint) = accepted_minion(&master, dir.path(), "web1").await;
+    let genuine_dir = master.minion_config(dir.path(), "web1").state_dir;
+
+    // Same id, its own state: another key.
+    let impostor_dir = dir.path().join("impostor");
+    let impostor = TestMinion::start_with(MinionConfig {
+        state_dir: impostor_dir.clone(),
+        ..master.minion_config(dir.path(), "web1")
+    });
+    let denied = wait_key(&master, "web1", KeyState::Denied).await;
+    assert_ne!(denied, fingerprint);
+    assert_eq!(printed_fingerprint("web1", &impostor_dir).await, denied);
+
+    let out = brine_key(&master, &["list", "--out", "json"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let lists = json(&out);
+    assert_eq!(
+        lists["accepted"],
+        json!([{"id": "web1", "fingerprint": fingerprint}])
+    );
+    assert_eq!(
+        lists["denied"],
+        json!([{"id": "web1", "fingerprint": denied}])
+    );
+    assert_eq!(lists["pending"], json!([]));
+    let out = brine_key(&master, &["list"]).await;
+    assert!(
+        out.stdout.contains(&format!(
+            "Accepted Keys:\nweb1  {fingerprint}\nDenied Keys:\nweb1  {denied}\n"
+        )),
+        "{out:?}"
+    );
+
+    // The accepted minion still answers, once; the impostor never sees the job.
+    let events = master
+        .publish(
+            Target::Glob("*".into()),
+            "test.ping",
+            vec![],
+            Duration::from_secs(5),
+        )
+        .await;
+    let report = report(&events);
+    assert_eq!(report.minions.len(), 1, "{report:?}");
+    assert_eq!(report.minions[0].id.as_str(), "web1");
+    assert_eq!(report.minions[0].state, MinionState::Returned);
+    assert_eq!(
+        report.minions[0].ret.as_ref().map(|r| &r.ret),
+        Some(&Value::Bool(true))
+    );
+    impostor.stop().await;
+    let jid = report.jid.as_str();
+    assert!(
+        journal_mentions(&genuine_dir, jid),
+        "the genuine minion ran {jid}"
+    );
+    assert!(
+        !journal_mentions(&impostor_dir, jid),
+        "the impostor must never start {jid}"
+    );
+    assert_eq!(
+        states_of(&master, "web1").await,
+        vec![
+            (KeyState::Accepted, fingerprint),
+            (KeyState::Denied, denied)
+        ]
+    );
+
+    minion.stop().await;
+    master.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_key_comes_back_pending_at_the_next_handshake() {
+    let dir = tempfile::tempdir().unwrap();
+    let master = start_master(dir.path()).await;
+    let (minion, fingerprint) = accepted_minion(&master, dir.path(), "web1").await;
+
+    let out = brine_key(&master, &["delete", "web1", "--yes"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(
+        out.stdout,
+        format!("Key for minion web1 deleted: {fingerprint} (was accepted)\n")
+    );
+
+    // Its session ended; its next handshake presents the same key, which is new again.
+    let again = wait_key(&master, "web1", KeyState::Pending).await;
+    assert_eq!(again, fingerprint);
+    let out = brine(&master, &["*", "test.ping"]).await;
+    assert_eq!(out.code, 4, "{out:?}");
+
+    let out = brine_key(
+        &master,
+        &["accept", "web1", "--fingerprint", &fingerprint, "--yes"],
+    )
+    .await;
+    assert_eq!(out.code, 0, "{out:?}");
+    master.wait_connected(&["web1"]).await;
+    master.ping_all(1).await;
+
+    minion.stop().await;
+    master.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn master_finger_is_the_fingerprint_minions_pin() {
+    let dir = tempfile::tempdir().unwrap();
+    let master = start_master(dir.path()).await;
+
+    let out = brine_key(&master, &["master-finger"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(out.stdout, format!("{}\n", master.fingerprint));
+    let out = brine_key(&master, &["master-finger", "--out", "json"]).await;
+    assert_eq!(
+        json(&out),
+        json!({"master_fingerprint": master.fingerprint})
+    );
+    let out = brine_key(&master, &["finger"]).await;
+    assert!(
+        out.stdout
+            .starts_with(&format!("Master Key:\n{}\n", master.fingerprint)),
+        "{out:?}"
+    );
+
+    // Commands about ids the master does not know are refused with its words, exit 1.
+    let out = brine_key(&master, &["reject", "nobody", "--yes"]).await;
+    assert_eq!(out.code, 1, "{out:?}");
+    assert_eq!(
+        out.stderr,
+        "brine-key: nobody has no pending or accepted key\n"
+    );
+    let out = brine_key(&master, &["delete", "nobody", "--yes"]).await;
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stderr.starts_with("brine-key: nobody has no"),
+        "{out:?}"
+    );
+    let out = brine_key(&master, &["accept", "nobody", "--yes"]).await;
+    assert_eq!(out.code, 1, "{out:?}");
+    let out = brine_key(&master, &["finger", "nobody"]).await;
+    assert_eq!(out.code, 1, "{out:?}");
+
+    master.stop().await;
+}
