@@ -34,6 +34,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
+use brine_guard::{Guard, GuardLimits};
 use zeromq::{PubSocket, RepSocket, Socket};
 
 pub use config::MasterConfig;
@@ -166,23 +167,29 @@ impl std::fmt::Debug for Master {
 
 /// Binds a TCP listener with a backlog of 1024 (std's default of 128 drops connection storms).
 fn listen(addr: SocketAddr, what: &'static str) -> Result<std::net::TcpListener, MasterError> {
-    let bind_err = |source| MasterError::Bind {
+    brine_guard::listen(addr).map_err(|source| MasterError::Bind {
         what,
         addr: addr.to_string(),
         source,
-    };
-    let socket = socket2::Socket::new(
-        socket2::Domain::for_address(addr),
-        socket2::Type::STREAM,
-        Some(socket2::Protocol::TCP),
-    )
-    .map_err(bind_err)?;
-    socket.set_reuse_address(true).map_err(bind_err)?;
-    socket.bind(&addr.into()).map_err(bind_err)?;
-    socket.listen(1024).map_err(bind_err)?;
-    socket.set_nonblocking(true).map_err(bind_err)?;
-    let listener: std::net::TcpListener = socket.into();
-    Ok(listener)
+    })
+}
+
+/// Binds a zeromq socket on a loopback port that only its guard connects to.
+async fn bind_behind_guard<S: Socket>(
+    socket: &mut S,
+    what: &'static str,
+) -> Result<SocketAddr, MasterError> {
+    let inner = listen(SocketAddr::from(([127, 0, 0, 1], 0)), what)?;
+    let addr = inner.local_addr().map_err(|source| MasterError::Bind {
+        what,
+        addr: "127.0.0.1:0".into(),
+        source,
+    })?;
+    socket
+        .bind_listener(inner)
+        .await
+        .map_err(|source| MasterError::Zmq { what, source })?;
+    Ok(addr)
 }
 
 impl Master {
@@ -204,40 +211,38 @@ impl Master {
         };
         let store = StoreHandle::new(store);
 
-        let publish = listen(
-            SocketAddr::new(config.interface, config.publish_port),
-            "the publish port",
-        )?;
-        let ret = listen(
-            SocketAddr::new(config.interface, config.ret_port),
-            "the return port",
-        )?;
-        let publish_addr = publish.local_addr().map_err(|source| MasterError::Bind {
-            what: "the publish port",
-            addr: config.publish_port.to_string(),
-            source,
-        })?;
-        let ret_addr = ret.local_addr().map_err(|source| MasterError::Bind {
-            what: "the return port",
-            addr: config.ret_port.to_string(),
-            source,
-        })?;
+        // The public ports belong to the ZMTP guards; the zeromq sockets listen on loopback
+        // behind them (see brine_guard: the crate alone trusts its peers' frame sizes).
+        let cancel = CancellationToken::new();
+        let tasks = TaskTracker::new();
         let mut pub_socket = PubSocket::new();
-        pub_socket
-            .bind_listener(publish)
-            .await
-            .map_err(|source| MasterError::Zmq {
-                what: "publish",
-                source,
-            })?;
+        let pub_inner = bind_behind_guard(&mut pub_socket, "the publish socket").await?;
         let mut rep_socket = RepSocket::new();
-        rep_socket
-            .bind_listener(ret)
-            .await
-            .map_err(|source| MasterError::Zmq {
-                what: "return",
-                source,
-            })?;
+        let rep_inner = bind_behind_guard(&mut rep_socket, "the return socket").await?;
+        let guard = |name: &'static str, port: u16, upstream, limits| {
+            let addr = SocketAddr::new(config.interface, port);
+            let public = listen(addr, name)?;
+            Guard::spawn(name, public, upstream, limits, cancel.clone(), &tasks).map_err(
+                |source| MasterError::Bind {
+                    what: name,
+                    addr: addr.to_string(),
+                    source,
+                },
+            )
+        };
+        let publish_guard = guard(
+            "the publish port",
+            config.publish_port,
+            pub_inner,
+            GuardLimits::publish_port(),
+        )?;
+        let ret_guard = guard(
+            "the return port",
+            config.ret_port,
+            rep_inner,
+            GuardLimits::return_port(),
+        )?;
+        let (publish_addr, ret_addr) = (publish_guard.local_addr(), ret_guard.local_addr());
         let control = control::bind(&config.socket)?;
 
         let (publisher, publish_rx) = mpsc::channel(1024);
@@ -248,8 +253,8 @@ impl Master {
             registry,
             jobs: JobHub::default(),
             publisher,
-            cancel: CancellationToken::new(),
-            tasks: TaskTracker::new(),
+            cancel,
+            tasks,
             keys,
             group: RwLock::new(Arc::new(group)),
             sessions: Mutex::new(Sessions::default()),
