@@ -108,7 +108,10 @@ async fn the_master_survives_hostile_peers_within_64_mb() {
                 _ => break,
             }
         }
-        assert!(sent < 50 * 1024 * 1024, "the flood was never cut off (port {port})");
+        assert!(
+            sent < 50 * 1024 * 1024,
+            "the flood was never cut off (port {port})"
+        );
         closed_within(&mut flood, Duration::from_secs(5)).await;
     }
 
@@ -125,10 +128,17 @@ async fn the_master_survives_hostile_peers_within_64_mb() {
     // Still alive, still answering, and small.
     assert!(master.try_wait().unwrap().is_none(), "the master died");
     let events = control(&socket, ControlRequest::Minions {}).await;
-    assert!(matches!(events.first(), Some(ControlEvent::Minions { .. })), "{events:?}");
+    assert!(
+        matches!(events.first(), Some(ControlEvent::Minions { .. })),
+        "{events:?}"
+    );
     let rss = peak_rss(pid);
     eprintln!("master peak RSS after the attacks: {} KiB", rss / 1024);
-    assert!(rss < 64 * 1024 * 1024, "peak RSS {} MiB", rss / (1024 * 1024));
+    assert!(
+        rss < 64 * 1024 * 1024,
+        "peak RSS {} MiB",
+        rss / (1024 * 1024)
+    );
 
     master.start_kill().unwrap();
     let _ = within("the master exiting", master.wait()).await;
