@@ -29,12 +29,12 @@ use std::time::Duration;
 
 use brine_crypto::{GroupKey, KeyError, MasterKeys};
 
+use brine_guard::{Guard, GuardLimits};
 use brine_proto::{now_ms, Jid, Publication};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
-use brine_guard::{Guard, GuardLimits};
 use zeromq::{PubSocket, RepSocket, Socket};
 
 pub use config::MasterConfig;
@@ -222,13 +222,13 @@ impl Master {
         let guard = |name: &'static str, port: u16, upstream, limits| {
             let addr = SocketAddr::new(config.interface, port);
             let public = listen(addr, name)?;
-            Guard::spawn(name, public, upstream, limits, cancel.clone(), &tasks).map_err(
-                |source| MasterError::Bind {
+            Guard::spawn(name, public, upstream, limits, cancel.clone(), &tasks).map_err(|source| {
+                MasterError::Bind {
                     what: name,
                     addr: addr.to_string(),
                     source,
-                },
-            )
+                }
+            })
         };
         let publish_guard = guard(
             "the publish port",

@@ -33,7 +33,15 @@ pub enum StoreError {
     DuplicateJid(Jid),
     #[error("job store: background task failed: {0}")]
     Task(String),
+    #[error("{MAX_PENDING_KEYS} keys are pending already: accept, reject or delete some first")]
+    TooManyPendingKeys,
 }
+
+/// The most pending keys the master records: anyone who reaches the return port can present
+/// a key, so the table must not grow without bound.
+pub const MAX_PENDING_KEYS: usize = 4096;
+/// The most denied keys recorded per id (the first ones; later ones are refused unrecorded).
+pub const MAX_DENIED_PER_ID: usize = 8;
 
 /// What storing a return did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -511,6 +519,20 @@ impl Store {
             (false, true) => KeyState::Accepted,
             (false, false) => KeyState::Pending,
         };
+        match state {
+            KeyState::Denied if rows.len() > MAX_DENIED_PER_ID => return Ok(KeyState::Denied),
+            KeyState::Pending => {
+                let pending: usize = tx.query_row(
+                    "SELECT COUNT(*) FROM keys WHERE state = 'pending'",
+                    [],
+                    |row| row.get(0),
+                )?;
+                if pending >= MAX_PENDING_KEYS {
+                    return Err(StoreError::TooManyPendingKeys);
+                }
+            }
+            _ => {}
+        }
         tx.execute(
             "INSERT INTO keys (id, public, state, fingerprint, first_seen_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
             params![id.as_str(), public, key_state_name(state), fingerprint, now_ms as i64],

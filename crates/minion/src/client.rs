@@ -276,7 +276,14 @@ impl ReqClient {
                 let plaintext = session
                     .open(&answer.body)
                     .map_err(|e| AttemptError::NoSession(e.to_string()))?;
-                decode(&plaintext).map_err(|e| AttemptError::Decode(e.to_string()))
+                match decode(&plaintext).map_err(|e| AttemptError::Decode(e.to_string()))? {
+                    // The master no longer knows this session's minion: start again.
+                    MasterReply::Error {
+                        code: ReplyError::NoSession | ReplyError::UnknownMinion,
+                        message,
+                    } => Err(AttemptError::NoSession(message)),
+                    reply => Ok(reply),
+                }
             }
             BodyKind::Plain => match decode::<MasterReply>(&answer.body) {
                 Ok(MasterReply::Error { code, message }) => Err(if code == ReplyError::NoSession {

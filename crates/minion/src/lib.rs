@@ -57,6 +57,8 @@ pub enum MinionError {
 const DEFAULT_TICK: Duration = Duration::from_secs(5);
 /// A gap of this many tick intervals without a tick means the subscription is dead.
 const MISSED_TICKS: u32 = 3;
+/// The largest encoded return: what still fits a sealed frame under the frame limit.
+const MAX_RETURN_BYTES: usize = brine_proto::limits::MAX_FRAME_BYTES - 64 * 1024;
 /// A change of the clock offset to the master larger than this is logged.
 const CLOCK_SKEW_WARNING_MS: i64 = 2_000;
 
@@ -246,8 +248,10 @@ enum Dropped {
     Stale(i64),
     #[error("already started here")]
     Executed,
-    #[error("sealed with group key epoch {0}, which this minion does not hold")]
+    #[error("sealed with group key epoch {0}, which this minion does not hold yet")]
     UnknownEpoch(u32),
+    #[error("sealed with group key epoch {0}, older than this minion's")]
+    OldEpoch(u32),
     #[error("did not decrypt")]
     Undecryptable,
 }
@@ -301,8 +305,12 @@ impl Minion {
             }
         }
         let group = self.group.as_ref().ok_or(Dropped::NoMaster)?;
-        if group.epoch() != header.group_epoch {
+        if header.group_epoch > group.epoch() {
             return Err(Dropped::UnknownEpoch(header.group_epoch));
+        }
+        if header.group_epoch < group.epoch() {
+            // Sealed before the last rotation; catch-up brings anything it held.
+            return Err(Dropped::OldEpoch(header.group_epoch));
         }
         let plaintext = group
             .decrypt(&header.nonce, &header.ciphertext, PUBLICATION_AAD)
@@ -409,7 +417,7 @@ impl Minion {
                     1,
                 ),
             };
-            let ret = JobReturn {
+            let mut ret = JobReturn {
                 id: context.id.clone(),
                 jid: job.jid,
                 fun: job.fun,
@@ -419,6 +427,16 @@ impl Minion {
                 started_ms,
                 finished_ms: now_ms(),
             };
+            let size = brine_proto::encode(&ret).len();
+            if size > MAX_RETURN_BYTES {
+                // It would never fit a frame: say so instead of retrying it forever.
+                ret.ret = brine_proto::Value::String(format!(
+                    "{}: the return is {size} bytes, more than the {MAX_RETURN_BYTES} a return may hold",
+                    ret.fun
+                ));
+                ret.retcode = 1;
+                ret.success = false;
+            }
             let spooled = journal
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())

@@ -2,8 +2,9 @@
 //!
 //! Every message is msgpack written by `rmp_serde::to_vec_named` (maps with field names, so a
 //! peer in another language reads them with any msgpack library). On the master's network
-//! sockets each message travels inside an [`Envelope`]: `{v, kind, body}`, where `body` is the
-//! encoded message as msgpack bin. The envelope is where the security layer plugs in (signed and
+//! sockets each message travels inside an [`Envelope`]: `{v, kind, session?, body}`, where `body`
+//! is the encoded message (plain), a Noise handshake message, a sealed message, or a signed
+//! publication, as msgpack bin. The envelope is where the security layer plugs in (signed and
 //! sealed kinds) without any message body changing.
 
 use serde::{de::DeserializeOwned, Deserialize, Serialize};

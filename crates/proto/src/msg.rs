@@ -210,7 +210,8 @@ pub enum MasterReply {
 pub enum ReplyError {
     /// The bytes were not a valid request.
     Malformed,
-    /// The master does not know this minion (yet): say `hello` first.
+    /// Not sent since the security layer (sessions replaced it); a minion treats it like
+    /// `no_session`.
     UnknownMinion,
     /// The master could not store the request; try again later.
     Unavailable,
