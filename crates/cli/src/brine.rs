@@ -8,7 +8,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use brine_proto::control::{ControlEvent, ControlRequest, JobReport, MinionState, PublishRequest};
+use brine_proto::control::{ControlEvent, ControlRequest, JobReport, PublishRequest};
 use brine_proto::Target;
 use clap::{value_parser, Parser};
 use tokio::time::Instant;
@@ -193,11 +193,7 @@ pub async fn run(
 
 /// Verbose mode's closing lines: each minion without a return, with its state.
 fn report_missing(report: &JobReport, err: &mut dyn Write) {
-    let mut missing: Vec<_> = report
-        .minions
-        .iter()
-        .filter(|m| m.state != MinionState::Returned || m.ret.is_none())
-        .collect();
+    let mut missing: Vec<_> = report.minions.iter().filter(|m| !m.has_return()).collect();
     if missing.is_empty() {
         return;
     }

@@ -3,7 +3,7 @@
 //! Scripts depend on these numbers: change them only with a changelog entry. The texts below
 //! are shown by `--help`.
 
-use brine_proto::control::{ControlError, JobReport, MinionState};
+use brine_proto::control::{ControlError, JobReport};
 
 /// Every targeted minion returned, and every function succeeded.
 pub const SUCCESS: u8 = 0;
@@ -72,10 +72,7 @@ pub fn for_report(report: &JobReport) -> u8 {
     if report.minions.is_empty() {
         return NO_MINIONS;
     }
-    let missing = report
-        .minions
-        .iter()
-        .any(|m| m.state != MinionState::Returned || m.ret.is_none());
+    let missing = report.minions.iter().any(|m| !m.has_return());
     if missing {
         return NO_RETURN;
     }
@@ -104,7 +101,7 @@ pub fn for_master_error(code: ControlError) -> u8 {
 
 #[cfg(test)]
 mod tests {
-    use brine_proto::control::MinionOutcome;
+    use brine_proto::control::{MinionOutcome, MinionState};
     use brine_proto::{Jid, JobReturn, Map, MinionId, Target, Value};
 
     use super::*;
@@ -120,6 +117,7 @@ mod tests {
             success,
             started_ms: 0,
             finished_ms: 0,
+            interrupted: false,
         });
         MinionOutcome { id, state, ret }
     }

@@ -165,6 +165,7 @@ pub fn missing_text(state: MinionState) -> &'static str {
         MinionState::NoResponse => "Minion did not return. [No response]",
         MinionState::Running => "Minion has not returned yet. [Running]",
         MinionState::Waiting => "Minion has not returned yet. [Waiting]",
+        MinionState::Interrupted => "Minion did not finish. [Interrupted]",
         // A report that says "returned" without the return: say so rather than hide it.
         MinionState::Returned => "Minion did not return. [No return data]",
     }
@@ -191,7 +192,7 @@ pub fn human_return(ret: &JobReturn, palette: Palette) -> String {
 /// One minion's block in the human layout: its return, or why there is none.
 pub fn human_outcome(outcome: &MinionOutcome, palette: Palette) -> String {
     match (&outcome.ret, outcome.state) {
-        (Some(ret), MinionState::Returned) => human_return(ret, palette),
+        (Some(ret), MinionState::Returned | MinionState::Interrupted) => human_return(ret, palette),
         (_, state) => {
             let mut out = String::new();
             palette.line(&mut out, 0, Color::Yellow, "", outcome.id.as_str(), ":");
@@ -204,7 +205,7 @@ pub fn human_outcome(outcome: &MinionOutcome, palette: Palette) -> String {
 /// What a minion stands for in `json`/`yaml` output: its return value, or the missing text.
 pub fn outcome_value(outcome: &MinionOutcome) -> Value {
     match (&outcome.ret, outcome.state) {
-        (Some(ret), MinionState::Returned) => ret.ret.clone(),
+        (Some(ret), MinionState::Returned | MinionState::Interrupted) => ret.ret.clone(),
         (_, state) => Value::String(missing_text(state).to_owned()),
     }
 }
@@ -415,6 +416,7 @@ mod tests {
             success,
             started_ms: 0,
             finished_ms: 0,
+            interrupted: false,
         }
     }
 

@@ -36,6 +36,7 @@ fn ret(minion: &str, value: Value, success: bool) -> JobReturn {
         success,
         started_ms: 0,
         finished_ms: 1,
+        interrupted: false,
     }
 }
 

@@ -11,7 +11,7 @@
 //!
 //! - [`listen`] binds the public port (backlog 1024, reuse-address).
 //! - [`Guard::spawn`] accepts on it, at most [`GuardLimits::max_connections`] at a time, and
-//!   runs one task per connection ([`relay`]). The client→server bytes go through the
+//!   runs one task per connection (the `relay` module). The client→server bytes go through the
 //!   incremental ZMTP parser ([`protocol`]) and are forwarded only once checked; the
 //!   server→client bytes come from our own socket and are relayed as they are.
 //! - A connection that breaks a limit or a deadline is closed on both sides, counted in

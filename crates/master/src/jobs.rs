@@ -166,6 +166,7 @@ mod tests {
             success: true,
             started_ms: 0,
             finished_ms: 0,
+            interrupted: false,
         };
         assert!(hub.returned(&ret).is_none());
         let states = hub.final_states(&jid, |id| id == &b).unwrap();

@@ -21,6 +21,8 @@ const DEFAULT_CONFIG: &str = "/etc/brine/master.toml";
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    // Reads FAIL_POINTS when built with the `failpoints` feature (fault tests only).
+    let _fail_points = fail::FailScenario::setup();
     let path = args
         .config
         .or_else(|| Some(PathBuf::from(DEFAULT_CONFIG)).filter(|p| p.exists()));

@@ -310,6 +310,7 @@ impl Store {
                 .transpose()
                 .map_err(|e| corrupt(e.to_string()))?;
             let state = match (&ret, state.as_deref(), receipt) {
+                (Some(ret), _, _) if ret.interrupted => MinionState::Interrupted,
                 (Some(_), _, _) => MinionState::Returned,
                 (None, Some(name), _) => parse_state(name).ok_or_else(|| corrupt(name.into()))?,
                 (None, None, Some(_)) => MinionState::Running,
@@ -666,6 +667,7 @@ fn state_name(state: MinionState) -> &'static str {
         MinionState::Waiting => "waiting",
         MinionState::NoResponse => "no_response",
         MinionState::NotConnected => "not_connected",
+        MinionState::Interrupted => "interrupted",
     }
 }
 
@@ -676,6 +678,7 @@ fn parse_state(name: &str) -> Option<MinionState> {
         "waiting" => MinionState::Waiting,
         "no_response" => MinionState::NoResponse,
         "not_connected" => MinionState::NotConnected,
+        "interrupted" => MinionState::Interrupted,
         _ => return None,
     })
 }
@@ -739,6 +742,7 @@ mod tests {
             success: true,
             started_ms: 1,
             finished_ms: 2,
+            interrupted: false,
         }
     }
 

@@ -152,6 +152,7 @@ impl Journal {
                 success: false,
                 started_ms: started_ms as u64,
                 finished_ms: now_ms,
+                interrupted: true,
             };
             self.finish(&ret)?;
             interrupted.push(ret);
@@ -194,6 +195,7 @@ mod tests {
                     success: true,
                     started_ms: 1,
                     finished_ms: 2,
+                    interrupted: false,
                 })
                 .unwrap();
         }

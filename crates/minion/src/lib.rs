@@ -426,6 +426,7 @@ impl Minion {
                 success: outcome.success,
                 started_ms,
                 finished_ms: now_ms(),
+                interrupted: false,
             };
             let size = brine_proto::encode(&ret).len();
             if size > MAX_RETURN_BYTES {
@@ -444,6 +445,8 @@ impl Minion {
             if let Err(err) = spooled {
                 warn!(jid = %ret.jid, cause = %err, "cannot spool a return; sending it unspooled");
             }
+            // Fault tests kill the minion here: finished and spooled, not yet sent.
+            fail::fail_point!("minion-return-spooled");
             let _ = commands.send(Command::Return(ret));
         });
     }

@@ -145,6 +145,14 @@ pub struct MinionOutcome {
     pub ret: Option<JobReturn>,
 }
 
+impl MinionOutcome {
+    /// Whether the minion reported back (a return, or an interrupted job's notice), so that
+    /// its `ret` says how the function went.
+    pub fn has_return(&self) -> bool {
+        self.ret.is_some() && matches!(self.state, MinionState::Returned | MinionState::Interrupted)
+    }
+}
+
 /// Where an expected minion stands in a job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -159,6 +167,8 @@ pub enum MinionState {
     NoResponse,
     /// After the deadline: it was not connected.
     NotConnected,
+    /// The minion restarted while it ran the job; the job was not run again. Final.
+    Interrupted,
 }
 
 impl MinionState {
@@ -175,6 +185,7 @@ impl MinionState {
             MinionState::Waiting => "waiting",
             MinionState::NoResponse => "no response",
             MinionState::NotConnected => "not connected",
+            MinionState::Interrupted => "interrupted",
         }
     }
 }

@@ -164,6 +164,10 @@ pub struct JobReturn {
     /// On the minion's clock.
     pub started_ms: u64,
     pub finished_ms: u64,
+    /// The job was cut off by a restart of the minion and never re-run: `return` holds the
+    /// reason. Absent (false) in an ordinary return.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub interrupted: bool,
 }
 
 /// The master's one answer to a [`MinionRequest`].

@@ -132,6 +132,7 @@ fn job_return() -> JobReturn {
         success: true,
         started_ms: T0_MS + 5,
         finished_ms: T0_MS + 17,
+        interrupted: false,
     }
 }
 
@@ -145,6 +146,7 @@ fn failed_return() -> JobReturn {
         success: false,
         started_ms: T0_MS + 6,
         finished_ms: T0_MS + 9,
+        interrupted: false,
     }
 }
 
@@ -692,6 +694,7 @@ fn closed_sets_spell_as_documented() {
         (MinionState::Waiting, "waiting"),
         (MinionState::NoResponse, "no_response"),
         (MinionState::NotConnected, "not_connected"),
+        (MinionState::Interrupted, "interrupted"),
     ];
     for (x, w) in states {
         assert_eq!(word(x), w);

@@ -197,6 +197,7 @@ fn job_return() -> JobReturn {
         success: true,
         started_ms: 1,
         finished_ms: 2,
+        interrupted: false,
     }
 }
 

@@ -255,6 +255,7 @@ const WORDS: &[&str] = &[
     "waiting",
     "no_response",
     "not_connected",
+    "interrupted",
     "session",
     "handshake",
     "sealed",

@@ -163,17 +163,21 @@ pub fn job_return() -> impl Strategy<Value = JobReturn> {
         any::<bool>(),
         any::<u64>(),
         any::<u64>(),
+        any::<bool>(),
     )
         .prop_map(
-            |(id, jid, fun, ret, retcode, success, started_ms, finished_ms)| JobReturn {
-                id,
-                jid,
-                fun,
-                ret,
-                retcode,
-                success,
-                started_ms,
-                finished_ms,
+            |(id, jid, fun, ret, retcode, success, started_ms, finished_ms, interrupted)| {
+                JobReturn {
+                    id,
+                    jid,
+                    fun,
+                    ret,
+                    retcode,
+                    success,
+                    started_ms,
+                    finished_ms,
+                    interrupted,
+                }
             },
         )
 }
