@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A tour of brine on this machine: builds the binaries, starts a master and three minions
-# (demo-web1, demo-web2, demo-db1) on loopback with everything in a temporary directory, runs
-# the everyday commands, shows how a minion that is down is reported, then stops everything
+# (demo-web1, demo-web2, demo-db1) on loopback with everything in a temporary directory,
+# pins the master's key in the minions and accepts theirs with brine-key, runs the everyday
+# commands, shows how a minion that is down is reported, then stops everything
 # and removes the directory. Needs a Rust toolchain; takes seconds after the build.
 #
 # Exits 0 when every command behaved as expected (the failing case included), 1 otherwise.
@@ -148,7 +149,7 @@ cargo build --workspace --bins || die "the build failed"
 target_dir=${CARGO_TARGET_DIR:-$(cargo metadata --format-version 1 --no-deps |
     sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')}
 BIN="$target_dir/debug"
-for exe in brine brine-run brine-master brine-minion; do
+for exe in brine brine-run brine-key brine-master brine-minion; do
     [[ -x "$BIN/$exe" ]] || die "$BIN/$exe was not built"
 done
 export PATH="$BIN:$PATH"
@@ -205,6 +206,13 @@ say "Starting brine-master on 127.0.0.1 (work directory $WORK)"
 start_master
 echo "brine-master: publish port $PUBLISH_PORT, return port $RET_PORT, pid ${PIDS[0]}"
 
+say "The master's key fingerprint: each minion pins it (master_fingerprint in its config)"
+show_command brine-key master-finger
+FINGERPRINT=$(brine-key master-finger) || die "brine-key master-finger failed"
+echo "$FINGERPRINT"
+
+say "Starting three minions; each makes its key on first start"
+
 declare -A MINION_PID
 for id in "${MINIONS[@]}"; do
     cat >"$WORK/$id.toml" <<EOF
@@ -213,11 +221,41 @@ master = "127.0.0.1"
 publish_port = $PUBLISH_PORT
 ret_port = $RET_PORT
 state_dir = "$WORK/$id"
+master_fingerprint = "$FINGERPRINT"
+retry_max = "1s"
 EOF
     brine-minion --config "$WORK/$id.toml" >"$WORK/$id.log" 2>&1 &
     PIDS+=("$!")
     MINION_PID[$id]=$!
     echo "brine-minion $id: pid $!"
+done
+
+# Whether the master holds a key for every demo minion (pending until accepted).
+all_keys_known() {
+    local keys
+    keys=$(brine-key --out json list 2>/dev/null) || return 1
+    for id in "${MINIONS[@]}"; do
+        grep -q "\"$id\"" <<<"$keys" || return 1
+    done
+}
+
+printf 'Waiting for their keys to reach the master'
+for _ in $(seq 80); do
+    all_keys_known && break
+    printf '.'
+    sleep 0.25
+done
+echo
+all_keys_known || die "the minions' keys did not all reach the master within 20 s"
+
+say "Accept each minion's key by its fingerprint, as brine-minion --print-fingerprint shows it on its host"
+run 0 brine-key list
+for id in "${MINIONS[@]}"; do
+    show_command brine-minion --config "$WORK/$id.toml" --print-fingerprint
+    finger=$(brine-minion --config "$WORK/$id.toml" --print-fingerprint) ||
+        die "brine-minion --print-fingerprint failed for $id"
+    echo "$finger"
+    run 0 brine-key accept "$id" --fingerprint "$finger" --yes
 done
 
 # Whether manage.status lists every demo minion as up (and none down).

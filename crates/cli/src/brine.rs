@@ -39,7 +39,8 @@ pub struct Cli {
     #[arg(short = 'E', long = "pcre")]
     pub pcre: bool,
 
-    /// Seconds to wait for minions that have not returned; also the function's run time limit
+    /// Seconds to wait for minions that have not returned (the job goes on running after it;
+    /// how long it may run is the master's job_timeout)
     #[arg(
         short,
         long,

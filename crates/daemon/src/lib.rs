@@ -35,9 +35,17 @@ pub fn is_valid_log_filter(filter: &str) -> bool {
     tracing_subscriber::EnvFilter::try_new(filter).is_ok()
 }
 
-/// Logs to stderr (journald reads it) with `log_level`, unless `RUST_LOG` is set.
+/// Logs to stderr (journald reads it) with `log_level`, unless `RUST_LOG` is set. The zeromq
+/// crate's own chatter (every peer that comes and goes) is kept to warnings unless the
+/// filter names it.
 pub fn init_logging(log_level: &str) {
-    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| log_level.to_string());
+    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| {
+        if log_level.contains("zeromq") {
+            log_level.to_string()
+        } else {
+            format!("{log_level},zeromq=warn")
+        }
+    });
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_writer(std::io::stderr)
