@@ -4,6 +4,8 @@
 //! Timings are short (ticks and keepalives every 200 ms) so that liveness is decided within a
 //! second. Every wait here is bounded: a hang fails the test instead of stalling it.
 
+pub mod fleet;
+
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -286,16 +288,9 @@ pub fn binary(name: &str) -> PathBuf {
     let path = dir.join(name);
     BUILD.call_once(|| {
         let status = std::process::Command::new(env!("CARGO"))
-            .args([
-                "build",
-                "--bins",
-                "-p",
-                "brine-cli",
-                "-p",
-                "brine-master",
-                "-p",
-                "brine-minion",
-            ])
+            // The whole workspace, so the daemons carry the features the tests enable (fail
+            // points) and are the same binaries `scripts/test.sh` builds.
+            .args(["build", "--workspace", "--bins"])
             .status()
             .expect("running cargo build");
         assert!(status.success(), "building the binaries failed");

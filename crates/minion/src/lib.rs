@@ -83,6 +83,8 @@ struct Minion {
     last_tick: Option<(u64, Instant)>,
     /// The subscription is new: catch up once its first tick proves it is live.
     awaiting_first_tick: bool,
+    /// When the current subscription connected (its silence counts from then until a tick).
+    subscribed_at: Option<Instant>,
     /// The master's keys, from the current session (publications are verified with them).
     master: Option<MasterPublic>,
     group: Option<GroupKey>,
@@ -167,6 +169,7 @@ pub async fn run(
         tick_interval: DEFAULT_TICK,
         last_tick: None,
         awaiting_first_tick: false,
+        subscribed_at: None,
         master: None,
         group: None,
         clock_offset_ms: 0,
@@ -186,6 +189,7 @@ pub async fn run(
             Event::Shutdown => break,
             Event::Sub(SubEvent::Connected) => {
                 minion.awaiting_first_tick = true;
+                minion.subscribed_at = Some(Instant::now());
                 minion.last_tick = None;
             }
             Event::Sub(SubEvent::Publication(bytes)) => minion.receive(&bytes),
@@ -359,13 +363,15 @@ impl Minion {
     }
 
     /// No tick for three intervals: the subscription is dead (or half-open). Rebuild it.
+    /// A subscription that never heard a tick is watched from when it connected.
     fn watch_ticks(&mut self) {
-        let Some((_, at)) = self.last_tick else {
+        let Some(since) = self.last_tick.map(|(_, at)| at).or(self.subscribed_at) else {
             return;
         };
-        if at.elapsed() > self.tick_interval * MISSED_TICKS {
-            warn!(silent_for = ?at.elapsed(), "no tick from the master; rebuilding the subscription");
+        if since.elapsed() > self.tick_interval * MISSED_TICKS {
+            warn!(silent_for = ?since.elapsed(), "no tick from the master; rebuilding the subscription");
             self.last_tick = None;
+            self.subscribed_at = None;
             self.rebuild_sub.notify_one();
         }
     }
@@ -489,6 +495,7 @@ mod tests {
             tick_interval: DEFAULT_TICK,
             last_tick: None,
             awaiting_first_tick: false,
+            subscribed_at: None,
             master: Some(master.public()),
             group: Some(group.clone()),
             clock_offset_ms: 0,

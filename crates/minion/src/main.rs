@@ -26,7 +26,7 @@ const DEFAULT_CONFIG: &str = "/etc/brine/minion.toml";
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    // Reads FAIL_POINTS when built with the `failpoints` feature (fault tests only).
+    // Reads FAILPOINTS when built with the `failpoints` feature (fault tests only).
     let _fail_points = fail::FailScenario::setup();
     let path = args
         .config
