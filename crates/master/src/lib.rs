@@ -151,6 +151,7 @@ pub struct Master {
     publish_rx: mpsc::Receiver<Publication>,
     pub_socket: PubSocket,
     rep_socket: RepSocket,
+    rep_connections: rep::Connections,
     control: tokio::net::UnixListener,
     publish_addr: SocketAddr,
     ret_addr: SocketAddr,
@@ -217,8 +218,19 @@ impl Master {
         let tasks = TaskTracker::new();
         let mut pub_socket = PubSocket::new();
         let pub_inner = bind_behind_guard(&mut pub_socket, "the publish socket").await?;
-        let mut rep_socket = RepSocket::new();
-        let rep_inner = bind_behind_guard(&mut rep_socket, "the return socket").await?;
+        // The return socket's connection tasks run on a thread of their own (see rep::Connections).
+        let rep_connections = rep::Connections::start().map_err(|source| MasterError::Bind {
+            what: "the return socket",
+            addr: "127.0.0.1:0".into(),
+            source,
+        })?;
+        let (rep_socket, rep_inner) = rep_connections
+            .run(async {
+                let mut socket = RepSocket::new();
+                let addr = bind_behind_guard(&mut socket, "the return socket").await?;
+                Ok::<_, MasterError>((socket, addr))
+            })
+            .await?;
         let guard = |name: &'static str, port: u16, upstream, limits| {
             let addr = SocketAddr::new(config.interface, port);
             let public = listen(addr, name)?;
@@ -264,6 +276,7 @@ impl Master {
             publish_rx,
             pub_socket,
             rep_socket,
+            rep_connections,
             control,
             publish_addr,
             ret_addr,
@@ -293,6 +306,7 @@ impl Master {
             publish_rx,
             pub_socket,
             rep_socket,
+            rep_connections,
             control,
             publish_addr,
             ret_addr,
@@ -306,7 +320,7 @@ impl Master {
             .spawn(publish::run(Arc::clone(&shared), pub_socket, publish_rx));
         shared
             .tasks
-            .spawn(rep::run(Arc::clone(&shared), rep_socket));
+            .spawn(rep::run(Arc::clone(&shared), rep_socket, rep_connections));
         shared
             .tasks
             .spawn(control::serve(Arc::clone(&shared), control));

@@ -22,20 +22,108 @@
 //! | goodbye   | not connected from now on                     | ok                    |
 //!
 //! Each request needs at most one short store transaction; ending a job runs in its own task.
+//!
+//! The socket's connection tasks run on a thread of their own ([`Connections`]): the crate's
+//! REP socket blocks a thread on a lock inside `recv`, which used to hang a tokio worker for
+//! good under connection churn.
 
+use std::future::Future;
 use std::sync::Arc;
 
 use brine_proto::codec::BodyKind;
 use brine_proto::control::KeyState;
 use brine_proto::msg::ReplyError;
 use brine_proto::{decode, encode, now_ms, Envelope, MasterReply, MinionId, MinionRequest};
+use tokio::runtime::Handle;
+use tokio::sync::oneshot;
 use tracing::{debug, info, warn};
 use zeromq::{RepSocket, SocketRecv, SocketSend, ZmqMessage};
 
 use crate::store::ReturnOutcome;
 use crate::Shared;
 
-pub async fn run(shared: Arc<Shared>, mut socket: RepSocket) {
+/// A thread with a runtime of its own for the zeromq socket's connection tasks: the return
+/// socket is bound through [`Connections::run`], so the crate's accept loop and the tasks that
+/// add each new peer to the socket run there, never on the master's runtime.
+///
+/// Why: zeromq 0.7's REP socket keeps its peers in an `scc::HashMap` whose bucket locks are
+/// fair: releasing one hands it to the first waiter and wakes it. The waiters are the
+/// connection tasks (`upsert_async` of a new peer). Inside `recv`, the socket removes a
+/// departed peer with the *blocking* `remove_sync`. When the same `poll` of the REP loop first
+/// releases a bucket (the reply's `get_async` entry in `send`, or an earlier `remove_sync`) and
+/// then removes a peer of that bucket, the lock already belongs to a connection task the
+/// release just woke; woken from a tokio worker, that task sits in the worker's LIFO slot,
+/// which no other worker may steal, and the worker is now parked waiting for it: the return
+/// port is dead for good. With the connection tasks on their own runtime, a wake-up from the
+/// REP loop queues them there, and that thread never waits on the socket's locks, so
+/// whatever `remove_sync` waits for always runs.
+#[derive(Debug)]
+pub struct Connections {
+    handle: Handle,
+    /// Dropping it stops the thread.
+    _stop: oneshot::Sender<()>,
+    stopped: oneshot::Receiver<()>,
+}
+
+impl Connections {
+    /// Starts the thread.
+    pub fn start() -> std::io::Result<Self> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let handle = runtime.handle().clone();
+        let (stop, stop_rx) = oneshot::channel::<()>();
+        let (stopped_tx, stopped) = oneshot::channel::<()>();
+        std::thread::Builder::new()
+            .name("brine-rep-conn".into())
+            .spawn(move || {
+                runtime.block_on(async {
+                    let _ = stop_rx.await;
+                });
+                // Dropping the runtime ends what is left of the connection tasks.
+                drop(runtime);
+                let _ = stopped_tx.send(());
+            })?;
+        Ok(Self {
+            handle,
+            _stop: stop,
+            stopped,
+        })
+    }
+
+    /// Runs `fut` on the connections' runtime (binding a socket there) and returns its output.
+    pub async fn run<T: Send + 'static>(&self, fut: impl Future<Output = T> + Send + 'static) -> T {
+        match self.handle.spawn(fut).await {
+            Ok(output) => output,
+            Err(err) => match err.try_into_panic() {
+                Ok(panic) => std::panic::resume_unwind(panic),
+                // Only dropping `self` stops the thread.
+                Err(err) => unreachable!("the connections' thread stopped: {err}"),
+            },
+        }
+    }
+
+    /// Stops the thread and waits for it.
+    async fn stop(self) {
+        let Self {
+            handle,
+            _stop: stop,
+            stopped,
+        } = self;
+        drop((handle, stop));
+        let _ = stopped.await;
+    }
+}
+
+/// Serves the REP socket, bound through `connections`, until the master is cancelled; then
+/// closes it and stops the connections' thread.
+pub async fn run(shared: Arc<Shared>, mut socket: RepSocket, connections: Connections) {
+    serve(&shared, &mut socket).await;
+    drop(socket);
+    connections.stop().await;
+}
+
+async fn serve(shared: &Arc<Shared>, socket: &mut RepSocket) {
     loop {
         let received = tokio::select! {
             _ = shared.cancel.cancelled() => return,
@@ -55,7 +143,7 @@ pub async fn run(shared: Arc<Shared>, mut socket: RepSocket) {
             ))
         } else {
             let frame = message.into_vec().swap_remove(0);
-            answer(&shared, &frame).await
+            answer(shared, &frame).await
         };
         if let Err(err) = socket.send(ZmqMessage::from(answer)).await {
             debug!(cause = %err, "could not answer a minion");
