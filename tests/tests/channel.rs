@@ -17,6 +17,8 @@ struct RawMinion {
     session: Option<(u64, Session)>,
     keys: MinionKeys,
     master: Option<MasterPublic>,
+    /// The last handshake message sent, for replay tests.
+    last_msg1: Vec<u8>,
 }
 
 impl RawMinion {
@@ -33,6 +35,7 @@ impl RawMinion {
             session: None,
             keys: MinionKeys::generate(),
             master: None,
+            last_msg1: Vec::new(),
         }
     }
 
@@ -80,6 +83,7 @@ impl RawMinion {
         };
         let (initiator, msg1) =
             brine_crypto::initiate(&self.keys, &master, &encode(&hello)).unwrap();
+        self.last_msg1 = msg1.clone();
         let answer = self
             .exchange(Envelope::new(BodyKind::Handshake, None, msg1))
             .await;
@@ -360,5 +364,37 @@ async fn a_subscriber_announcing_a_minions_zmtp_identity_takes_nothing_away() {
     master.ping_all(1).await;
 
     TestMinion::stop_all(minions).await;
+    master.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replayed_hello_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let master = TestMaster::start(dir.path()).await;
+    let mut minion = RawMinion::connect(&master).await;
+    assert!(matches!(
+        minion.hello("m1").await,
+        MasterReply::Welcome { .. }
+    ));
+    let keepalive = MinionRequest::Keepalive {
+        id: MinionId::new("m1").unwrap(),
+    };
+    assert_eq!(minion.ask(&keepalive).await.1, MasterReply::Ok {});
+
+    // An eavesdropper replays the recorded handshake message, again and again.
+    let mut eavesdropper = RawMinion::connect(&master).await;
+    for _ in 0..6 {
+        let answer = eavesdropper
+            .exchange(Envelope::new(
+                BodyKind::Handshake,
+                None,
+                minion.last_msg1.clone(),
+            ))
+            .await;
+        assert_eq!(answer.kind, BodyKind::Handshake, "{answer:?}");
+    }
+    // The real minion's session is untouched.
+    assert_eq!(minion.ask(&keepalive).await.1, MasterReply::Ok {});
+    assert_eq!(minion.ask(&keepalive).await.1, MasterReply::Ok {});
     master.stop().await;
 }

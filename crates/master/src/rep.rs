@@ -226,7 +226,7 @@ async fn handshake(shared: &Arc<Shared>, msg1: &[u8]) -> Vec<u8> {
     };
     let sid = shared.sessions().fresh_sid();
     let reply = match state {
-        Ok(KeyState::Accepted) => welcome(shared, &id, &version, sid).await,
+        Ok(KeyState::Accepted) => welcome(shared, sid),
         Ok(KeyState::Pending) => {
             info!(minion = %id, %fingerprint, "key pending: accept it with `brine-key accept {id}`");
             error(
@@ -250,7 +250,7 @@ async fn handshake(shared: &Arc<Shared>, msg1: &[u8]) -> Vec<u8> {
     match responder.accept(&encode(&reply)) {
         Ok((session, msg2)) => {
             if welcomed {
-                shared.sessions().insert(sid, id, session);
+                shared.sessions().insert_unproven(sid, id, version, session);
             }
             Envelope::new(BodyKind::Handshake, None, msg2).to_bytes()
         }
@@ -261,8 +261,8 @@ async fn handshake(shared: &Arc<Shared>, msg1: &[u8]) -> Vec<u8> {
     }
 }
 
-/// Registers an accepted minion as connected and builds its welcome.
-async fn welcome(shared: &Arc<Shared>, id: &MinionId, version: &str, sid: u64) -> MasterReply {
+/// Registers a minion as connected: its session has proven itself.
+async fn register(shared: &Arc<Shared>, id: &MinionId, version: &str) -> Result<(), MasterReply> {
     let (key, version_) = (id.clone(), version.to_string());
     if let Err(err) = shared
         .store
@@ -270,13 +270,18 @@ async fn welcome(shared: &Arc<Shared>, id: &MinionId, version: &str, sid: u64) -
         .await
     {
         warn!(cause = %err, "job store unavailable");
-        return error(
+        return Err(error(
             ReplyError::Unavailable,
             "the master cannot record minions now",
-        );
+        ));
     }
     shared.registry.hello(id, version);
     info!(minion = %id, %version, "minion connected");
+    Ok(())
+}
+
+/// The welcome of an accepted key's handshake.
+fn welcome(shared: &Arc<Shared>, sid: u64) -> MasterReply {
     let group = shared.group_key();
     MasterReply::Welcome {
         session: sid,
@@ -309,6 +314,22 @@ async fn sealed(shared: &Arc<Shared>, sid: u64, body: &[u8]) -> Vec<u8> {
             ));
         }
     };
+    // The first request of a session proves the handshake was the minion's own, not a replay
+    // of its hello: only now is it registered and its session made the one in use.
+    let mut proven_now = false;
+    if let Some(version) = entry.unproven.clone() {
+        match register(shared, &entry.id, &version).await {
+            Ok(()) => proven_now = true,
+            Err(refusal) => {
+                let answer = match entry.noise.seal(&encode(&refusal)) {
+                    Ok(sealed) => Envelope::new(BodyKind::Sealed, Some(sid), sealed).to_bytes(),
+                    Err(_) => plain(&refusal),
+                };
+                shared.sessions().put_back(sid, entry);
+                return answer;
+            }
+        }
+    }
     let reply = match decode::<MinionRequest>(&plaintext) {
         Err(err) => error(ReplyError::Malformed, err.to_string()),
         Ok(request) if request.minion_id() != Some(&entry.id) => {
@@ -329,7 +350,12 @@ async fn sealed(shared: &Arc<Shared>, sid: u64, body: &[u8]) -> Vec<u8> {
     };
     // A key rejected or deleted while the request was handled ends the session here.
     if shared.registry.is_known(&entry.id) {
-        shared.sessions().put_back(sid, entry);
+        let mut sessions = shared.sessions();
+        if proven_now {
+            sessions.prove(sid, entry);
+        } else {
+            sessions.put_back(sid, entry);
+        }
     }
     answer
 }

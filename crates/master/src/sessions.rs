@@ -1,28 +1,40 @@
-//! The Noise sessions of minions on the REP socket: one per minion, named by a random id that
-//! the minion puts on every `sealed` envelope.
+//! The Noise sessions of minions on the REP socket, named by a random id that the minion puts
+//! on every `sealed` envelope.
 //!
-//! A session is made by an accepted minion's handshake and replaces that minion's previous
-//! one. It ends when the minion's key is rejected or deleted, when a message fails to open
-//! (altered, replayed or out of order: the minion starts again with a new handshake), and when
-//! the master restarts (sessions live in memory only; minions get `no_session` and start again).
+//! A handshake by an accepted key makes an *unproven* session: the handshake's first message
+//! can be replayed by anyone who recorded it, and a replay must change nothing. Only when the
+//! session's first sealed request opens (which needs the minion's own ephemeral secret) does the
+//! session become the minion's one *proven* session, replacing its previous one; only then is
+//! the minion registered as connected. A few unproven sessions per minion are kept, the oldest
+//! dropped first.
+//!
+//! A session ends when the minion's key is rejected or deleted, when a newer proven session
+//! replaces it, and when the master restarts (sessions live in memory only; minions get
+//! `no_session` and start again). A message that fails to open leaves its session as it was.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 
 use brine_crypto::Session;
 use brine_proto::MinionId;
 
-/// One minion's session.
+/// The most unproven sessions kept per minion.
+pub const MAX_UNPROVEN_PER_MINION: usize = 4;
+
+/// One session.
 #[derive(Debug)]
 pub struct Entry {
     pub id: MinionId,
     pub noise: Session,
+    /// The version the minion's hello gave, while the session is unproven.
+    pub unproven: Option<String>,
 }
 
-/// Sessions by id, at most one per minion.
+/// Sessions by id: at most one proven and a few unproven per minion.
 #[derive(Debug, Default)]
 pub struct Sessions {
     by_sid: HashMap<u64, Entry>,
-    by_minion: HashMap<MinionId, u64>,
+    proven: HashMap<MinionId, u64>,
+    unproven: HashMap<MinionId, VecDeque<u64>>,
 }
 
 impl Sessions {
@@ -36,32 +48,71 @@ impl Sessions {
         }
     }
 
-    /// Stores `noise` as `id`'s session under `sid`, ending its previous one.
-    pub fn insert(&mut self, sid: u64, id: MinionId, noise: Session) {
-        if let Some(old) = self.by_minion.insert(id.clone(), sid) {
-            self.by_sid.remove(&old);
+    /// Stores a session made by a handshake, unproven until its first sealed request opens.
+    pub fn insert_unproven(&mut self, sid: u64, id: MinionId, version: String, noise: Session) {
+        let queue = self.unproven.entry(id.clone()).or_default();
+        queue.push_back(sid);
+        while queue.len() > MAX_UNPROVEN_PER_MINION {
+            if let Some(oldest) = queue.pop_front() {
+                self.by_sid.remove(&oldest);
+            }
         }
-        self.by_sid.insert(sid, Entry { id, noise });
+        self.by_sid.insert(
+            sid,
+            Entry {
+                id,
+                noise,
+                unproven: Some(version),
+            },
+        );
     }
 
-    /// Takes a session out while a request is handled; [`Sessions::put_back`] returns it.
+    /// Takes a session out while a request is handled; [`Sessions::put_back`] or
+    /// [`Sessions::prove`] returns it.
     pub fn take(&mut self, sid: u64) -> Option<Entry> {
         let entry = self.by_sid.remove(&sid)?;
-        self.by_minion.remove(&entry.id);
+        if self.proven.get(&entry.id) == Some(&sid) {
+            self.proven.remove(&entry.id);
+        }
         Some(entry)
     }
 
-    /// Returns a session taken with [`Sessions::take`], unless the minion has made a newer one
-    /// in the meantime.
+    /// Returns a session taken with [`Sessions::take`]: an unproven one as it was, a proven one
+    /// unless the minion has proven a newer one in the meantime.
     pub fn put_back(&mut self, sid: u64, entry: Entry) {
-        if !self.by_minion.contains_key(&entry.id) {
-            self.insert(sid, entry.id.clone(), entry.noise);
+        if entry.unproven.is_some() {
+            if self
+                .unproven
+                .get(&entry.id)
+                .is_some_and(|q| q.contains(&sid))
+            {
+                self.by_sid.insert(sid, entry);
+            }
+        } else if !self.proven.contains_key(&entry.id) {
+            self.proven.insert(entry.id.clone(), sid);
+            self.by_sid.insert(sid, entry);
         }
     }
 
-    /// Ends `id`'s session (its key was rejected or deleted).
+    /// The session's first sealed request opened: it becomes the minion's session, ending the
+    /// previous one.
+    pub fn prove(&mut self, sid: u64, mut entry: Entry) {
+        entry.unproven = None;
+        if let Some(queue) = self.unproven.get_mut(&entry.id) {
+            queue.retain(|s| *s != sid);
+        }
+        if let Some(old) = self.proven.insert(entry.id.clone(), sid) {
+            self.by_sid.remove(&old);
+        }
+        self.by_sid.insert(sid, entry);
+    }
+
+    /// Ends every session of `id` (its key was rejected or deleted).
     pub fn end(&mut self, id: &MinionId) {
-        if let Some(sid) = self.by_minion.remove(id) {
+        if let Some(sid) = self.proven.remove(id) {
+            self.by_sid.remove(&sid);
+        }
+        for sid in self.unproven.remove(id).unwrap_or_default() {
             self.by_sid.remove(&sid);
         }
     }
