@@ -14,7 +14,7 @@ use clap::{value_parser, Parser};
 use tokio::time::Instant;
 
 use crate::args::parse_args;
-use crate::client::{Connection, ANSWER_TIMEOUT, DEFAULT_SOCKET, DONE_MARGIN};
+use crate::client::{ClientError, Connection, ANSWER_TIMEOUT, DEFAULT_SOCKET, DONE_MARGIN};
 use crate::error::{event_name, CommandError};
 use crate::exit;
 use crate::job::follow;
@@ -150,7 +150,17 @@ pub async fn run(
             Duration::from_secs(cli.timeout) + DONE_MARGIN
         };
 
-    let (jid, minions) = match conn.next_event(deadline).await? {
+    let published = conn.next_event(deadline).await.inspect_err(|e| {
+        if matches!(e, ClientError::Timeout(_)) {
+            // The master may be stopped, not gone: the job may be stored and run later.
+            let _ = writeln!(
+                err,
+                "brine: the master did not confirm the job in time; it may still run once the \
+                 master answers again: see brine-run jobs.list before sending it again"
+            );
+        }
+    })?;
+    let (jid, minions) = match published {
         Some(ControlEvent::Published { jid, minions }) => (jid, minions),
         Some(ControlEvent::Error { code, message }) => {
             return Err(CommandError::Master { code, message })
@@ -175,7 +185,20 @@ pub async fn run(
     let palette = Palette::new(color_wanted(stdout_is_terminal));
     let mut printer = JobPrinter::new(cli.out, palette, stdout_is_terminal);
     let report = tokio::select! {
-        report = follow(&mut conn, deadline, &mut printer, out) => report?,
+        report = follow(&mut conn, deadline, &mut printer, out) => match report {
+            Ok(report) => report,
+            Err(e) => {
+                if matches!(e, CommandError::Incomplete | CommandError::Client(_)) {
+                    // The job exists on the master: say how to find it again.
+                    let _ = writeln!(
+                        err,
+                        "brine: job {jid} was published and may still be running: \
+                         brine-run jobs.lookup {jid} --wait"
+                    );
+                }
+                return Err(e);
+            }
+        },
         _ = tokio::signal::ctrl_c() => {
             let _ = writeln!(
                 err,

@@ -226,7 +226,13 @@ async fn a_connection_closed_before_done_is_69() {
     ];
     let (_, out) = exchange("brine", &["*", "test.ping"], events).await;
     assert_eq!(out.status.code(), Some(69));
-    assert!(text(&out.stderr).contains("closed the connection before the job was done"));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("closed the connection before the job was done"));
+    // The job exists: the jid to find it again is printed.
+    assert!(
+        stderr.contains(&format!("brine-run jobs.lookup {} --wait", jid())),
+        "{stderr}"
+    );
 }
 
 #[tokio::test]
