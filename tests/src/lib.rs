@@ -142,8 +142,9 @@ impl TestMaster {
             .collect()
     }
 
-    /// Pings every minion and asserts that all `expected` of them returned `true`.
-    pub async fn ping_all(&self, expected: usize) {
+    /// Pings every minion and asserts that all `expected` of them returned `true`; returns
+    /// the job's events.
+    pub async fn ping_all(&self, expected: usize) -> Vec<ControlEvent> {
         let events = self
             .publish(
                 Target::Glob("*".into()),
@@ -161,6 +162,7 @@ impl TestMaster {
                 Some(&Value::Bool(true))
             );
         }
+        events
     }
 
     /// Waits until every one of `ids` is connected.

@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
-use brine_proto::control::{ControlError, ControlEvent, MinionState};
+use brine_proto::control::{ControlError, ControlEvent};
 use brine_proto::Target;
-use brine_tests::{report, TestMaster, TestMinion};
+use brine_tests::{TestMaster, TestMinion};
 
 #[tokio::test]
 async fn ping_reaches_every_minion() {
@@ -14,20 +14,7 @@ async fn ping_reaches_every_minion() {
     let minions = master.start_minions(dir.path(), &ids);
     master.wait_connected(&ids).await;
 
-    let events = master
-        .publish(
-            Target::Glob("*".into()),
-            "test.ping",
-            vec![],
-            Duration::from_secs(5),
-        )
-        .await;
-    let report = report(&events);
-    assert_eq!(report.minions.len(), 5);
-    for outcome in &report.minions {
-        assert_eq!(outcome.state, MinionState::Returned, "{outcome:?}");
-        assert_eq!(outcome.ret.as_ref().unwrap().ret, serde_json::json!(true));
-    }
+    let events = master.ping_all(5).await;
     let streamed = events
         .iter()
         .filter(|e| matches!(e, ControlEvent::Return(_)))

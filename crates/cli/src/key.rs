@@ -16,7 +16,7 @@
 
 use std::fmt::Write as _;
 use std::io::{self, BufRead, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use brine_proto::control::{
     ControlError, ControlEvent, ControlRequest, KeyCommand, KeyInfo, KeyState,
@@ -26,10 +26,11 @@ use clap::{Parser, Subcommand};
 use serde::Serialize;
 use tokio::time::Instant;
 
-use crate::client::{Connection, ANSWER_TIMEOUT, DEFAULT_SOCKET};
+use crate::client::{Connection, ANSWER_TIMEOUT};
 use crate::error::{event_name, CommandError};
 use crate::exit;
 use crate::output::{color_wanted, json_pretty, OutputFormat};
+use crate::MasterOptions;
 
 /// Manage the minion keys the master knows, the way `salt-key` does: list them with their
 /// fingerprints, accept, reject or delete them.
@@ -39,26 +40,8 @@ use crate::output::{color_wanted, json_pretty, OutputFormat};
 #[derive(Debug, Parser)]
 #[command(name = "brine-key", version, after_help = exit::BRINE_KEY_HELP)]
 pub struct Cli {
-    /// Output format
-    #[arg(
-        long,
-        visible_alias = "output",
-        global = true,
-        value_enum,
-        default_value_t,
-        value_name = "FORMAT"
-    )]
-    pub out: OutputFormat,
-
-    /// The master's control socket
-    #[arg(
-        long,
-        global = true,
-        env = "BRINE_SOCKET",
-        default_value = DEFAULT_SOCKET,
-        value_name = "PATH"
-    )]
-    pub socket: PathBuf,
+    #[command(flatten)]
+    pub master: MasterOptions,
 
     #[command(subcommand)]
     pub command: Command,
@@ -326,25 +309,25 @@ pub async fn run(
     stdout_is_terminal: bool,
     ask: Option<&mut Ask<'_>>,
 ) -> Result<u8, CommandError> {
-    let color = cli.out == OutputFormat::Human && color_wanted(stdout_is_terminal);
+    let color = cli.master.out == OutputFormat::Human && color_wanted(stdout_is_terminal);
     let text = match &cli.command {
         Command::List => {
-            let (master, keys) = send(&cli.socket, KeyCommand::List {}).await?;
-            render_list(&master, &keys, cli.out, color)
+            let (master, keys) = send(&cli.master.socket, KeyCommand::List {}).await?;
+            render_list(&master, &keys, cli.master.out, color)
         }
         Command::Finger { id } => {
-            let (master, mut keys) = send(&cli.socket, KeyCommand::List {}).await?;
+            let (master, mut keys) = send(&cli.master.socket, KeyCommand::List {}).await?;
             if let Some(id) = id {
                 keys.retain(|k| &k.id == id);
                 if keys.is_empty() {
                     return Err(CommandError::Refused(format!("{id} has no key")));
                 }
             }
-            render_finger(&master, id.is_none(), &keys, cli.out, color)
+            render_finger(&master, id.is_none(), &keys, cli.master.out, color)
         }
         Command::MasterFinger => {
-            let (master, _) = send(&cli.socket, KeyCommand::List {}).await?;
-            render_master_finger(&master, cli.out)
+            let (master, _) = send(&cli.master.socket, KeyCommand::List {}).await?;
+            render_master_finger(&master, cli.master.out)
         }
         command => {
             let (request, verb) = if command.confirmed() {
@@ -357,10 +340,10 @@ pub async fn run(
                             .to_owned(),
                     ));
                 };
-                let (_, keys) = send(&cli.socket, KeyCommand::List {}).await?;
+                let (_, keys) = send(&cli.master.socket, KeyCommand::List {}).await?;
                 let plan = plan(command, &keys)?;
                 if plan.keys.is_empty() {
-                    let text = render_changed(plan.verb, &[], cli.out, color);
+                    let text = render_changed(plan.verb, &[], cli.master.out, color);
                     write(out, &text)?;
                     return Ok(exit::SUCCESS);
                 }
@@ -375,8 +358,8 @@ pub async fn run(
                 }
                 (plan.request, plan.verb)
             };
-            let (_, changed) = send(&cli.socket, request).await?;
-            render_changed(verb, &changed, cli.out, color)
+            let (_, changed) = send(&cli.master.socket, request).await?;
+            render_changed(verb, &changed, cli.master.out, color)
         }
     };
     write(out, &text)?;
@@ -676,7 +659,7 @@ mod tests {
     fn subcommands_become_requests() {
         let cli = parse(&["list", "--out", "json"]).unwrap();
         assert_eq!(cli.command.request(), KeyCommand::List {});
-        assert_eq!(cli.out, OutputFormat::Json);
+        assert_eq!(cli.master.out, OutputFormat::Json);
         let cli = parse(&["accept", "web1", "web2", "--fingerprint", FP_A, "--yes"]).unwrap();
         assert_eq!(
             cli.command.request(),
@@ -709,10 +692,10 @@ mod tests {
     #[test]
     fn flags_go_before_or_after_the_subcommand() {
         let cli = parse(&["--out", "yaml", "--socket", "/s", "list"]).unwrap();
-        assert_eq!(cli.out, OutputFormat::Yaml);
-        assert_eq!(cli.socket, PathBuf::from("/s"));
+        assert_eq!(cli.master.out, OutputFormat::Yaml);
+        assert_eq!(cli.master.socket, std::path::PathBuf::from("/s"));
         let cli = parse(&["list", "--socket", "/t"]).unwrap();
-        assert_eq!(cli.socket, PathBuf::from("/t"));
+        assert_eq!(cli.master.socket, std::path::PathBuf::from("/t"));
     }
 
     #[test]

@@ -14,3 +14,35 @@ pub mod output;
 pub mod run;
 
 pub use error::CommandError;
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use crate::client::DEFAULT_SOCKET;
+use crate::output::OutputFormat;
+
+/// The flags `brine-run` and `brine-key` share: where the master is and how to print.
+#[derive(Debug, Args)]
+pub struct MasterOptions {
+    /// Output format
+    #[arg(
+        long,
+        visible_alias = "output",
+        global = true,
+        value_enum,
+        default_value_t,
+        value_name = "FORMAT"
+    )]
+    pub out: OutputFormat,
+
+    /// The master's control socket
+    #[arg(
+        long,
+        global = true,
+        env = "BRINE_SOCKET",
+        default_value = DEFAULT_SOCKET,
+        value_name = "PATH"
+    )]
+    pub socket: PathBuf,
+}

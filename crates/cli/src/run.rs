@@ -5,7 +5,6 @@
 //! `manage.up|down|status` → `minions`.
 
 use std::io::Write;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use brine_proto::control::{ControlEvent, ControlRequest, MinionStatus};
@@ -13,35 +12,19 @@ use brine_proto::{Jid, Value};
 use clap::{value_parser, Parser, Subcommand};
 use tokio::time::Instant;
 
-use crate::client::{Connection, ANSWER_TIMEOUT, DEFAULT_SOCKET};
+use crate::client::{Connection, ANSWER_TIMEOUT};
 use crate::error::{event_name, CommandError};
 use crate::exit;
 use crate::job::follow;
-use crate::output::{color_wanted, render_data, render_jobs, JobPrinter, OutputFormat, Palette};
+use crate::output::{color_wanted, render_data, render_jobs, JobPrinter, Palette};
+use crate::MasterOptions;
 
 /// Ask the master about jobs and minions, the way `salt-run` does.
 #[derive(Debug, Parser)]
 #[command(name = "brine-run", version, after_help = exit::BRINE_RUN_HELP)]
 pub struct Cli {
-    /// Output format
-    #[arg(
-        long,
-        visible_alias = "output",
-        global = true,
-        value_enum,
-        default_value_t
-    )]
-    pub out: OutputFormat,
-
-    /// The master's control socket
-    #[arg(
-        long,
-        global = true,
-        env = "BRINE_SOCKET",
-        default_value = DEFAULT_SOCKET,
-        value_name = "PATH"
-    )]
-    pub socket: PathBuf,
+    #[command(flatten)]
+    pub master: MasterOptions,
 
     #[command(subcommand)]
     pub command: Command,
@@ -115,7 +98,7 @@ pub async fn run(
     stdout_is_terminal: bool,
 ) -> Result<u8, CommandError> {
     let palette = Palette::new(color_wanted(stdout_is_terminal));
-    let mut conn = Connection::connect(&cli.socket).await?;
+    let mut conn = Connection::connect(&cli.master.socket).await?;
     conn.send(&cli.command.request()).await?;
     let deadline = Instant::now()
         + match cli.command {
@@ -128,7 +111,7 @@ pub async fn run(
         };
 
     if let Command::JobsLookup { wait, .. } = cli.command {
-        let mut printer = JobPrinter::new(cli.out, palette, wait && stdout_is_terminal);
+        let mut printer = JobPrinter::new(cli.master.out, palette, wait && stdout_is_terminal);
         let report = follow(&mut conn, deadline, &mut printer, out).await?;
         printer.finish(&report, out).map_err(CommandError::Output)?;
         return Ok(exit::for_report(&report));
@@ -136,10 +119,10 @@ pub async fn run(
 
     let text = match (conn.next_event(deadline).await?, &cli.command) {
         (Some(ControlEvent::Jobs { jobs }), Command::JobsList { .. }) => {
-            render_jobs(&jobs, cli.out, palette)
+            render_jobs(&jobs, cli.master.out, palette)
         }
         (Some(ControlEvent::Minions { minions }), command) => {
-            render_data(&minion_lists(&minions, command), cli.out, palette)
+            render_data(&minion_lists(&minions, command), cli.master.out, palette)
         }
         (Some(ControlEvent::Error { code, message }), _) => {
             return Err(CommandError::Master { code, message })
@@ -192,7 +175,7 @@ mod tests {
     fn subcommands_become_requests() {
         let cli = parse(&["jobs.list", "--limit", "5", "--out", "json"]).unwrap();
         assert_eq!(cli.command.request(), ControlRequest::ListJobs { limit: 5 });
-        assert_eq!(cli.out, OutputFormat::Json);
+        assert_eq!(cli.master.out, crate::output::OutputFormat::Json);
         let cli = parse(&["jobs.list"]).unwrap();
         assert_eq!(
             cli.command.request(),
