@@ -1,0 +1,3 @@
+//! `brine-bench`: the benchmark runner (being built).
+
+fn main() {}

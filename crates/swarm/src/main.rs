@@ -1,0 +1,3 @@
+//! `brine-swarm`: N real minion instances in one process (being built).
+
+fn main() {}
