@@ -339,8 +339,15 @@ pub struct Cluster {
 
 impl Cluster {
     pub async fn start(ids: &[&str]) -> Self {
+        Self::start_with(ids, |_| {}).await
+    }
+
+    /// Like [`Cluster::start`], with the master's configuration changed by `adjust` first.
+    pub async fn start_with(ids: &[&str], adjust: impl FnOnce(&mut MasterConfig)) -> Self {
         let dir = tempfile::tempdir().expect("temporary directory");
-        let master = TestMaster::start(dir.path()).await;
+        let mut config = master_config(dir.path(), 0, 0);
+        adjust(&mut config);
+        let master = TestMaster::start_with(config).await;
         let minions = master.start_minions(dir.path(), ids);
         master.wait_connected(ids).await;
         Self {
@@ -358,6 +365,15 @@ impl Cluster {
     /// Runs `brine-run` with `args` against this cluster's master.
     pub async fn brine_run(&self, args: &[&str]) -> Output {
         cli("brine-run", &self.master.socket, args).await
+    }
+
+    /// Starts one more minion, its configuration changed by `adjust`, and waits until it is
+    /// connected.
+    pub async fn add_minion(&mut self, id: &str, adjust: impl FnOnce(&mut MinionConfig)) {
+        let mut config = self.master.minion_config(self.dir.path(), id);
+        adjust(&mut config);
+        self.minions.push(TestMinion::start_with(config));
+        self.master.wait_connected(&[id]).await;
     }
 
     /// Stops the minion with this id (it says goodbye).

@@ -193,6 +193,7 @@ async fn a_minion_cannot_speak_for_another_id_or_report_jobs_it_was_not_given() 
         started_ms: 0,
         finished_ms: 0,
         interrupted: false,
+        rejected: false,
     };
     let (_, reply) = raw.ask(&MinionRequest::Return(forged.clone())).await;
     assert_eq!(

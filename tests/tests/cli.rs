@@ -1,6 +1,9 @@
 //! The command-line tools against a real master and real minions.
 
-use brine_tests::{json, Cluster};
+use std::time::Duration;
+
+use brine_proto::control::{ControlEvent, ControlRequest, MinionState};
+use brine_tests::{json, report, Cluster};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn brine_pings_every_minion_and_exits_0() {
@@ -69,29 +72,117 @@ async fn a_stopped_minion_is_reported_not_connected() {
     cluster.stop().await;
 }
 
+/// A command that sleeps `seconds` on the minion "slow" only, then prints "done".
+fn slow_on_slow(seconds: u32) -> String {
+    format!(r#"test "$BRINE_MINION_ID" != slow || sleep {seconds}; echo done"#)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_hung_function_is_no_response_while_the_others_return() {
+async fn a_minion_still_running_at_the_deadline_is_waited_for() {
     let cluster = Cluster::start(&["fast1", "fast2", "slow"]).await;
+    let command = slow_on_slow(3);
     let out = cluster
         .brine(&[
             "--out",
             "json",
             "-t",
-            "2",
+            "1",
             "*",
             "cmd.run",
-            r#"test "$BRINE_MINION_ID" != slow || sleep 30; echo done"#,
+            &command,
             "shell=true",
         ])
         .await;
-    assert_eq!(out.code, 3, "{out:?}");
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(
+        json(&out),
+        serde_json::json!({"fast1": "done", "fast2": "done", "slow": "done"})
+    );
+    assert!(
+        out.stderr
+            .contains("1 minion is still running the job (slow)"),
+        "{out:?}"
+    );
+    cluster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_function_past_the_job_timeout_is_killed_and_reported_failed() {
+    let cluster = Cluster::start_with(&["fast1", "fast2", "slow"], |master| {
+        master.job_timeout = Duration::from_secs(2);
+    })
+    .await;
+    let command = slow_on_slow(60);
+    let out = cluster
+        .brine(&[
+            "--out",
+            "json",
+            "-t",
+            "1",
+            "*",
+            "cmd.run",
+            &command,
+            "shell=true",
+        ])
+        .await;
+    assert_eq!(out.code, 1, "{out:?}");
     let doc = json(&out);
     assert_eq!(doc["fast1"], "done");
     assert_eq!(doc["fast2"], "done");
     assert!(
-        doc["slow"].as_str().unwrap().contains("No response"),
+        doc["slow"].as_str().unwrap().contains("timed out"),
         "{out:?}"
     );
+    cluster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_minion_rejects_a_disabled_function_with_the_reason() {
+    let mut cluster = Cluster::start(&["open1"]).await;
+    cluster
+        .add_minion("locked", |minion| {
+            minion.disabled_functions = vec!["cmd.*".into()];
+        })
+        .await;
+    let out = cluster
+        .brine(&["--out", "json", "*", "cmd.run", "echo hi"])
+        .await;
+    assert_eq!(out.code, 1, "{out:?}");
+    let doc = json(&out);
+    assert_eq!(doc["open1"], "hi");
+    let refusal = doc["locked"].as_str().unwrap();
+    assert!(
+        refusal.starts_with("Job rejected: cmd.run is disabled"),
+        "{out:?}"
+    );
+
+    // The job's record says rejected; the minion runs what is not disabled.
+    let listed = cluster
+        .master
+        .control(ControlRequest::ListJobs { limit: 1 })
+        .await;
+    let [ControlEvent::Jobs { jobs }] = &listed[..] else {
+        panic!("{listed:?}");
+    };
+    let lookup = ControlRequest::LookupJob {
+        jid: jobs[0].jid.clone(),
+        wait: false,
+    };
+    let events = cluster.master.control(lookup).await;
+    let states: Vec<_> = report(&events)
+        .minions
+        .iter()
+        .map(|m| (m.id.as_str(), m.state))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            ("locked", MinionState::Rejected),
+            ("open1", MinionState::Returned)
+        ]
+    );
+    let out = cluster.brine(&["--out", "json", "*", "test.ping"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
     cluster.stop().await;
 }
 

@@ -185,7 +185,7 @@ pub async fn run(
     let palette = Palette::new(color_wanted(stdout_is_terminal));
     let mut printer = JobPrinter::new(cli.out, palette, stdout_is_terminal);
     let report = tokio::select! {
-        report = follow(&mut conn, deadline, &mut printer, out) => match report {
+        report = follow(&mut conn, deadline, &mut printer, out, err) => match report {
             Ok(report) => report,
             Err(e) => {
                 if matches!(e, CommandError::Incomplete | CommandError::Client(_)) {

@@ -118,6 +118,7 @@ mod tests {
             started_ms: 0,
             finished_ms: 0,
             interrupted: false,
+            rejected: false,
         });
         MinionOutcome { id, state, ret }
     }

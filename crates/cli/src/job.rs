@@ -3,29 +3,40 @@
 //!
 //! After the first answer (`published`), the master sends one `return` per minion as it arrives
 //! and then `done` with the state of every expected minion; the connection closing before
-//! `done` is an error, as is any other event.
+//! `done` is an error, as is any other event. When the deadline passes while minions are still
+//! running the job, the master says so (`still_running`) and waits for them up to the job's time
+//! limit: so does the CLI, with a note on stderr.
 
 use std::io::Write;
+use std::time::Duration;
 
 use brine_proto::control::{ControlEvent, JobReport};
+use brine_proto::MinionId;
 use tokio::time::Instant;
 
-use crate::client::Connection;
+use crate::client::{Connection, DONE_MARGIN};
 use crate::error::{event_name, CommandError};
 use crate::output::JobPrinter;
 
 /// Reads events until `done`, handing each return to `printer`, and gives the final report.
-/// A `published` event (the first answer of `lookup_job` with `wait`) is passed over.
+/// A `published` event (the first answer of `lookup_job` with `wait`) is passed over; a
+/// `still_running` one moves `deadline` to the master's new limit and is told on `notes`.
 pub async fn follow(
     conn: &mut Connection,
-    deadline: Instant,
+    mut deadline: Instant,
     printer: &mut JobPrinter,
     out: &mut dyn Write,
+    notes: &mut dyn Write,
 ) -> Result<JobReport, CommandError> {
     loop {
         match conn.next_event(deadline).await? {
             Some(ControlEvent::Return(ret)) => {
                 printer.on_return(&ret, out).map_err(CommandError::Output)?;
+            }
+            Some(ControlEvent::StillRunning { minions, wait_ms }) => {
+                let wait = Duration::from_millis(wait_ms);
+                deadline = deadline.max(Instant::now() + wait + DONE_MARGIN);
+                let _ = writeln!(notes, "{}", still_running_note(&minions, wait));
             }
             Some(ControlEvent::Done(report)) => return Ok(report),
             Some(ControlEvent::Published { .. }) => {}
@@ -35,5 +46,59 @@ pub async fn follow(
             Some(other) => return Err(CommandError::Unexpected(event_name(&other))),
             None => return Err(CommandError::Incomplete),
         }
+    }
+}
+
+/// Most ids named in the `still_running` note; the rest are counted.
+const NAMED_IN_NOTE: usize = 5;
+
+/// What the CLI says when the deadline passes while minions are still running the job.
+fn still_running_note(minions: &[MinionId], wait: Duration) -> String {
+    let mut names: Vec<&str> = minions
+        .iter()
+        .take(NAMED_IN_NOTE)
+        .map(MinionId::as_str)
+        .collect();
+    let more = minions.len().saturating_sub(NAMED_IN_NOTE);
+    let more = if more > 0 {
+        format!(" and {more} more")
+    } else {
+        String::new()
+    };
+    names.sort_unstable();
+    let (count, verb) = match minions.len() {
+        1 => ("1 minion".to_owned(), "is"),
+        n => (format!("{n} minions"), "are"),
+    };
+    format!(
+        "brine: the deadline has passed and {count} {verb} still running the job ({}{more}); \
+         waiting for the returns, at most {}s more (Ctrl-C stops waiting, the job goes on)",
+        names.join(", "),
+        wait.as_secs()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_still_running_note_names_the_minions_and_the_wait() {
+        let ids: Vec<MinionId> = ["web2", "web1"]
+            .iter()
+            .map(|n| MinionId::new(*n).unwrap())
+            .collect();
+        let note = still_running_note(&ids, Duration::from_secs(90));
+        assert!(
+            note.contains("2 minions are still running the job (web1, web2)"),
+            "{note}"
+        );
+        assert!(note.contains("at most 90s more"), "{note}");
+        let many: Vec<MinionId> = (0..8)
+            .map(|i| MinionId::new(format!("m{i}")).unwrap())
+            .collect();
+        let note = still_running_note(&many, Duration::from_secs(1));
+        assert!(note.contains("(m0, m1, m2, m3, m4 and 3 more)"), "{note}");
+        assert!(still_running_note(&ids[..1], Duration::ZERO).contains("1 minion is still"));
     }
 }

@@ -166,6 +166,7 @@ pub fn missing_text(state: MinionState) -> &'static str {
         MinionState::Running => "Minion has not returned yet. [Running]",
         MinionState::Waiting => "Minion has not returned yet. [Waiting]",
         MinionState::Interrupted => "Minion did not finish. [Interrupted]",
+        MinionState::Rejected => "Minion rejected the job. [Rejected]",
         // A report that says "returned" without the return: say so rather than hide it.
         MinionState::Returned => "Minion did not return. [No return data]",
     }
@@ -192,7 +193,9 @@ pub fn human_return(ret: &JobReturn, palette: Palette) -> String {
 /// One minion's block in the human layout: its return, or why there is none.
 pub fn human_outcome(outcome: &MinionOutcome, palette: Palette) -> String {
     match (&outcome.ret, outcome.state) {
-        (Some(ret), MinionState::Returned | MinionState::Interrupted) => human_return(ret, palette),
+        (Some(ret), MinionState::Returned | MinionState::Interrupted | MinionState::Rejected) => {
+            human_return(ret, palette)
+        }
         (_, state) => {
             let mut out = String::new();
             palette.line(&mut out, 0, Color::Yellow, "", outcome.id.as_str(), ":");
@@ -205,7 +208,9 @@ pub fn human_outcome(outcome: &MinionOutcome, palette: Palette) -> String {
 /// What a minion stands for in `json`/`yaml` output: its return value, or the missing text.
 pub fn outcome_value(outcome: &MinionOutcome) -> Value {
     match (&outcome.ret, outcome.state) {
-        (Some(ret), MinionState::Returned | MinionState::Interrupted) => ret.ret.clone(),
+        (Some(ret), MinionState::Returned | MinionState::Interrupted | MinionState::Rejected) => {
+            ret.ret.clone()
+        }
         (_, state) => Value::String(missing_text(state).to_owned()),
     }
 }
@@ -417,6 +422,7 @@ mod tests {
             started_ms: 0,
             finished_ms: 0,
             interrupted: false,
+            rejected: false,
         }
     }
 

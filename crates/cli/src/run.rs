@@ -112,7 +112,14 @@ pub async fn run(
 
     if let Command::JobsLookup { wait, .. } = cli.command {
         let mut printer = JobPrinter::new(cli.master.out, palette, wait && stdout_is_terminal);
-        let report = follow(&mut conn, deadline, &mut printer, out).await?;
+        let report = follow(
+            &mut conn,
+            deadline,
+            &mut printer,
+            out,
+            &mut std::io::stderr(),
+        )
+        .await?;
         printer.finish(&report, out).map_err(CommandError::Output)?;
         return Ok(exit::for_report(&report));
     }

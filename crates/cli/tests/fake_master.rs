@@ -37,6 +37,7 @@ fn ret(minion: &str, value: Value, success: bool) -> JobReturn {
         started_ms: 0,
         finished_ms: 1,
         interrupted: false,
+        rejected: false,
     }
 }
 

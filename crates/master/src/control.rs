@@ -398,9 +398,10 @@ async fn serve_publish(
         )
         .await;
     }
-    shared.jobs.open(&job.jid, minions.iter().cloned(), []);
+    shared.jobs.open(&job.jid, minions.iter().cloned(), [], []);
     let events = request.wait.then(|| shared.jobs.watch(&job.jid)).flatten();
-    shared.track_deadline(job.jid.clone(), deadline_ms);
+    let time_limit_ms = shared.time_limit_ms(deadline_ms, job.timeout_ms);
+    shared.track_deadline(job.jid.clone(), deadline_ms, time_limit_ms);
     info!(jid = %job.jid, fun = %job.fun, target = %job.target, user = %job.user, uid = caller.uid, minions = minions.len(), "job published");
     let jid = job.jid.clone();
     if shared.publisher.send(Publication::Job(job)).await.is_err() {
@@ -441,6 +442,9 @@ async fn stream_until_done(
         };
         match event {
             Some(JobEvent::Return(ret)) => send(conn, &ControlEvent::Return(ret)).await?,
+            Some(JobEvent::StillRunning { minions, wait_ms }) => {
+                send(conn, &ControlEvent::StillRunning { minions, wait_ms }).await?
+            }
             Some(JobEvent::Done) | None => break,
         }
     }

@@ -1,10 +1,13 @@
-//! Jobs in flight: who is expected, who has returned, who is watching, and when each job ends.
+//! Jobs in flight: who is expected, who is running the job, who has returned, who is watching,
+//! and when each job ends.
 //!
 //! The store is the record; the [`JobHub`] is the live view the master needs to stream returns
-//! to CLI watchers and to end a job at its deadline (or as soon as every expected minion has
-//! returned). Ending a job writes each expected minion's final state to the store: `returned`,
-//! or, for the rest, `no_response` when the registry says it is connected and `not_connected`
-//! when it is not.
+//! to CLI watchers and to end a job. A job ends as soon as every expected minion has returned;
+//! otherwise its deadline settles each minion without a return: `no_response` when the registry
+//! says it is connected, `not_connected` when it is not, except a minion that acknowledged the
+//! job and is still connected: it is still running the job, and stays `running` until it
+//! returns, disconnects, or the job's time limit passes (Salt's `find_job`, without the
+//! polling). The job ends when every expected minion has returned or is settled.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;
@@ -17,6 +20,12 @@ use tokio::sync::mpsc;
 #[derive(Debug, Clone)]
 pub enum JobEvent {
     Return(JobReturn),
+    /// The deadline has passed and these minions are still running the job; the master waits
+    /// for them at most `wait_ms` more.
+    StillRunning {
+        minions: Vec<MinionId>,
+        wait_ms: u64,
+    },
     /// The job has ended and its final states are stored.
     Done,
 }
@@ -24,8 +33,24 @@ pub enum JobEvent {
 #[derive(Debug)]
 struct LiveJob {
     expected: BTreeSet<MinionId>,
+    /// Minions whose receipt arrived: they are running the job (or have returned).
+    acknowledged: BTreeSet<MinionId>,
     returned: BTreeSet<MinionId>,
+    /// Final states given without a return, at or after the deadline.
+    settled: BTreeMap<MinionId, MinionState>,
     watchers: Vec<mpsc::UnboundedSender<JobEvent>>,
+}
+
+impl LiveJob {
+    fn is_complete(&self) -> bool {
+        self.expected
+            .iter()
+            .all(|id| self.returned.contains(id) || self.settled.contains_key(id))
+    }
+
+    fn tell(&mut self, event: JobEvent) {
+        self.watchers.retain(|w| w.send(event.clone()).is_ok());
+    }
 }
 
 /// The live jobs of this master process.
@@ -35,9 +60,18 @@ pub struct JobHub {
     last_jid_micros: Mutex<u64>,
 }
 
-/// A job that has become complete (every expected minion returned).
+/// A job that has become complete: every expected minion returned or is settled.
 #[derive(Debug)]
 pub struct Complete;
+
+/// What a look at a job past its deadline decided.
+#[derive(Debug, Default, PartialEq)]
+pub struct Settlement {
+    /// Minions settled by this look, with their final state.
+    pub settled: BTreeMap<MinionId, MinionState>,
+    /// Minions still running the job.
+    pub running: Vec<MinionId>,
+}
 
 impl JobHub {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Jid, LiveJob>> {
@@ -58,18 +92,22 @@ impl JobHub {
         Jid::from_micros(*last)
     }
 
-    /// Starts tracking a job; `returned` are minions whose returns are already stored.
+    /// Starts tracking a job; `acknowledged` are minions whose receipt is already stored and
+    /// `returned` those whose return is.
     pub fn open(
         &self,
         jid: &Jid,
         expected: impl IntoIterator<Item = MinionId>,
+        acknowledged: impl IntoIterator<Item = MinionId>,
         returned: impl IntoIterator<Item = MinionId>,
     ) {
         self.lock().insert(
             jid.clone(),
             LiveJob {
                 expected: expected.into_iter().collect(),
+                acknowledged: acknowledged.into_iter().collect(),
                 returned: returned.into_iter().collect(),
+                settled: BTreeMap::new(),
                 watchers: Vec::new(),
             },
         );
@@ -84,40 +122,72 @@ impl JobHub {
         Some(rx)
     }
 
-    /// A stored return: tells the watchers. Some(Complete) when every expected minion has now
-    /// returned, so the job can end before its deadline.
+    /// A stored receipt: the minion is running the job.
+    pub fn acknowledged(&self, jid: &Jid, id: &MinionId) {
+        if let Some(job) = self.lock().get_mut(jid) {
+            job.acknowledged.insert(id.clone());
+        }
+    }
+
+    /// A stored return: tells the watchers. Some(Complete) when the job can now end.
     pub fn returned(&self, ret: &JobReturn) -> Option<Complete> {
         let mut jobs = self.lock();
         let job = jobs.get_mut(&ret.jid)?;
         job.returned.insert(ret.id.clone());
-        job.watchers
-            .retain(|w| w.send(JobEvent::Return(ret.clone())).is_ok());
-        (job.returned.len() >= job.expected.len()).then_some(Complete)
+        job.settled.remove(&ret.id);
+        job.tell(JobEvent::Return(ret.clone()));
+        job.is_complete().then_some(Complete)
     }
 
-    /// The final state of every expected minion, judged now; None when the job is not live.
-    pub fn final_states(
+    /// Settles, at or after the deadline, every expected minion that has neither returned nor
+    /// been settled: a minion that acknowledged the job and `is_connected` keeps running it
+    /// unless `time_is_up` (the job's time limit has passed). None when the job is not live.
+    pub fn settle(
         &self,
         jid: &Jid,
         is_connected: impl Fn(&MinionId) -> bool,
-    ) -> Option<BTreeMap<MinionId, MinionState>> {
+        time_is_up: bool,
+    ) -> Option<Settlement> {
+        let mut jobs = self.lock();
+        let job = jobs.get_mut(jid)?;
+        let mut settlement = Settlement::default();
+        for id in &job.expected {
+            if job.returned.contains(id) || job.settled.contains_key(id) {
+                continue;
+            }
+            let connected = is_connected(id);
+            if connected && job.acknowledged.contains(id) && !time_is_up {
+                settlement.running.push(id.clone());
+                continue;
+            }
+            let state = if connected {
+                MinionState::NoResponse
+            } else {
+                MinionState::NotConnected
+            };
+            settlement.settled.insert(id.clone(), state);
+        }
+        job.settled.extend(settlement.settled.clone());
+        Some(settlement)
+    }
+
+    /// The final state of every expected minion that has returned or been settled; None when
+    /// the job is not live.
+    pub fn final_states(&self, jid: &Jid) -> Option<BTreeMap<MinionId, MinionState>> {
         let jobs = self.lock();
         let job = jobs.get(jid)?;
-        Some(
-            job.expected
-                .iter()
-                .map(|id| {
-                    let state = if job.returned.contains(id) {
-                        MinionState::Returned
-                    } else if is_connected(id) {
-                        MinionState::NoResponse
-                    } else {
-                        MinionState::NotConnected
-                    };
-                    (id.clone(), state)
-                })
-                .collect(),
-        )
+        let returned = job
+            .returned
+            .iter()
+            .map(|id| (id.clone(), MinionState::Returned));
+        Some(job.settled.clone().into_iter().chain(returned).collect())
+    }
+
+    /// Tells the watchers which minions the job is still waiting for past its deadline.
+    pub fn still_running(&self, jid: &Jid, minions: Vec<MinionId>, wait_ms: u64) {
+        if let Some(job) = self.lock().get_mut(jid) {
+            job.tell(JobEvent::StillRunning { minions, wait_ms });
+        }
     }
 
     /// The job has ended (its final states are stored): tells the watchers and forgets it.
@@ -149,16 +219,13 @@ mod tests {
         }
     }
 
-    #[test]
-    fn watchers_hear_returns_and_the_end() {
-        let hub = JobHub::default();
-        let jid = hub.mint_jid();
-        let a = MinionId::new("a").unwrap();
-        let b = MinionId::new("b").unwrap();
-        hub.open(&jid, [a.clone(), b.clone()], []);
-        let mut rx = hub.watch(&jid).unwrap();
-        let ret = JobReturn {
-            id: a.clone(),
+    fn id(name: &str) -> MinionId {
+        MinionId::new(name).unwrap()
+    }
+
+    fn ret(jid: &Jid, minion: &MinionId) -> JobReturn {
+        JobReturn {
+            id: minion.clone(),
             jid: jid.clone(),
             fun: "test.ping".into(),
             ret: true.into(),
@@ -167,14 +234,83 @@ mod tests {
             started_ms: 0,
             finished_ms: 0,
             interrupted: false,
-        };
-        assert!(hub.returned(&ret).is_none());
-        let states = hub.final_states(&jid, |id| id == &b).unwrap();
+            rejected: false,
+        }
+    }
+
+    #[test]
+    fn watchers_hear_returns_and_the_end() {
+        let hub = JobHub::default();
+        let jid = hub.mint_jid();
+        let (a, b, c) = (id("a"), id("b"), id("c"));
+        hub.open(&jid, [a.clone(), b.clone(), c.clone()], [], []);
+        let mut rx = hub.watch(&jid).unwrap();
+        assert!(hub.returned(&ret(&jid, &a)).is_none());
+        let settlement = hub.settle(&jid, |id| id == &b, false).unwrap();
+        assert!(settlement.running.is_empty());
+        let states = hub.final_states(&jid).unwrap();
         assert_eq!(states[&a], MinionState::Returned);
         assert_eq!(states[&b], MinionState::NoResponse);
+        assert_eq!(states[&c], MinionState::NotConnected);
         hub.close(&jid);
         assert!(matches!(rx.try_recv(), Ok(JobEvent::Return(_))));
         assert!(matches!(rx.try_recv(), Ok(JobEvent::Done)));
         assert!(!hub.is_live(&jid));
+    }
+
+    #[test]
+    fn a_minion_running_the_job_is_not_settled_at_the_deadline() {
+        let hub = JobHub::default();
+        let jid = hub.mint_jid();
+        let (quiet, busy, gone) = (id("quiet"), id("busy"), id("gone"));
+        hub.open(&jid, [quiet.clone(), busy.clone(), gone.clone()], [], []);
+        hub.acknowledged(&jid, &busy);
+        hub.acknowledged(&jid, &gone);
+        let connected = |id: &MinionId| id != &gone;
+        let settlement = hub.settle(&jid, connected, false).unwrap();
+        assert_eq!(settlement.running, vec![busy.clone()]);
+        assert_eq!(
+            settlement.settled,
+            BTreeMap::from([
+                (gone.clone(), MinionState::NotConnected),
+                (quiet.clone(), MinionState::NoResponse),
+            ])
+        );
+        // A second look settles nobody twice; its return completes the job.
+        let again = hub.settle(&jid, connected, false).unwrap();
+        assert!(again.settled.is_empty());
+        assert!(hub.returned(&ret(&jid, &busy)).is_some());
+        assert_eq!(
+            hub.final_states(&jid).unwrap()[&busy],
+            MinionState::Returned
+        );
+    }
+
+    #[test]
+    fn past_the_time_limit_a_running_minion_is_no_response() {
+        let hub = JobHub::default();
+        let jid = hub.mint_jid();
+        let busy = id("busy");
+        hub.open(&jid, [busy.clone()], [busy.clone()], []);
+        assert_eq!(
+            hub.settle(&jid, |_| true, false).unwrap().running,
+            vec![busy.clone()]
+        );
+        let settlement = hub.settle(&jid, |_| true, true).unwrap();
+        assert!(settlement.running.is_empty());
+        assert_eq!(settlement.settled[&busy], MinionState::NoResponse);
+    }
+
+    #[test]
+    fn a_late_return_replaces_a_settled_state() {
+        let hub = JobHub::default();
+        let jid = hub.mint_jid();
+        let (a, b) = (id("a"), id("b"));
+        hub.open(&jid, [a.clone(), b.clone()], [], []);
+        hub.settle(&jid, |_| false, false).unwrap();
+        assert!(hub.returned(&ret(&jid, &a)).is_some());
+        let states = hub.final_states(&jid).unwrap();
+        assert_eq!(states[&a], MinionState::Returned);
+        assert_eq!(states[&b], MinionState::NotConnected);
     }
 }

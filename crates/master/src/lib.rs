@@ -30,6 +30,7 @@ use std::time::Duration;
 use brine_crypto::{GroupKey, KeyError, MasterKeys};
 
 use brine_guard::{Guard, GuardLimits};
+use brine_proto::control::MinionState;
 use brine_proto::{now_ms, Jid, Publication};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -113,24 +114,62 @@ impl Shared {
         self.registry.forget(id);
     }
 
-    /// Ends `jid` at its deadline (or at once when the deadline has passed).
-    pub fn track_deadline(self: &Arc<Self>, jid: Jid, deadline_ms: u64) {
+    /// When a job whose deadline is `deadline_ms` must end at the latest: a minion may start
+    /// it up to the deadline and run it for `timeout_ms`; its return then has a liveness window
+    /// to arrive.
+    pub fn time_limit_ms(&self, deadline_ms: u64, timeout_ms: u64) -> u64 {
+        deadline_ms + timeout_ms + self.config.liveness_window().as_millis() as u64
+    }
+
+    /// Ends `jid` at its deadline (or at once when the deadline has passed): every expected
+    /// minion without a return is settled, except those still running the job, which it waits
+    /// for until they return, disconnect, or `time_limit_ms` passes. A job whose minions have
+    /// all returned ends earlier, through [`Shared::end_job`].
+    pub fn track_deadline(self: &Arc<Self>, jid: Jid, deadline_ms: u64, time_limit_ms: u64) {
         let shared = Arc::clone(self);
         self.tasks.spawn(async move {
             let wait = Duration::from_millis(deadline_ms.saturating_sub(now_ms()));
             tokio::select! {
-                _ = tokio::time::sleep(wait) => shared.end_job(&jid).await,
-                _ = shared.cancel.cancelled() => {}
+                _ = tokio::time::sleep(wait) => {}
+                _ = shared.cancel.cancelled() => return,
+            }
+            let mut told = false;
+            loop {
+                let time_is_up = now_ms() >= time_limit_ms;
+                let connected = |id: &brine_proto::MinionId| shared.registry.is_connected(id);
+                let Some(settlement) = shared.jobs.settle(&jid, connected, time_is_up) else {
+                    return; // every minion returned: the job has ended
+                };
+                if settlement.running.is_empty() {
+                    shared.end_job(&jid).await;
+                    return;
+                }
+                if !settlement.settled.is_empty() {
+                    let (key, states) = (jid.clone(), settlement.settled);
+                    if let Err(err) = shared.store.call(move |s| s.settle(&key, &states)).await {
+                        // The job's end writes them again.
+                        warn!(%jid, cause = %err, "could not store final states");
+                    }
+                }
+                let left = Duration::from_millis(time_limit_ms.saturating_sub(now_ms()));
+                if !told {
+                    info!(%jid, running = settlement.running.len(), "deadline passed; waiting for the minions still running the job");
+                    let wait_ms = left.as_millis() as u64;
+                    shared.jobs.still_running(&jid, settlement.running, wait_ms);
+                    told = true;
+                }
+                // Liveness changes at keepalive granularity: look again then, or at the limit.
+                tokio::select! {
+                    _ = tokio::time::sleep(left.min(shared.config.keepalive_interval)) => {}
+                    _ = shared.cancel.cancelled() => return,
+                }
             }
         });
     }
 
     /// Writes every expected minion's final state and tells the watchers. Idempotent.
     pub async fn end_job(self: &Arc<Self>, jid: &Jid) {
-        let Some(states) = self
-            .jobs
-            .final_states(jid, |id| self.registry.is_connected(id))
-        else {
+        let Some(states) = self.jobs.final_states(jid) else {
             return;
         };
         let key = jid.clone();
@@ -361,22 +400,27 @@ async fn resume_open_jobs(shared: &Arc<Shared>) -> Result<(), MasterError> {
         let jid = job.jid.clone();
         let report = shared.store.call(move |s| s.report(&jid)).await?;
         let Some(report) = report else { continue };
-        let returned = report
-            .minions
-            .iter()
-            .filter(|m| m.ret.is_some())
-            .map(|m| m.id.clone());
+        let with_state = |state| {
+            report
+                .minions
+                .iter()
+                .filter(move |m| m.state == state)
+                .map(|m| m.id.clone())
+        };
+        let returned = report.minions.iter().filter(|m| m.ret.is_some());
         shared.jobs.open(
             &job.jid,
             report.minions.iter().map(|m| m.id.clone()),
-            returned,
+            with_state(MinionState::Running),
+            returned.clone().map(|m| m.id.clone()),
         );
-        if report.minions.iter().all(|m| m.ret.is_some()) {
+        if returned.count() == report.minions.len() {
             // Every return arrived before the restart; only the end was not recorded.
             shared.end_job(&job.jid).await;
         } else {
             info!(jid = %job.jid, "resuming a job that was in flight");
-            shared.track_deadline(job.jid, job.deadline_ms);
+            let time_limit_ms = shared.time_limit_ms(job.deadline_ms, job.timeout_ms);
+            shared.track_deadline(job.jid, job.deadline_ms, time_limit_ms);
         }
     }
     Ok(())

@@ -403,13 +403,16 @@ async fn handle(shared: &Arc<Shared>, request: MinionRequest) -> MasterReply {
             }
         }
         MinionRequest::Receipt { jid, .. } => {
-            let key = jid.clone();
+            let (key, minion) = (jid.clone(), id.clone());
             match shared
                 .store
-                .call(move |s| s.record_receipt(&key, &id, now_ms()))
+                .call(move |s| s.record_receipt(&key, &minion, now_ms()))
                 .await
             {
-                Ok(true) => MasterReply::Ok {},
+                Ok(true) => {
+                    shared.jobs.acknowledged(&jid, &id);
+                    MasterReply::Ok {}
+                }
                 Ok(false) => error(
                     ReplyError::Refused,
                     format!("job {jid} does not expect this minion"),

@@ -67,6 +67,8 @@ pub struct KnownMinion {
 pub struct OpenJob {
     pub jid: Jid,
     pub deadline_ms: u64,
+    /// How long the function may run on a minion.
+    pub timeout_ms: u64,
 }
 
 const SCHEMA: &str = "
@@ -231,21 +233,26 @@ impl Store {
         Ok(ReturnOutcome::Stored)
     }
 
-    /// Writes the final state of every expected minion that has none and marks the job final.
+    /// Writes the final state of every listed minion that has none yet; the job stays open.
+    pub fn settle(
+        &mut self,
+        jid: &Jid,
+        states: &BTreeMap<MinionId, MinionState>,
+    ) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        write_states(&tx, jid, states)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Writes the final state of every listed minion that has none yet and marks the job final.
     pub fn finalize(
         &mut self,
         jid: &Jid,
         states: &BTreeMap<MinionId, MinionState>,
     ) -> Result<(), StoreError> {
         let tx = self.conn.transaction()?;
-        {
-            let mut stmt = tx.prepare(
-                "UPDATE expected SET state = ?3 WHERE jid = ?1 AND minion = ?2 AND state IS NULL",
-            )?;
-            for (id, state) in states {
-                stmt.execute(params![jid.as_str(), id.as_str(), state_name(*state)])?;
-            }
-        }
+        write_states(&tx, jid, states)?;
         tx.execute(
             "UPDATE jobs SET finalized = 1 WHERE jid = ?1",
             params![jid.as_str()],
@@ -311,6 +318,7 @@ impl Store {
                 .map_err(|e| corrupt(e.to_string()))?;
             let state = match (&ret, state.as_deref(), receipt) {
                 (Some(ret), _, _) if ret.interrupted => MinionState::Interrupted,
+                (Some(ret), _, _) if ret.rejected => MinionState::Rejected,
                 (Some(_), _, _) => MinionState::Returned,
                 (None, Some(name), _) => parse_state(name).ok_or_else(|| corrupt(name.into()))?,
                 (None, None, Some(_)) => MinionState::Running,
@@ -333,15 +341,19 @@ impl Store {
 
     /// Jobs not yet finalized: on start, the master resumes their deadlines.
     pub fn open_jobs(&self) -> Result<Vec<OpenJob>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT jid, deadline_ms FROM jobs WHERE finalized = 0 ORDER BY jid")?;
+        let mut stmt = self.conn.prepare(
+            "SELECT jid, deadline_ms, timeout_ms FROM jobs WHERE finalized = 0 ORDER BY jid",
+        )?;
         let rows = stmt.query_map([], |row| {
-            Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, i64>(1)?,
+                row.get::<_, i64>(2)?,
+            ))
         })?;
         let mut jobs = Vec::new();
         for row in rows {
-            let (jid, deadline_ms) = row?;
+            let (jid, deadline_ms, timeout_ms) = row?;
             let jid = Jid::new(jid.clone()).map_err(|e| StoreError::Corrupt {
                 jid,
                 reason: e.to_string(),
@@ -349,6 +361,7 @@ impl Store {
             jobs.push(OpenJob {
                 jid,
                 deadline_ms: deadline_ms as u64,
+                timeout_ms: timeout_ms as u64,
             });
         }
         Ok(jobs)
@@ -660,6 +673,21 @@ fn parse_key_state(name: &str) -> Option<KeyState> {
     })
 }
 
+/// Writes the final state of every listed minion that has none yet.
+fn write_states(
+    tx: &rusqlite::Transaction<'_>,
+    jid: &Jid,
+    states: &BTreeMap<MinionId, MinionState>,
+) -> Result<(), StoreError> {
+    let mut stmt = tx.prepare(
+        "UPDATE expected SET state = ?3 WHERE jid = ?1 AND minion = ?2 AND state IS NULL",
+    )?;
+    for (id, state) in states {
+        stmt.execute(params![jid.as_str(), id.as_str(), state_name(*state)])?;
+    }
+    Ok(())
+}
+
 fn state_name(state: MinionState) -> &'static str {
     match state {
         MinionState::Returned => "returned",
@@ -668,6 +696,7 @@ fn state_name(state: MinionState) -> &'static str {
         MinionState::NoResponse => "no_response",
         MinionState::NotConnected => "not_connected",
         MinionState::Interrupted => "interrupted",
+        MinionState::Rejected => "rejected",
     }
 }
 
@@ -679,6 +708,7 @@ fn parse_state(name: &str) -> Option<MinionState> {
         "no_response" => MinionState::NoResponse,
         "not_connected" => MinionState::NotConnected,
         "interrupted" => MinionState::Interrupted,
+        "rejected" => MinionState::Rejected,
         _ => return None,
     })
 }
@@ -743,6 +773,7 @@ mod tests {
             started_ms: 1,
             finished_ms: 2,
             interrupted: false,
+            rejected: false,
         }
     }
 

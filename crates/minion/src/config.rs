@@ -40,6 +40,9 @@ pub struct MinionConfig {
     /// With no `master_fingerprint`, trust the first master's key seen and pin it in
     /// `state_dir/pki/master.pub` (logged loudly). Off: refuse every master until one is set.
     pub trust_first_master: bool,
+    /// Functions this minion refuses to run, as globs on `module.function` (`"cmd.*"`): a job
+    /// for one is answered `rejected`, with the reason, and never runs.
+    pub disabled_functions: Vec<String>,
     /// Log filter (tracing's EnvFilter syntax); `RUST_LOG` overrides it.
     pub log_level: String,
 }
@@ -58,6 +61,7 @@ impl Default for MinionConfig {
             shutdown_grace: Duration::from_secs(10),
             master_fingerprint: String::new(),
             trust_first_master: false,
+            disabled_functions: Vec::new(),
             log_level: "info".into(),
         }
     }
@@ -122,10 +126,21 @@ impl MinionConfig {
         if let Err(err) = self.pinned_fingerprint() {
             return invalid("master_fingerprint", err.to_string());
         }
+        if let Err(reason) = self.disabled_function_patterns() {
+            return invalid("disabled_functions", reason);
+        }
         if !brine_daemon::is_valid_log_filter(&self.log_level) {
             return invalid("log_level", "is not a valid log filter".into());
         }
         Ok(())
+    }
+
+    /// `disabled_functions`, compiled.
+    pub fn disabled_function_patterns(&self) -> Result<Vec<glob::Pattern>, String> {
+        self.disabled_functions
+            .iter()
+            .map(|p| glob::Pattern::new(p).map_err(|e| format!("{p:?} is not a glob: {e}")))
+            .collect()
     }
 
     /// The configured id, or the host name when none is set.

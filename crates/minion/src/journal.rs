@@ -153,6 +153,7 @@ impl Journal {
                 started_ms: started_ms as u64,
                 finished_ms: now_ms,
                 interrupted: true,
+                rejected: false,
             };
             self.finish(&ret)?;
             interrupted.push(ret);
@@ -196,6 +197,7 @@ mod tests {
                     started_ms: 1,
                     finished_ms: 2,
                     interrupted: false,
+                    rejected: false,
                 })
                 .unwrap();
         }

@@ -32,7 +32,7 @@ use brine_proto::{decode, now_ms, Envelope, Job, JobReturn, MinionId, MinionRequ
 use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{debug, info, warn};
+use tracing::{debug, info, warn, Instrument};
 
 use client::{ClientTimings, MasterTrust, ReqClient};
 pub use config::MinionConfig;
@@ -51,6 +51,8 @@ pub enum MinionError {
     Keys(#[from] brine_crypto::KeyError),
     #[error("master_fingerprint: {0}")]
     Fingerprint(#[from] brine_crypto::ParseFingerprintError),
+    #[error("disabled_functions: {0}")]
+    DisabledFunctions(String),
 }
 
 /// The tick interval assumed until the master says otherwise.
@@ -75,6 +77,8 @@ enum Event {
 struct Minion {
     id: MinionId,
     context: Arc<Context>,
+    /// `disabled_functions`: jobs for these are rejected.
+    disabled: Vec<glob::Pattern>,
     journal: Arc<Mutex<Journal>>,
     commands: mpsc::UnboundedSender<Command>,
     rebuild_sub: Arc<Notify>,
@@ -124,14 +128,17 @@ pub async fn run(
     let (commands, command_rx) = mpsc::unbounded_channel();
     let rebuild_sub = Arc::new(Notify::new());
 
-    let subscriber = tokio::spawn(sub::run(
-        config.endpoint(config.publish_port),
-        config.connect_timeout,
-        config.retry_max,
-        sub_tx,
-        Arc::clone(&rebuild_sub),
-        stop_sub.clone(),
-    ));
+    let subscriber = tokio::spawn(
+        sub::run(
+            config.endpoint(config.publish_port),
+            config.connect_timeout,
+            config.retry_max,
+            sub_tx,
+            Arc::clone(&rebuild_sub),
+            stop_sub.clone(),
+        )
+        .in_current_span(),
+    );
     let hello = MinionRequest::Hello {
         id: id.clone(),
         version: env!("CARGO_PKG_VERSION").into(),
@@ -157,11 +164,14 @@ pub async fn run(
         unavailable_pause: config.retry_max.min(Duration::from_secs(1)),
         resync: true,
     };
-    let mut link = tokio::spawn(link.run(command_rx));
+    let mut link = tokio::spawn(link.run(command_rx).in_current_span());
 
     let mut minion = Minion {
         id: id.clone(),
         context: Arc::new(Context { id, grains }),
+        disabled: config
+            .disabled_function_patterns()
+            .map_err(MinionError::DisabledFunctions)?,
         journal,
         commands,
         rebuild_sub,
@@ -376,7 +386,24 @@ impl Minion {
         }
     }
 
-    /// Runs `job` if it is for this minion, live, and never started here.
+    /// The return that says this minion will not run `job`, and why.
+    fn rejection(&self, job: &Job, started_ms: u64, reason: String) -> JobReturn {
+        JobReturn {
+            id: self.id.clone(),
+            jid: job.jid.clone(),
+            fun: job.fun.clone(),
+            ret: brine_proto::Value::String(format!("Job rejected: {reason}")),
+            retcode: 1,
+            success: false,
+            started_ms,
+            finished_ms: now_ms(),
+            interrupted: false,
+            rejected: true,
+        }
+    }
+
+    /// Runs `job` if it is for this minion, live, and never started here; rejects it (with a
+    /// return that says why) when its function is disabled here or it cannot be recorded.
     fn offer(&mut self, job: Job) {
         match job.target.compile() {
             Ok(matcher) if matcher.matches(self.id.as_str()) => {}
@@ -400,9 +427,31 @@ impl Minion {
             Ok(true) => {}
             Ok(false) => return,
             Err(err) => {
-                warn!(jid = %job.jid, cause = %err, "cannot record a job as started; not running it");
+                // Not recorded, so not spooled: catch-up offers the job again while it lives.
+                warn!(jid = %job.jid, cause = %err, "cannot record a job as started; rejecting it");
+                let reason = format!("cannot record the job as started: {err}");
+                self.command(Command::Return(self.rejection(&job, started_ms, reason)));
                 return;
             }
+        }
+        if let Some(pattern) = self.disabled.iter().find(|p| p.matches(&job.fun)) {
+            warn!(jid = %job.jid, fun = %job.fun, "rejecting a job for a disabled function");
+            let reason = format!(
+                "{} is disabled on this minion (disabled_functions: {:?})",
+                job.fun,
+                pattern.as_str()
+            );
+            let ret = self.rejection(&job, started_ms, reason);
+            let spooled = self
+                .journal
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .finish(&ret);
+            if let Err(err) = spooled {
+                warn!(jid = %ret.jid, cause = %err, "cannot spool a return; sending it unspooled");
+            }
+            self.command(Command::Return(ret));
+            return;
         }
         info!(jid = %job.jid, fun = %job.fun, "running job");
         self.command(Command::Receipt(job.jid.clone()));
@@ -433,6 +482,7 @@ impl Minion {
                 started_ms,
                 finished_ms: now_ms(),
                 interrupted: false,
+                rejected: false,
             };
             let size = brine_proto::encode(&ret).len();
             if size > MAX_RETURN_BYTES {
@@ -473,7 +523,7 @@ mod tests {
         master: MasterKeys,
         group: GroupKey,
         _dir: tempfile::TempDir,
-        _commands: mpsc::UnboundedReceiver<Command>,
+        commands: mpsc::UnboundedReceiver<Command>,
     }
 
     fn fixture() -> Fixture {
@@ -488,6 +538,7 @@ mod tests {
                 id,
                 grains: Map::new(),
             }),
+            disabled: vec![glob::Pattern::new("cmd.*").unwrap()],
             journal: Arc::new(Mutex::new(Journal::open(dir.path()).unwrap())),
             commands,
             rebuild_sub: Arc::new(Notify::new()),
@@ -506,7 +557,7 @@ mod tests {
             master,
             group,
             _dir: dir,
-            _commands: command_rx,
+            commands: command_rx,
         }
     }
 
@@ -604,6 +655,33 @@ mod tests {
     }
 
     #[test]
+    fn a_job_for_a_disabled_function_is_rejected_spooled_and_never_run_again() {
+        let mut f = fixture();
+        let jid = Jid::from_micros(now_ms() * 1000);
+        let Publication::Job(mut disabled) = job(&jid) else {
+            unreachable!()
+        };
+        disabled.fun = "cmd.run".into();
+        f.minion.offer(disabled.clone());
+        let Ok(Command::Return(ret)) = f.commands.try_recv() else {
+            panic!("no rejection sent");
+        };
+        assert!(ret.rejected && !ret.success, "{ret:?}");
+        assert!(
+            ret.ret
+                .as_str()
+                .unwrap()
+                .contains("disabled_functions: \"cmd.*\""),
+            "{ret:?}"
+        );
+        let spooled = f.minion.journal.lock().unwrap().spooled().unwrap();
+        assert_eq!(spooled, [ret]);
+        // Offered again (catch-up): already decided, nothing is sent.
+        f.minion.offer(disabled);
+        assert!(f.commands.try_recv().is_err());
+    }
+
+    #[test]
     fn stale_and_already_executed_jobs_are_refused_before_decryption() {
         let mut f = fixture();
         let jid = Jid::from_micros(now_ms() * 1000);
@@ -656,7 +734,7 @@ mod tests {
         f.minion.receive(&bytes);
         f.minion.receive(&bytes);
         let mut fetches = 0;
-        while let Ok(command) = f._commands.try_recv() {
+        while let Ok(command) = f.commands.try_recv() {
             if matches!(command, Command::FetchGroupKey) {
                 fetches += 1;
             }

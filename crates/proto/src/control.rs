@@ -7,7 +7,9 @@
 //!
 //! - `publish`: `published` (jid and expected minions) or `error`; then, unless the request
 //!   said `wait = false`, one `return` per minion as it arrives and finally `done` with the
-//!   state of every expected minion.
+//!   state of every expected minion. When the deadline passes while minions that acknowledged
+//!   the job are still running it, `still_running` comes first and the master waits for them
+//!   (up to the job's time limit) before `done`.
 //! - `lookup_job`: `done` (with `wait`: the returns stored so far, then those still coming,
 //!   then `done`).
 //! - `list_jobs`: `jobs`.
@@ -82,6 +84,12 @@ pub enum ControlEvent {
         minions: Vec<MinionId>,
     },
     Return(JobReturn),
+    /// The deadline has passed, and these minions acknowledged the job and are still running
+    /// it: the master waits for their returns for at most `wait_ms` more before `done`.
+    StillRunning {
+        minions: Vec<MinionId>,
+        wait_ms: u64,
+    },
     Done(JobReport),
     Jobs {
         jobs: Vec<JobSummary>,
@@ -149,7 +157,11 @@ impl MinionOutcome {
     /// Whether the minion reported back (a return, or an interrupted job's notice), so that
     /// its `ret` says how the function went.
     pub fn has_return(&self) -> bool {
-        self.ret.is_some() && matches!(self.state, MinionState::Returned | MinionState::Interrupted)
+        self.ret.is_some()
+            && matches!(
+                self.state,
+                MinionState::Returned | MinionState::Interrupted | MinionState::Rejected
+            )
     }
 }
 
@@ -159,16 +171,21 @@ impl MinionOutcome {
 pub enum MinionState {
     /// Its return is stored.
     Returned,
-    /// Before the deadline: it acknowledged the job and is running it.
+    /// It acknowledged the job and is running it: before the deadline, and after it for as long
+    /// as the minion stays connected and the job is within its time limit (`job_timeout`).
     Running,
     /// Before the deadline: no word from it about this job yet.
     Waiting,
-    /// After the deadline: it was connected but did not return.
+    /// After the deadline: it was connected but did not return (it never acknowledged the job,
+    /// or it acknowledged it and ran past the job's time limit).
     NoResponse,
-    /// After the deadline: it was not connected.
+    /// After the deadline: it was not connected (or it disconnected while it was running the
+    /// job).
     NotConnected,
     /// The minion restarted while it ran the job; the job was not run again. Final.
     Interrupted,
+    /// The minion refused to start the job; its return says why. Final.
+    Rejected,
 }
 
 impl MinionState {
@@ -186,6 +203,7 @@ impl MinionState {
             MinionState::NoResponse => "no response",
             MinionState::NotConnected => "not connected",
             MinionState::Interrupted => "interrupted",
+            MinionState::Rejected => "rejected",
         }
     }
 }

@@ -168,6 +168,11 @@ pub struct JobReturn {
     /// reason. Absent (false) in an ordinary return.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub interrupted: bool,
+    /// The minion refused to start the job (for example its journal could not record it, or
+    /// the function is disabled there): `return` holds the reason; the job did not run.
+    /// Absent (false) in an ordinary return; never set together with `interrupted`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub rejected: bool,
 }
 
 /// The master's one answer to a [`MinionRequest`].

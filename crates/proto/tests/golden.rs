@@ -133,6 +133,7 @@ fn job_return() -> JobReturn {
         started_ms: T0_MS + 5,
         finished_ms: T0_MS + 17,
         interrupted: false,
+        rejected: false,
     }
 }
 
@@ -147,6 +148,7 @@ fn failed_return() -> JobReturn {
         started_ms: T0_MS + 6,
         finished_ms: T0_MS + 9,
         interrupted: false,
+        rejected: false,
     }
 }
 
@@ -262,6 +264,10 @@ fn control_events() -> Vec<ControlEvent> {
             minions: vec![id("db-2.example.com"), id("web1")],
         },
         ControlEvent::Return(failed_return()),
+        ControlEvent::StillRunning {
+            minions: vec![id("web3")],
+            wait_ms: 3_600_000,
+        },
         ControlEvent::Done(JobReport {
             jid: jid(),
             fun: "test.echo".into(),
@@ -465,6 +471,7 @@ impl Wire for ControlEvent {
         match self {
             ControlEvent::Published { .. } => "control_event_published",
             ControlEvent::Return(_) => "control_event_return",
+            ControlEvent::StillRunning { .. } => "control_event_still_running",
             ControlEvent::Done(_) => "control_event_done",
             ControlEvent::Jobs { .. } => "control_event_jobs",
             ControlEvent::Minions { .. } => "control_event_minions",
@@ -695,6 +702,7 @@ fn closed_sets_spell_as_documented() {
         (MinionState::NoResponse, "no_response"),
         (MinionState::NotConnected, "not_connected"),
         (MinionState::Interrupted, "interrupted"),
+        (MinionState::Rejected, "rejected"),
     ];
     for (x, w) in states {
         assert_eq!(word(x), w);

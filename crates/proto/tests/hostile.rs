@@ -198,6 +198,7 @@ fn job_return() -> JobReturn {
         started_ms: 1,
         finished_ms: 2,
         interrupted: false,
+        rejected: false,
     }
 }
 

@@ -256,6 +256,8 @@ const WORDS: &[&str] = &[
     "no_response",
     "not_connected",
     "interrupted",
+    "rejected",
+    "still_running",
     "session",
     "handshake",
     "sealed",

@@ -163,10 +163,25 @@ pub fn job_return() -> impl Strategy<Value = JobReturn> {
         any::<bool>(),
         any::<u64>(),
         any::<u64>(),
-        any::<bool>(),
+        // interrupted, rejected: never both.
+        prop_oneof![
+            Just((false, false)),
+            Just((true, false)),
+            Just((false, true))
+        ],
     )
         .prop_map(
-            |(id, jid, fun, ret, retcode, success, started_ms, finished_ms, interrupted)| {
+            |(
+                id,
+                jid,
+                fun,
+                ret,
+                retcode,
+                success,
+                started_ms,
+                finished_ms,
+                (interrupted, rejected),
+            )| {
                 JobReturn {
                     id,
                     jid,
@@ -177,6 +192,7 @@ pub fn job_return() -> impl Strategy<Value = JobReturn> {
                     started_ms,
                     finished_ms,
                     interrupted,
+                    rejected,
                 }
             },
         )
@@ -479,7 +495,9 @@ pub fn minion_state() -> impl Strategy<Value = MinionState> {
         Just(MinionState::Running),
         Just(MinionState::Waiting),
         Just(MinionState::NoResponse),
+        Just(MinionState::Rejected),
         Just(MinionState::NotConnected),
+        Just(MinionState::Interrupted),
     ]
 }
 
@@ -573,6 +591,11 @@ pub fn event_return() -> impl Strategy<Value = ControlEvent> {
     job_return().prop_map(ControlEvent::Return)
 }
 
+pub fn event_still_running() -> impl Strategy<Value = ControlEvent> {
+    (vec(minion_id(), 0..4), any::<u64>())
+        .prop_map(|(minions, wait_ms)| ControlEvent::StillRunning { minions, wait_ms })
+}
+
 pub fn event_done() -> impl Strategy<Value = ControlEvent> {
     job_report().prop_map(ControlEvent::Done)
 }
@@ -602,6 +625,7 @@ pub fn control_event() -> impl Strategy<Value = ControlEvent> {
     prop_oneof![
         event_published(),
         event_return(),
+        event_still_running(),
         event_done(),
         event_jobs(),
         event_minions(),
