@@ -646,6 +646,15 @@ async fn master_frozen_by_sigstop_resumes_without_duplicates() {
         .await;
     fleet.sigstop_master();
     let frozen = Instant::now();
+    // A CLI that gives up on the frozen master: its job must not run after SIGCONT.
+    let abandoned_cmd = fleet.counting("abandoned", "");
+    let abandoned = fleet
+        .try_publish(120, &["*", "cmd.run", &abandoned_cmd, "shell=true"])
+        .await;
+    assert!(
+        abandoned.is_err_and(|out| out.code == 69),
+        "the CLI gives up"
+    );
     eventually(
         "the minions finishing while the master is frozen",
         Duration::from_secs(15),
@@ -669,11 +678,17 @@ async fn master_frozen_by_sigstop_resumes_without_duplicates() {
     fleet.ping(&ids).await;
     for id in ids {
         assert_eq!(fleet.count("frozen", id), 1, "{id}");
+        assert_eq!(fleet.count("abandoned", id), 0, "{id}");
     }
     let events = fleet.control(ControlRequest::ListJobs { limit: 10 }).await;
     let Some(ControlEvent::Jobs { jobs }) = events.first() else {
         panic!("{events:?}");
     };
+    assert_eq!(
+        jobs.len(),
+        2,
+        "the frozen job and the ping, not the abandoned one: {jobs:?}"
+    );
     let summary = jobs.iter().find(|j| j.jid == jid).unwrap();
     assert_eq!((summary.expected, summary.returned), (3, 3), "{summary:?}");
     assert!(fleet.master_alive());

@@ -210,6 +210,20 @@ async fn deny(
     send_error(conn, DENIED, reason.to_string()).await
 }
 
+/// Whether the client has closed its end (it sends one request, then only reads): a peek
+/// that finds the end of the stream. (tokio's `try_read` answers from its cached readiness and
+/// may not look.)
+fn client_gone(conn: &Connection) -> bool {
+    use nix::sys::socket::{recv, MsgFlags};
+    use std::os::fd::AsRawFd;
+    let flags = MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT;
+    match recv(conn.get_ref().as_raw_fd(), &mut [0u8; 1], flags) {
+        Ok(0) => true,
+        Ok(_) | Err(nix::errno::Errno::EAGAIN) => false,
+        Err(_) => true,
+    }
+}
+
 async fn send(conn: &mut Connection, event: &ControlEvent) -> std::io::Result<()> {
     conn.send(Bytes::from(encode(event))).await
 }
@@ -362,6 +376,15 @@ async fn serve_publish(
     let wait = Duration::from_millis(request.timeout_ms).min(MAX_WAIT);
     let published_ms = now_ms();
     let deadline_ms = published_ms + wait.as_millis() as u64;
+    if client_gone(conn) {
+        // The CLI gave up (the master was frozen or overloaded) and told its user the job may
+        // still run: it does not, since nobody is left to see it.
+        info!(fun = %request.fun, user = %caller.user, "the client went away before its job was stored; not publishing it");
+        let line = record(&audited, Outcome::Failed)
+            .because("the client went away before the job was stored; nothing was published");
+        audit_best_effort(guard, line).await;
+        return Ok(());
+    }
     let jid = shared.jobs.mint_jid();
     audited.minted(&jid);
     // No audit line, no job.
