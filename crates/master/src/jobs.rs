@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;
 
 use brine_proto::control::MinionState;
-use brine_proto::{Jid, JobReturn, MinionId};
+use brine_proto::{now_ms, Jid, JobReturn, MinionId};
 use tokio::sync::mpsc;
 
 /// What a watcher of a job hears.
@@ -38,6 +38,9 @@ struct LiveJob {
     returned: BTreeSet<MinionId>,
     /// Final states given without a return, at or after the deadline.
     settled: BTreeMap<MinionId, MinionState>,
+    /// Past the deadline: the minions still running the job, and until when (master clock,
+    /// ms) the job waits for them. Told to every watcher, also to those who come later.
+    overtime: Option<(Vec<MinionId>, u64)>,
     watchers: Vec<mpsc::UnboundedSender<JobEvent>>,
 }
 
@@ -50,6 +53,14 @@ impl LiveJob {
 
     fn tell(&mut self, event: JobEvent) {
         self.watchers.retain(|w| w.send(event.clone()).is_ok());
+    }
+
+    fn overtime_event(&self) -> Option<JobEvent> {
+        let (minions, until_ms) = self.overtime.clone()?;
+        Some(JobEvent::StillRunning {
+            minions,
+            wait_ms: until_ms.saturating_sub(now_ms()),
+        })
     }
 }
 
@@ -108,16 +119,21 @@ impl JobHub {
                 acknowledged: acknowledged.into_iter().collect(),
                 returned: returned.into_iter().collect(),
                 settled: BTreeMap::new(),
+                overtime: None,
                 watchers: Vec::new(),
             },
         );
     }
 
     /// Subscribes to a live job's events; None when the job is not live (ended or unknown).
+    /// A watcher that comes after the deadline hears first who is still running the job.
     pub fn watch(&self, jid: &Jid) -> Option<mpsc::UnboundedReceiver<JobEvent>> {
         let mut jobs = self.lock();
         let job = jobs.get_mut(jid)?;
         let (tx, rx) = mpsc::unbounded_channel();
+        if let Some(event) = job.overtime_event() {
+            let _ = tx.send(event);
+        }
         job.watchers.push(tx);
         Some(rx)
     }
@@ -183,10 +199,14 @@ impl JobHub {
         Some(job.settled.clone().into_iter().chain(returned).collect())
     }
 
-    /// Tells the watchers which minions the job is still waiting for past its deadline.
-    pub fn still_running(&self, jid: &Jid, minions: Vec<MinionId>, wait_ms: u64) {
+    /// Tells the watchers, now and later, which minions the job is still waiting for past its
+    /// deadline, and until when (master clock, ms).
+    pub fn still_running(&self, jid: &Jid, minions: Vec<MinionId>, until_ms: u64) {
         if let Some(job) = self.lock().get_mut(jid) {
-            job.tell(JobEvent::StillRunning { minions, wait_ms });
+            job.overtime = Some((minions, until_ms));
+            if let Some(event) = job.overtime_event() {
+                job.tell(event);
+            }
         }
     }
 
@@ -276,6 +296,17 @@ mod tests {
                 (quiet.clone(), MinionState::NoResponse),
             ])
         );
+        // Watchers, also those who come later, hear who is still running it.
+        let mut early = hub.watch(&jid).unwrap();
+        hub.still_running(&jid, settlement.running.clone(), now_ms() + 60_000);
+        let mut late = hub.watch(&jid).unwrap();
+        for rx in [&mut early, &mut late] {
+            let Ok(JobEvent::StillRunning { minions, wait_ms }) = rx.try_recv() else {
+                panic!("no still_running event");
+            };
+            assert_eq!(minions, vec![busy.clone()]);
+            assert!(wait_ms > 50_000 && wait_ms <= 60_000, "{wait_ms}");
+        }
         // A second look settles nobody twice; its return completes the job.
         let again = hub.settle(&jid, connected, false).unwrap();
         assert!(again.settled.is_empty());

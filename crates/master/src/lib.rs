@@ -151,13 +151,12 @@ impl Shared {
                         warn!(%jid, cause = %err, "could not store final states");
                     }
                 }
-                let left = Duration::from_millis(time_limit_ms.saturating_sub(now_ms()));
                 if !told {
                     info!(%jid, running = settlement.running.len(), "deadline passed; waiting for the minions still running the job");
-                    let wait_ms = left.as_millis() as u64;
-                    shared.jobs.still_running(&jid, settlement.running, wait_ms);
+                    shared.jobs.still_running(&jid, settlement.running, time_limit_ms);
                     told = true;
                 }
+                let left = Duration::from_millis(time_limit_ms.saturating_sub(now_ms()));
                 // Liveness changes at keepalive granularity: look again then, or at the limit.
                 tokio::select! {
                     _ = tokio::time::sleep(left.min(shared.config.keepalive_interval)) => {}
