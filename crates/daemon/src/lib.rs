@@ -76,6 +76,16 @@ pub fn raise_fd_limit() {
     }
 }
 
+/// This process's open-file limit (the soft one, which [`raise_fd_limit`] raised to the hard
+/// one); None when it cannot be read or is unlimited.
+pub fn open_file_limit() -> Option<u64> {
+    use nix::sys::resource::{getrlimit, Resource, RLIM_INFINITY};
+    getrlimit(Resource::RLIMIT_NOFILE)
+        .ok()
+        .map(|(soft, _)| soft)
+        .filter(|&soft| soft != RLIM_INFINITY)
+}
+
 /// Runs `daemon` on a new multi-threaded runtime; an error is logged and printed.
 pub fn run<E: Display>(
     program: &str,

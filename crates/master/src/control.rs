@@ -39,6 +39,8 @@ use crate::{MasterError, Shared};
 const MAX_CLIENTS: usize = 256;
 /// How long a client has to send its request.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long accepting pauses after a failed accept.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 /// The longest wait a client may ask for.
 const MAX_WAIT: Duration = Duration::from_secs(24 * 3600);
 
@@ -131,7 +133,12 @@ pub async fn serve(shared: Arc<Shared>, listener: UnixListener) {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => stream,
                 Err(err) => {
-                    warn!(cause = %err, "accepting a control connection failed");
+                    // Out of open files or memory: pause rather than spin (and flood the log).
+                    warn!(cause = %err, "accepting a control connection failed; pausing for 100 ms");
+                    tokio::select! {
+                        _ = shared.cancel.cancelled() => return,
+                        _ = tokio::time::sleep(ACCEPT_PAUSE) => {}
+                    }
                     continue;
                 }
             },

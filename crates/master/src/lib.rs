@@ -204,6 +204,22 @@ impl std::fmt::Debug for Master {
     }
 }
 
+/// Open files one connected minion costs the master: on each of the two ports, the guard's
+/// end of the minion's connection, the guard's connection to the zeromq socket, and the
+/// socket's end of it.
+const FILES_PER_MINION: u64 = 6;
+/// Open files kept for everything else: the store, the audit log, CLI clients, listeners.
+const FILES_RESERVED: u64 = 512;
+
+/// How many minions may be connected at once without the master running out of open files
+/// (the guards refuse connections beyond it, so the master never does).
+fn minion_capacity(open_file_limit: Option<u64>) -> usize {
+    match open_file_limit {
+        Some(limit) => (limit.saturating_sub(FILES_RESERVED) / FILES_PER_MINION).max(1) as usize,
+        None => usize::MAX,
+    }
+}
+
 /// Binds a TCP listener with a backlog of 1024 (std's default of 128 drops connection storms).
 fn listen(addr: SocketAddr, what: &'static str) -> Result<std::net::TcpListener, MasterError> {
     brine_guard::listen(addr).map_err(|source| MasterError::Bind {
@@ -269,6 +285,15 @@ impl Master {
                 Ok::<_, MasterError>((socket, addr))
             })
             .await?;
+        let capacity = minion_capacity(brine_daemon::open_file_limit());
+        info!(
+            minions = capacity,
+            "the open-file limit holds this many connected minions ({FILES_PER_MINION} files each); more are refused at the ports"
+        );
+        let limited = |mut limits: GuardLimits| {
+            limits.max_connections = limits.max_connections.min(capacity);
+            limits
+        };
         let guard = |name: &'static str, port: u16, upstream, limits| {
             let addr = SocketAddr::new(config.interface, port);
             let public = listen(addr, name)?;
@@ -284,13 +309,13 @@ impl Master {
             "the publish port",
             config.publish_port,
             pub_inner,
-            GuardLimits::publish_port(),
+            limited(GuardLimits::publish_port()),
         )?;
         let ret_guard = guard(
             "the return port",
             config.ret_port,
             rep_inner,
-            GuardLimits::return_port(),
+            limited(GuardLimits::return_port()),
         )?;
         let (publish_addr, ret_addr) = (publish_guard.local_addr(), ret_guard.local_addr());
         let control = control::bind(&config.socket)?;
@@ -446,5 +471,17 @@ async fn prune(shared: Arc<Shared>) {
             Ok(n) => info!(jobs = n, "pruned old jobs"),
             Err(err) => warn!(cause = %err, "pruning old jobs failed"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_open_file_limit_caps_the_minions_the_ports_admit() {
+        assert_eq!(minion_capacity(Some(20_000)), 3248);
+        assert_eq!(minion_capacity(Some(100)), 1);
+        assert_eq!(minion_capacity(None), usize::MAX);
     }
 }
