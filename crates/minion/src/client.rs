@@ -19,7 +19,6 @@ use brine_crypto::{Fingerprint, GroupKey, MasterPublic, MinionKeys, Session};
 use brine_proto::codec::BodyKind;
 use brine_proto::msg::ReplyError;
 use brine_proto::{decode, encode, Envelope, MasterReply, MinionRequest};
-use rand::Rng;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 use zeromq::{ReqSocket, Socket, SocketOptions, SocketRecv, SocketSend, ZmqMessage};
@@ -391,14 +390,8 @@ impl ReqClient {
         }
     }
 
-    /// Exponential from 100 ms, capped at `retry_max`, with ±50 % jitter so a fleet does not
-    /// come back in step.
     fn backoff(&self) -> Duration {
-        let base = Duration::from_millis(100)
-            .saturating_mul(1u32 << self.failures.min(16).saturating_sub(1))
-            .min(self.timings.retry_max);
-        base.mul_f64(rand::rng().random_range(0.5..1.5))
-            .min(self.timings.retry_max)
+        crate::backoff::jittered(self.failures, self.timings.retry_max)
     }
 }
 

@@ -14,6 +14,7 @@
 //! come over the authenticated session and go through the same target, expiry and journal
 //! checks.
 
+mod backoff;
 pub mod client;
 pub mod config;
 pub mod journal;
@@ -504,7 +505,7 @@ impl Minion {
             // Fault tests kill the minion here: finished and spooled, not yet sent.
             fail::fail_point!("minion-return-spooled");
             let _ = commands.send(Command::Return(ret));
-        });
+        }.in_current_span());
     }
 }
 

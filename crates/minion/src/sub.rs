@@ -67,14 +67,14 @@ pub async fn run(
     }
 }
 
-/// Connects a new subscribed socket, retrying with a capped backoff; None when stopped.
+/// Connects a new subscribed socket, retrying with a capped, jittered backoff; None when
+/// stopped.
 async fn connect(
     endpoint: &str,
     connect_timeout: Duration,
     retry_max: Duration,
     stop: &CancellationToken,
 ) -> Option<SubSocket> {
-    let mut pause = Duration::from_millis(100);
     let mut attempts = 0u32;
     loop {
         let mut options = SocketOptions::default();
@@ -96,9 +96,8 @@ async fn connect(
                 }
                 tokio::select! {
                     _ = stop.cancelled() => return None,
-                    _ = tokio::time::sleep(pause) => {}
+                    _ = tokio::time::sleep(crate::backoff::jittered(attempts, retry_max)) => {}
                 }
-                pause = (pause * 2).min(retry_max);
             }
         }
     }
