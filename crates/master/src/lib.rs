@@ -55,6 +55,11 @@ pub enum MasterError {
         addr: String,
         source: std::io::Error,
     },
+    #[error("starting {what}: {source}")]
+    Thread {
+        what: &'static str,
+        source: std::io::Error,
+    },
     #[error("starting the {what} socket: {source}")]
     Zmq {
         what: &'static str,
@@ -264,7 +269,10 @@ impl Master {
                 group
             }
         };
-        let store = StoreHandle::new(store);
+        let store = StoreHandle::spawn(store).map_err(|source| MasterError::Thread {
+            what: "the job store's thread",
+            source,
+        })?;
 
         // The public ports belong to the ZMTP guards; the zeromq sockets listen on loopback
         // behind them (see brine_guard: the crate alone trusts its peers' frame sizes).
@@ -273,9 +281,8 @@ impl Master {
         let mut pub_socket = PubSocket::new();
         let pub_inner = bind_behind_guard(&mut pub_socket, "the publish socket").await?;
         // The return socket's connection tasks run on a thread of their own (see rep::Connections).
-        let rep_connections = rep::Connections::start().map_err(|source| MasterError::Bind {
-            what: "the return socket",
-            addr: "127.0.0.1:0".into(),
+        let rep_connections = rep::Connections::start().map_err(|source| MasterError::Thread {
+            what: "the return socket's connection thread",
             source,
         })?;
         let (rep_socket, rep_inner) = rep_connections

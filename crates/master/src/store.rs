@@ -1,17 +1,20 @@
 //! The job store: jobs, their expected minions, returns and final states, and the minions the
 //! master has met, in SQLite (WAL) under `state_dir`.
 //!
-//! Every method is one transaction. A job is written before it is published; a return is
-//! committed before the minion is told `ok`; `(jid, minion)` is stored once, so a resent
-//! return changes nothing. Commits use `synchronous = NORMAL`: they survive a crash of the
-//! master process, not a power loss within the last moments (see docs/ARCHITECTURE.md).
+//! Every method is one savepoint: all of it or nothing. A job is written before it is
+//! published; a return is committed before the minion is told `ok`; `(jid, minion)` is stored
+//! once, so a resent return changes nothing. Commits use `synchronous = NORMAL`: they survive a
+//! crash of the master process, not a power loss within the last moments (see
+//! docs/ARCHITECTURE.md).
 //!
-//! The store is synchronous; async callers reach it through [`StoreHandle`], which runs each
-//! call on the blocking pool.
+//! The store is synchronous; async callers reach it through a [`StoreHandle`]: one thread owns
+//! the connection and runs the calls in order. Calls that queue up while it works are run as a
+//! batch in one transaction (group commit), and none of them is answered before that commit:
+//! a thousand returns arriving together cost one commit, not a thousand.
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::mpsc as sync_mpsc;
 
 use brine_proto::control::{JobReport, JobSummary, KeyInfo, KeyState, MinionOutcome, MinionState};
 use brine_proto::{decode, encode, Jid, Job, JobReturn, Map, MinionId, Target, Value};
@@ -31,8 +34,10 @@ pub enum StoreError {
     Corrupt { jid: String, reason: String },
     #[error("job store: a job with jid {0} exists already")]
     DuplicateJid(Jid),
-    #[error("job store: background task failed: {0}")]
-    Task(String),
+    #[error("job store: the store thread has stopped")]
+    Stopped,
+    #[error("job store: committing: {0}")]
+    Commit(String),
     #[error("{MAX_PENDING_KEYS} keys are pending already: accept, reject or delete some first")]
     TooManyPendingKeys,
 }
@@ -151,7 +156,7 @@ impl Store {
         deadline_ms: u64,
         expected: &[MinionId],
     ) -> Result<(), StoreError> {
-        let tx = self.conn.transaction()?;
+        let tx = self.conn.savepoint()?;
         let inserted = tx.execute(
             "INSERT OR IGNORE INTO jobs (jid, fun, target, arg, kwarg, user, published_ms,
                 deadline_ms, expires_ms, timeout_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
@@ -201,7 +206,7 @@ impl Store {
         ret: &JobReturn,
         now_ms: u64,
     ) -> Result<ReturnOutcome, StoreError> {
-        let tx = self.conn.transaction()?;
+        let tx = self.conn.savepoint()?;
         let expected: Option<String> = tx
             .query_row(
                 "SELECT minion FROM expected WHERE jid = ?1 AND minion = ?2",
@@ -239,7 +244,7 @@ impl Store {
         jid: &Jid,
         states: &BTreeMap<MinionId, MinionState>,
     ) -> Result<(), StoreError> {
-        let tx = self.conn.transaction()?;
+        let tx = self.conn.savepoint()?;
         write_states(&tx, jid, states)?;
         tx.commit()?;
         Ok(())
@@ -251,7 +256,7 @@ impl Store {
         jid: &Jid,
         states: &BTreeMap<MinionId, MinionState>,
     ) -> Result<(), StoreError> {
-        let tx = self.conn.transaction()?;
+        let tx = self.conn.savepoint()?;
         write_states(&tx, jid, states)?;
         tx.execute(
             "UPDATE jobs SET finalized = 1 WHERE jid = ?1",
@@ -514,7 +519,7 @@ impl Store {
         auto_accept: bool,
         now_ms: u64,
     ) -> Result<KeyState, StoreError> {
-        let tx = self.conn.transaction()?;
+        let tx = self.conn.savepoint()?;
         let rows: Vec<(Vec<u8>, String)> = {
             let mut stmt = tx.prepare("SELECT public, state FROM keys WHERE id = ?1")?;
             let rows =
@@ -615,7 +620,7 @@ impl Store {
     /// Forgets every key of `id` and the minion itself; returns the keys it had.
     pub fn delete_keys(&mut self, id: &MinionId) -> Result<Vec<KeyInfo>, StoreError> {
         let had: Vec<KeyInfo> = self.keys()?.into_iter().filter(|k| &k.id == id).collect();
-        let tx = self.conn.transaction()?;
+        let tx = self.conn.savepoint()?;
         tx.execute("DELETE FROM keys WHERE id = ?1", params![id.as_str()])?;
         tx.execute("DELETE FROM minions WHERE id = ?1", params![id.as_str()])?;
         tx.commit()?;
@@ -643,7 +648,7 @@ impl Store {
 
     /// Stores a new group key epoch and forgets the older ones.
     pub fn put_group_key(&mut self, epoch: u32, key: &[u8], now_ms: u64) -> Result<(), StoreError> {
-        let tx = self.conn.transaction()?;
+        let tx = self.conn.savepoint()?;
         tx.execute(
             "INSERT INTO group_keys (epoch, key, created_ms) VALUES (?1, ?2, ?3)",
             params![epoch, key, now_ms as i64],
@@ -675,7 +680,7 @@ fn parse_key_state(name: &str) -> Option<KeyState> {
 
 /// Writes the final state of every listed minion that has none yet.
 fn write_states(
-    tx: &rusqlite::Transaction<'_>,
+    tx: &Connection,
     jid: &Jid,
     states: &BTreeMap<MinionId, MinionState>,
 ) -> Result<(), StoreError> {
@@ -713,34 +718,73 @@ fn parse_state(name: &str) -> Option<MinionState> {
     })
 }
 
-/// A cloneable async handle to the [`Store`]: each call runs on the blocking pool.
+/// One store call, run on the store thread; it gives back what answers the caller once the
+/// batch it ran in has committed (or failed to).
+type Call = Box<dyn FnOnce(&mut Store) -> Answer + Send>;
+type Answer = Box<dyn FnOnce(Result<(), String>) + Send>;
+
+/// The most calls committed together.
+const MAX_BATCH: usize = 512;
+
+/// A cloneable async handle to the [`Store`], which lives on a thread of its own.
 #[derive(Debug, Clone)]
 pub struct StoreHandle {
-    inner: Arc<Mutex<Store>>,
+    calls: sync_mpsc::Sender<Call>,
 }
 
 impl StoreHandle {
-    pub fn new(store: Store) -> Self {
-        Self {
-            inner: Arc::new(Mutex::new(store)),
-        }
+    /// Moves `store` to a thread of its own; it closes when the last handle is dropped.
+    pub fn spawn(store: Store) -> std::io::Result<Self> {
+        let (calls, queue) = sync_mpsc::channel::<Call>();
+        std::thread::Builder::new()
+            .name("brine-store".into())
+            .spawn(move || serve(store, queue))?;
+        Ok(Self { calls })
     }
 
-    /// Runs `f` with the store on the blocking pool.
+    /// Runs `f` with the store; answers once what it wrote is committed.
     pub async fn call<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         F: FnOnce(&mut Store) -> Result<T, StoreError> + Send + 'static,
         T: Send + 'static,
     {
-        let inner = Arc::clone(&self.inner);
-        tokio::task::spawn_blocking(move || {
-            let mut store = inner
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            f(&mut store)
-        })
-        .await
-        .map_err(|e| StoreError::Task(e.to_string()))?
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let call: Call = Box::new(move |store| {
+            let result = f(store);
+            Box::new(move |committed: Result<(), String>| {
+                let _ = tx.send(committed.map_err(StoreError::Commit).and(result));
+            })
+        });
+        self.calls.send(call).map_err(|_| StoreError::Stopped)?;
+        rx.await.map_err(|_| StoreError::Stopped)?
+    }
+}
+
+/// The store thread: takes every call that is queued (up to [`MAX_BATCH`]), runs them in one
+/// transaction, each in its own savepoint (a failing call undoes only itself), commits, then
+/// answers them all.
+fn serve(mut store: Store, queue: sync_mpsc::Receiver<Call>) {
+    while let Ok(first) = queue.recv() {
+        let batch = std::iter::once(first)
+            .chain(std::iter::from_fn(|| queue.try_recv().ok()))
+            .take(MAX_BATCH);
+        // Without an open transaction each call commits by itself: still correct.
+        let began = store.conn.execute_batch("BEGIN").is_ok();
+        let answers: Vec<Answer> = batch.map(|call| call(&mut store)).collect();
+        let committed = if began {
+            store
+                .conn
+                .execute_batch("COMMIT")
+                .map_err(|e| e.to_string())
+        } else {
+            Ok(())
+        };
+        if committed.is_err() {
+            let _ = store.conn.execute_batch("ROLLBACK");
+        }
+        for answer in answers {
+            answer(committed.clone());
+        }
     }
 }
 
@@ -775,6 +819,49 @@ mod tests {
             interrupted: false,
             rejected: false,
         }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn calls_batched_in_one_commit_fail_alone_and_are_durable() {
+        let dir = tempfile::tempdir().unwrap();
+        let jid = Jid::from_micros(1);
+        let ids: Vec<MinionId> = (0..200)
+            .map(|i| MinionId::new(format!("m{i}")).unwrap())
+            .collect();
+        let handle = StoreHandle::spawn(Store::open(dir.path()).unwrap()).unwrap();
+        let expected = ids.clone();
+        handle
+            .call(move |s| s.insert_job(&job(&Jid::from_micros(1)), 0, 5000, &expected))
+            .await
+            .unwrap();
+        // Many calls at once (they queue up and share commits), one of which fails.
+        let calls = ids.iter().map(|id| {
+            let (handle, ret) = (handle.clone(), ret(&jid, id));
+            tokio::spawn(async move { handle.call(move |s| s.record_return(&ret, 3)).await })
+        });
+        let duplicate = {
+            let handle = handle.clone();
+            tokio::spawn(async move {
+                handle
+                    .call(|s| s.insert_job(&job(&Jid::from_micros(1)), 0, 5000, &[]))
+                    .await
+            })
+        };
+        for call in calls.collect::<Vec<_>>() {
+            assert_eq!(call.await.unwrap().unwrap(), ReturnOutcome::Stored);
+        }
+        assert!(matches!(
+            duplicate.await.unwrap(),
+            Err(StoreError::DuplicateJid(_))
+        ));
+        drop(handle);
+        let reopened = Store::open(dir.path()).unwrap();
+        let report = reopened.report(&jid).unwrap().unwrap();
+        assert!(report
+            .minions
+            .iter()
+            .all(|m| m.state == MinionState::Returned));
+        assert_eq!(report.minions.len(), 200);
     }
 
     #[test]
