@@ -36,7 +36,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
-use zeromq::{PubSocket, RepSocket, Socket};
+use zeromq::{PubSocket, RouterSocket, Socket};
 
 pub use config::MasterConfig;
 use jobs::JobHub;
@@ -193,8 +193,8 @@ pub struct Master {
     shared: Arc<Shared>,
     publish_rx: mpsc::Receiver<Publication>,
     pub_socket: PubSocket,
-    rep_socket: RepSocket,
-    rep_connections: rep::Connections,
+    rep_socket: RouterSocket,
+    rep_connections: rep::SocketThread,
     control: tokio::net::UnixListener,
     publish_addr: SocketAddr,
     ret_addr: SocketAddr,
@@ -280,14 +280,15 @@ impl Master {
         let tasks = TaskTracker::new();
         let mut pub_socket = PubSocket::new();
         let pub_inner = bind_behind_guard(&mut pub_socket, "the publish socket").await?;
-        // The return socket's connection tasks run on a thread of their own (see rep::Connections).
-        let rep_connections = rep::Connections::start().map_err(|source| MasterError::Thread {
-            what: "the return socket's connection thread",
-            source,
-        })?;
+        // The return socket's connection tasks run on a thread of their own (see rep::SocketThread).
+        let rep_connections =
+            rep::SocketThread::start("brine-rep-conn").map_err(|source| MasterError::Thread {
+                what: "the return socket's connection thread",
+                source,
+            })?;
         let (rep_socket, rep_inner) = rep_connections
             .run(async {
-                let mut socket = RepSocket::new();
+                let mut socket = RouterSocket::new();
                 let addr = bind_behind_guard(&mut socket, "the return socket").await?;
                 Ok::<_, MasterError>((socket, addr))
             })

@@ -1,8 +1,16 @@
-//! The REP side: minion requests, answered one at a time.
+//! The return port: minion requests, each answered exactly once, many at a time.
+//!
+//! Minions talk REQ; the master serves them with a ROUTER socket, which is wire-compatible
+//! (a REQ peer's request arrives as `[peer, "", body]`, the answer goes back as
+//! `[peer, "", answer]`). Unlike REP, ROUTER does not make the master answer one request
+//! before it reads the next: each request is handled in a task of its own (at most
+//! [`MAX_IN_FLIGHT`] at once), so a thousand returns arriving together wait on one store
+//! commit (the store batches them), not on a thousand in a row. A minion's REQ socket still
+//! sends one request at a time, so requests of one minion never overlap.
 //!
 //! Each request is an envelope (bounded decoding, see `brine_proto::limits`) of one of three
 //! kinds, and every one gets exactly one answer, even when it is malformed, so that no
-//! minion's REQ socket is left waiting. Nothing a peer sends stops this loop.
+//! minion's REQ socket is left waiting. Nothing a peer sends stops the loop.
 //!
 //! - `plain`: only `master_keys` (the master's public keys, for pinning); anything else is
 //!   refused: nothing acts before authentication.
@@ -21,53 +29,58 @@
 //! | group_key | the current group key                         | group_key             |
 //! | goodbye   | not connected from now on                     | ok                    |
 //!
-//! Each request needs at most one short store transaction; ending a job runs in its own task.
+//! Each request needs at most one short store call; ending a job runs in its own task.
 //!
-//! The socket's connection tasks run on a thread of their own ([`Connections`]): the crate's
-//! REP socket blocks a thread on a lock inside `recv`, which used to hang a tokio worker for
-//! good under connection churn.
+//! The socket lives on three threads of its own ([`SocketThread`]): its connection tasks, the
+//! loop that receives, and the loop that sends. The zeromq crate blocks a thread on a lock in
+//! places (see [`SocketThread`]); on threads of their own, none of that can stall the master's
+//! runtime or wait on itself.
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use brine_proto::codec::BodyKind;
 use brine_proto::control::KeyState;
 use brine_proto::msg::ReplyError;
 use brine_proto::{decode, encode, now_ms, Envelope, MasterReply, MinionId, MinionRequest};
+use bytes::Bytes;
 use tokio::runtime::Handle;
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot, Semaphore};
 use tracing::{debug, info, warn};
-use zeromq::{RepSocket, SocketRecv, SocketSend, ZmqMessage};
+use zeromq::{RouterSocket, SocketRecv, SocketSend, ZmqMessage};
 
 use crate::store::ReturnOutcome;
 use crate::Shared;
 
-/// A thread with a runtime of its own for the zeromq socket's connection tasks: the return
-/// socket is bound through [`Connections::run`], so the crate's accept loop and the tasks that
-/// add each new peer to the socket run there, never on the master's runtime.
+/// The most requests handled at once; the receiving loop waits when they are all busy.
+pub const MAX_IN_FLIGHT: usize = 512;
+/// How long an answer may wait for room in its peer's queue (a peer that does not read).
+const SEND_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// A thread with a runtime of its own, for the parts of the zeromq socket that may block a
+/// thread: the accept loop and the tasks that add each new peer to the socket, the receiving
+/// loop, the sending loop.
 ///
-/// Why: zeromq 0.7's REP socket keeps its peers in an `scc::HashMap` whose bucket locks are
-/// fair: releasing one hands it to the first waiter and wakes it. The waiters are the
-/// connection tasks (`upsert_async` of a new peer). Inside `recv`, the socket removes a
-/// departed peer with the *blocking* `remove_sync`. When the same `poll` of the REP loop first
-/// releases a bucket (the reply's `get_async` entry in `send`, or an earlier `remove_sync`) and
-/// then removes a peer of that bucket, the lock already belongs to a connection task the
-/// release just woke; woken from a tokio worker, that task sits in the worker's LIFO slot,
-/// which no other worker may steal, and the worker is now parked waiting for it: the return
-/// port is dead for good. With the connection tasks on their own runtime, a wake-up from the
-/// REP loop queues them there, and that thread never waits on the socket's locks, so
-/// whatever `remove_sync` waits for always runs.
+/// Why: zeromq 0.7 keeps a socket's peers in an `scc::HashMap` whose bucket locks are fair:
+/// releasing one hands it to the first waiter and wakes it. The waiters are the connection
+/// tasks (`upsert_async` of a new peer) and the sender (`get_async` of the answer's peer).
+/// When a peer leaves, the receiving side removes it with the *blocking* `remove_sync`. If the
+/// lock it waits for was just handed to a task woken on the same thread (a tokio worker puts
+/// it in its LIFO slot, which no other worker may steal), that thread waits for itself: the
+/// port is dead for good (this happened with REP under connection churn). On a thread of its
+/// own, each part waits only on the others, which always run.
 #[derive(Debug)]
-pub struct Connections {
+pub struct SocketThread {
     handle: Handle,
     /// Dropping it stops the thread.
     _stop: oneshot::Sender<()>,
     stopped: oneshot::Receiver<()>,
 }
 
-impl Connections {
+impl SocketThread {
     /// Starts the thread.
-    pub fn start() -> std::io::Result<Self> {
+    pub fn start(name: &str) -> std::io::Result<Self> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
@@ -75,12 +88,12 @@ impl Connections {
         let (stop, stop_rx) = oneshot::channel::<()>();
         let (stopped_tx, stopped) = oneshot::channel::<()>();
         std::thread::Builder::new()
-            .name("brine-rep-conn".into())
+            .name(name.into())
             .spawn(move || {
                 runtime.block_on(async {
                     let _ = stop_rx.await;
                 });
-                // Dropping the runtime ends what is left of the connection tasks.
+                // Dropping the runtime ends what is left of its tasks.
                 drop(runtime);
                 let _ = stopped_tx.send(());
             })?;
@@ -91,14 +104,14 @@ impl Connections {
         })
     }
 
-    /// Runs `fut` on the connections' runtime (binding a socket there) and returns its output.
+    /// Runs `fut` on this thread and returns its output.
     pub async fn run<T: Send + 'static>(&self, fut: impl Future<Output = T> + Send + 'static) -> T {
         match self.handle.spawn(fut).await {
             Ok(output) => output,
             Err(err) => match err.try_into_panic() {
                 Ok(panic) => std::panic::resume_unwind(panic),
                 // Only dropping `self` stops the thread.
-                Err(err) => unreachable!("the connections' thread stopped: {err}"),
+                Err(err) => unreachable!("a socket thread stopped: {err}"),
             },
         }
     }
@@ -115,19 +128,79 @@ impl Connections {
     }
 }
 
-/// Serves the REP socket, bound through `connections`, until the master is cancelled; then
-/// closes it and stops the connections' thread.
-pub async fn run(shared: Arc<Shared>, mut socket: RepSocket, connections: Connections) {
-    serve(&shared, &mut socket).await;
-    drop(socket);
-    connections.stop().await;
+/// One request as it arrived: the peer's routing id and the frames after the delimiter.
+struct Request {
+    peer: Bytes,
+    frames: Vec<Bytes>,
 }
 
-async fn serve(shared: &Arc<Shared>, socket: &mut RepSocket) {
+/// Serves the return socket, bound on `connections`, until the master is cancelled; then
+/// closes it and stops its threads.
+pub async fn run(shared: Arc<Shared>, socket: RouterSocket, connections: SocketThread) {
+    let (recv_thread, send_thread) = match (
+        SocketThread::start("brine-rep-recv"),
+        SocketThread::start("brine-rep-send"),
+    ) {
+        (Ok(recv), Ok(send)) => (recv, send),
+        (Err(err), _) | (_, Err(err)) => {
+            // Only when the system is out of threads; the master cannot serve minions.
+            tracing::error!(cause = %err, "cannot start the return socket's threads");
+            shared.cancel.cancel();
+            connections.stop().await;
+            return;
+        }
+    };
+    let (sender, receiver) = socket.split();
+    let (requests_tx, mut requests) = mpsc::channel::<Request>(MAX_IN_FLIGHT);
+    let (answers, answers_rx) = mpsc::channel::<ZmqMessage>(MAX_IN_FLIGHT);
+    let cancel = shared.cancel.clone();
+    let receiving = recv_thread.run(receive(receiver, requests_tx, cancel));
+    let sending = send_thread.run(send(sender, answers_rx));
+
+    let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    let dispatching = async {
+        while let Some(request) = requests.recv().await {
+            let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
+                break;
+            };
+            let (shared, answers) = (Arc::clone(&shared), answers.clone());
+            tokio::spawn(async move {
+                let answer = match &request.frames[..] {
+                    [frame] => answer(&shared, frame).await,
+                    frames => plain(&error(
+                        ReplyError::Malformed,
+                        format!("expected 1 frame, got {}", frames.len()),
+                    )),
+                };
+                let message = ZmqMessage::try_from(vec![request.peer, Bytes::new(), answer.into()])
+                    .expect("three frames");
+                let _ = answers.send(message).await;
+                drop(slot);
+            });
+        }
+        // Every handler holds a slot until its answer is queued.
+        let _ = slots.acquire_many(MAX_IN_FLIGHT as u32).await;
+        drop(answers);
+    };
+    let (_, receiver, sender) = tokio::join!(dispatching, receiving, sending);
+    drop((receiver, sender));
+    for thread in [recv_thread, send_thread, connections] {
+        thread.stop().await;
+    }
+}
+
+/// The receiving loop (on its own thread): every request that came from a REQ peer goes to
+/// the dispatcher; anything without the REQ delimiter is dropped (no REQ peer would read an
+/// answer to it). Gives the socket half back at the end.
+async fn receive(
+    mut receiver: zeromq::RouterRecvHalf,
+    requests: mpsc::Sender<Request>,
+    cancel: tokio_util::sync::CancellationToken,
+) -> zeromq::RouterRecvHalf {
     loop {
         let received = tokio::select! {
-            _ = shared.cancel.cancelled() => return,
-            received = socket.recv() => received,
+            _ = cancel.cancelled() => return receiver,
+            received = receiver.recv() => received,
         };
         let message = match received {
             Ok(message) => message,
@@ -136,19 +209,39 @@ async fn serve(shared: &Arc<Shared>, socket: &mut RepSocket) {
                 continue;
             }
         };
-        let answer = if message.len() != 1 {
-            plain(&error(
-                ReplyError::Malformed,
-                format!("expected 1 frame, got {}", message.len()),
-            ))
-        } else {
-            let frame = message.into_vec().swap_remove(0);
-            answer(shared, &frame).await
+        let mut frames = message.into_vec().into_iter();
+        let (Some(peer), Some(delimiter)) = (frames.next(), frames.next()) else {
+            continue;
         };
-        if let Err(err) = socket.send(ZmqMessage::from(answer)).await {
-            debug!(cause = %err, "could not answer a minion");
+        if !delimiter.is_empty() {
+            debug!("dropped a message without the REQ delimiter");
+            continue;
+        }
+        let request = Request {
+            peer,
+            frames: frames.collect(),
+        };
+        if requests.send(request).await.is_err() {
+            return receiver;
         }
     }
+}
+
+/// The sending loop (on its own thread): each answer to its peer, until every handler is done.
+/// Gives the socket half back at the end.
+async fn send(
+    mut sender: zeromq::RouterSendHalf,
+    mut answers: mpsc::Receiver<ZmqMessage>,
+) -> zeromq::RouterSendHalf {
+    while let Some(answer) = answers.recv().await {
+        match tokio::time::timeout(SEND_TIMEOUT, sender.send(answer)).await {
+            Ok(Ok(())) => {}
+            // The peer left, or does not read: its REQ resends on a new socket if it is alive.
+            Ok(Err(err)) => debug!(cause = %err, "could not answer a minion"),
+            Err(_) => debug!("a minion's queue stayed full; dropped its answer"),
+        }
+    }
+    sender
 }
 
 fn error(code: ReplyError, message: impl Into<String>) -> MasterReply {
