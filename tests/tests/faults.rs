@@ -314,7 +314,8 @@ async fn minion_killed_between_spool_and_send_delivers_from_the_spool() {
     // The ping's return went through the link: the resync a new session starts with (it
     // sends whatever is spooled) is behind us and cannot pick up the held return.
     fleet.ping(&["s1"]).await;
-    let cmd = fleet.counting("spool", "");
+    // Longer than a minion waits before it acknowledges a job: the master records it running.
+    let cmd = fleet.counting("spool", "sleep 0.3; ");
     let jid = fleet
         .publish(30, &["s1", "cmd.run", &cmd, "shell=true"])
         .await;

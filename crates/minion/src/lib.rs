@@ -62,6 +62,10 @@ const DEFAULT_TICK: Duration = Duration::from_secs(5);
 const MISSED_TICKS: u32 = 3;
 /// The largest encoded return: what still fits a sealed frame under the frame limit.
 const MAX_RETURN_BYTES: usize = brine_proto::limits::MAX_FRAME_BYTES - 64 * 1024;
+/// A job still running this long after it started is acknowledged with a receipt (sooner ones
+/// only with their return): half of a ping's requests saved, at no cost to "running" versus
+/// "never got it", which the master needs only at the deadline (at least a second away).
+const RECEIPT_AFTER: Duration = Duration::from_millis(50);
 /// A change of the clock offset to the master larger than this is logged.
 const CLOCK_SKEW_WARNING_MS: i64 = 2_000;
 
@@ -455,18 +459,28 @@ impl Minion {
             return;
         }
         info!(jid = %job.jid, fun = %job.fun, "running job");
-        self.command(Command::Receipt(job.jid.clone()));
         let context = Arc::clone(&self.context);
         let journal = Arc::clone(&self.journal);
         let commands = self.commands.clone();
         self.jobs.spawn(async move {
             let limit = Duration::from_millis(job.timeout_ms);
-            let outcome = match tokio::time::timeout(
-                limit,
-                brine_modules::execute(&context, &job.fun, job.arg, job.kwarg),
-            )
-            .await
-            {
+            let finished = {
+                let run = tokio::time::timeout(
+                    limit,
+                    brine_modules::execute(&context, &job.fun, job.arg, job.kwarg),
+                );
+                tokio::pin!(run);
+                // A job done within RECEIPT_AFTER is acknowledged by its return, which follows
+                // at once; only a longer one needs the receipt that says it is running.
+                tokio::select! {
+                    finished = &mut run => finished,
+                    _ = tokio::time::sleep(RECEIPT_AFTER) => {
+                        let _ = commands.send(Command::Receipt(job.jid.clone()));
+                        run.await
+                    }
+                }
+            };
+            let outcome = match finished {
                 Ok(outcome) => outcome,
                 Err(_) => brine_modules::Outcome::failure(
                     format!("{}: timed out after {limit:?}", job.fun),
