@@ -42,6 +42,12 @@ pub enum StoreError {
     TooManyPendingKeys,
 }
 
+/// SQLite checkpoints by itself only past this many WAL pages (32 MiB); the store thread
+/// checkpoints every [`CHECKPOINT_EVERY`].
+const WAL_AUTOCHECKPOINT_PAGES: i64 = 8192;
+/// The WAL file is truncated to this size after a checkpoint.
+const WAL_SIZE_LIMIT_BYTES: i64 = 64 * 1024 * 1024;
+
 /// The most pending keys the master records: anyone who reaches the return port can present
 /// a key, so the table must not grow without bound.
 pub const MAX_PENDING_KEYS: usize = 4096;
@@ -143,6 +149,12 @@ impl Store {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
+        // Checkpoints (which fsync) come from the store thread once a minute, not in the middle
+        // of a burst of returns every 1000 pages; the WAL file is cut back after each.
+        conn.pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES)?;
+        conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT_BYTES)?;
+        // The hot statements (receipts, returns, hellos) are cached; room for all of them.
+        conn.set_prepared_statement_cache_capacity(32);
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
         Ok(Self { conn })
@@ -177,7 +189,8 @@ impl Store {
             return Err(StoreError::DuplicateJid(job.jid.clone()));
         }
         {
-            let mut stmt = tx.prepare("INSERT INTO expected (jid, minion) VALUES (?1, ?2)")?;
+            let mut stmt =
+                tx.prepare_cached("INSERT INTO expected (jid, minion) VALUES (?1, ?2)")?;
             for id in expected {
                 stmt.execute(params![job.jid.as_str(), id.as_str()])?;
             }
@@ -193,10 +206,12 @@ impl Store {
         minion: &MinionId,
         now_ms: u64,
     ) -> Result<bool, StoreError> {
-        let n = self.conn.execute(
-            "UPDATE expected SET receipt_ms = COALESCE(receipt_ms, ?3) WHERE jid = ?1 AND minion = ?2",
-            params![jid.as_str(), minion.as_str(), now_ms as i64],
-        )?;
+        let n = self
+            .conn
+            .prepare_cached(
+                "UPDATE expected SET receipt_ms = COALESCE(receipt_ms, ?3) WHERE jid = ?1 AND minion = ?2",
+            )?
+            .execute(params![jid.as_str(), minion.as_str(), now_ms as i64])?;
         Ok(n == 1)
     }
 
@@ -208,32 +223,30 @@ impl Store {
     ) -> Result<ReturnOutcome, StoreError> {
         let tx = self.conn.savepoint()?;
         let expected: Option<String> = tx
-            .query_row(
-                "SELECT minion FROM expected WHERE jid = ?1 AND minion = ?2",
-                params![ret.jid.as_str(), ret.id.as_str()],
-                |row| row.get(0),
-            )
+            .prepare_cached("SELECT minion FROM expected WHERE jid = ?1 AND minion = ?2")?
+            .query_row(params![ret.jid.as_str(), ret.id.as_str()], |row| row.get(0))
             .optional()?;
         if expected.is_none() {
             return Ok(ReturnOutcome::NotExpected);
         }
-        let n = tx.execute(
-            "INSERT OR IGNORE INTO returns (jid, minion, ret, stored_ms) VALUES (?1, ?2, ?3, ?4)",
-            params![
+        let n = tx
+            .prepare_cached(
+                "INSERT OR IGNORE INTO returns (jid, minion, ret, stored_ms) VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![
                 ret.jid.as_str(),
                 ret.id.as_str(),
                 encode(ret),
                 now_ms as i64
-            ],
-        )?;
+            ])?;
         if n == 0 {
             return Ok(ReturnOutcome::Duplicate);
         }
         // A return that lands after the deadline still corrects the recorded final state.
-        tx.execute(
+        tx.prepare_cached(
             "UPDATE expected SET state = 'returned' WHERE jid = ?1 AND minion = ?2 AND state IS NOT NULL",
-            params![ret.jid.as_str(), ret.id.as_str()],
-        )?;
+        )?
+        .execute(params![ret.jid.as_str(), ret.id.as_str()])?;
         tx.commit()?;
         Ok(ReturnOutcome::Stored)
     }
@@ -374,7 +387,7 @@ impl Store {
 
     /// Live jobs (not expired) that expect `minion` and have no return from it: catch-up.
     pub fn pending_for(&self, minion: &MinionId, now_ms: u64) -> Result<Vec<Job>, StoreError> {
-        let mut stmt = self.conn.prepare(
+        let mut stmt = self.conn.prepare_cached(
             "SELECT j.jid, j.fun, j.target, j.arg, j.kwarg, j.user, j.expires_ms, j.timeout_ms
              FROM jobs j JOIN expected e ON e.jid = j.jid
              LEFT JOIN returns r ON r.jid = e.jid AND r.minion = e.minion
@@ -454,6 +467,13 @@ impl Store {
         Ok(jobs)
     }
 
+    /// Moves the WAL's pages into the database (without waiting for readers).
+    pub fn checkpoint(&mut self) -> Result<(), StoreError> {
+        self.conn
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))?;
+        Ok(())
+    }
+
     /// Deletes jobs published before `cutoff_ms`; returns how many.
     pub fn prune(&mut self, cutoff_ms: u64) -> Result<usize, StoreError> {
         Ok(self.conn.execute(
@@ -469,11 +489,12 @@ impl Store {
         version: &str,
         now_ms: u64,
     ) -> Result<(), StoreError> {
-        self.conn.execute(
-            "INSERT INTO minions (id, first_seen_ms, last_seen_ms, version) VALUES (?1, ?2, ?2, ?3)
-             ON CONFLICT (id) DO UPDATE SET last_seen_ms = ?2, version = ?3",
-            params![id.as_str(), now_ms as i64, version],
-        )?;
+        self.conn
+            .prepare_cached(
+                "INSERT INTO minions (id, first_seen_ms, last_seen_ms, version) VALUES (?1, ?2, ?2, ?3)
+                 ON CONFLICT (id) DO UPDATE SET last_seen_ms = ?2, version = ?3",
+            )?
+            .execute(params![id.as_str(), now_ms as i64, version])?;
         Ok(())
     }
 
@@ -684,7 +705,7 @@ fn write_states(
     jid: &Jid,
     states: &BTreeMap<MinionId, MinionState>,
 ) -> Result<(), StoreError> {
-    let mut stmt = tx.prepare(
+    let mut stmt = tx.prepare_cached(
         "UPDATE expected SET state = ?3 WHERE jid = ?1 AND minion = ?2 AND state IS NULL",
     )?;
     for (id, state) in states {
@@ -725,6 +746,8 @@ type Answer = Box<dyn FnOnce(Result<(), String>) + Send>;
 
 /// The most calls committed together.
 const MAX_BATCH: usize = 512;
+/// How often the store thread checkpoints the WAL (between batches, outside a transaction).
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// A cloneable async handle to the [`Store`], which lives on a thread of its own.
 #[derive(Debug, Clone)]
@@ -762,8 +785,9 @@ impl StoreHandle {
 
 /// The store thread: takes every call that is queued (up to [`MAX_BATCH`]), runs them in one
 /// transaction, each in its own savepoint (a failing call undoes only itself), commits, then
-/// answers them all.
+/// answers them all. Once in a while, between batches, it checkpoints the WAL.
 fn serve(mut store: Store, queue: sync_mpsc::Receiver<Call>) {
+    let mut checkpointed = std::time::Instant::now();
     while let Ok(first) = queue.recv() {
         let batch = std::iter::once(first)
             .chain(std::iter::from_fn(|| queue.try_recv().ok()))
@@ -784,6 +808,12 @@ fn serve(mut store: Store, queue: sync_mpsc::Receiver<Call>) {
         }
         for answer in answers {
             answer(committed.clone());
+        }
+        if checkpointed.elapsed() >= CHECKPOINT_EVERY {
+            if let Err(err) = store.checkpoint() {
+                tracing::warn!(cause = %err, "checkpointing the job store failed");
+            }
+            checkpointed = std::time::Instant::now();
         }
     }
 }
@@ -862,6 +892,21 @@ mod tests {
             .iter()
             .all(|m| m.state == MinionState::Returned));
         assert_eq!(report.minions.len(), 200);
+    }
+
+    #[test]
+    fn a_checkpoint_moves_the_wal_into_the_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path()).unwrap();
+        let a = MinionId::new("a").unwrap();
+        store
+            .insert_job(&job(&Jid::from_micros(1)), 0, 5000, &[a])
+            .unwrap();
+        let wal = dir.path().join("jobs.sqlite-wal");
+        assert!(std::fs::metadata(&wal).unwrap().len() > 0);
+        store.checkpoint().unwrap();
+        let reopened = Store::open(dir.path()).unwrap();
+        assert!(reopened.report(&Jid::from_micros(1)).unwrap().is_some());
     }
 
     #[test]
