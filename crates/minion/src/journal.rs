@@ -36,6 +36,16 @@ CREATE TABLE IF NOT EXISTS spool (
 ) WITHOUT ROWID;
 ";
 
+/// SQLite's page cache for the journal, in KiB (a negative `cache_size`). Every statement
+/// touches a row by its key, a handful of pages; SQLite's default (up to 2 MiB per connection)
+/// would keep the pages of large spooled returns resident long after they were sent.
+const CACHE_SIZE: i64 = -256;
+
+/// Checkpoint the WAL past this many pages (1 MiB) ...
+const WAL_AUTOCHECKPOINT_PAGES: i64 = 256;
+/// ... and truncate it to at most this after a checkpoint.
+const WAL_SIZE_LIMIT_BYTES: i64 = 1024 * 1024;
+
 /// The journal of one minion.
 #[derive(Debug)]
 pub struct Journal {
@@ -51,6 +61,12 @@ impl Journal {
         let conn = Connection::open(state_dir.join("journal.sqlite"))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "cache_size", CACHE_SIZE)?;
+        // SQLite's default lets the WAL grow to 4 MiB before a checkpoint and keeps the file at
+        // that size: for a journal of a few KiB (and a swarm of a thousand journals),
+        // checkpoint sooner and cut the file back.
+        conn.pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES)?;
+        conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT_BYTES)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
         Ok(Self { conn })
@@ -58,10 +74,12 @@ impl Journal {
 
     /// Marks `jid` started. False when it was started before: it must not run again.
     pub fn begin(&mut self, jid: &Jid, fun: &str, now_ms: u64) -> Result<bool, JournalError> {
-        let n = self.conn.execute(
-            "INSERT OR IGNORE INTO started (jid, fun, started_ms) VALUES (?1, ?2, ?3)",
-            params![jid.as_str(), fun, now_ms as i64],
-        )?;
+        let n = self
+            .conn
+            .prepare_cached(
+                "INSERT OR IGNORE INTO started (jid, fun, started_ms) VALUES (?1, ?2, ?3)",
+            )?
+            .execute(params![jid.as_str(), fun, now_ms as i64])?;
         Ok(n == 1)
     }
 
@@ -69,11 +87,8 @@ impl Journal {
     pub fn has_started(&self, jid: &Jid) -> Result<bool, JournalError> {
         Ok(self
             .conn
-            .query_row(
-                "SELECT 1 FROM started WHERE jid = ?1",
-                params![jid.as_str()],
-                |_| Ok(()),
-            )
+            .prepare_cached("SELECT 1 FROM started WHERE jid = ?1")?
+            .query_row(params![jid.as_str()], |_| Ok(()))
             .optional()?
             .is_some())
     }
@@ -81,14 +96,10 @@ impl Journal {
     /// Marks the job finished and spools its return, in one transaction.
     pub fn finish(&mut self, ret: &JobReturn) -> Result<(), JournalError> {
         let tx = self.conn.transaction()?;
-        tx.execute(
-            "UPDATE started SET finished_ms = ?2 WHERE jid = ?1",
-            params![ret.jid.as_str(), ret.finished_ms as i64],
-        )?;
-        tx.execute(
-            "INSERT OR REPLACE INTO spool (jid, ret) VALUES (?1, ?2)",
-            params![ret.jid.as_str(), encode(ret)],
-        )?;
+        tx.prepare_cached("UPDATE started SET finished_ms = ?2 WHERE jid = ?1")?
+            .execute(params![ret.jid.as_str(), ret.finished_ms as i64])?;
+        tx.prepare_cached("INSERT OR REPLACE INTO spool (jid, ret) VALUES (?1, ?2)")?
+            .execute(params![ret.jid.as_str(), encode(ret)])?;
         tx.commit()?;
         Ok(())
     }
@@ -96,7 +107,8 @@ impl Journal {
     /// The master has the return: drop it from the spool.
     pub fn unspool(&mut self, jid: &Jid) -> Result<(), JournalError> {
         self.conn
-            .execute("DELETE FROM spool WHERE jid = ?1", params![jid.as_str()])?;
+            .prepare_cached("DELETE FROM spool WHERE jid = ?1")?
+            .execute(params![jid.as_str()])?;
         Ok(())
     }
 
