@@ -15,10 +15,8 @@ use crate::stats::fmt_mb;
 /// connection, its connection to the zeromq socket behind it, and that socket's end, for each
 /// of the two ports.
 const MASTER_FDS_PER_MINION: f64 = 6.0;
-/// `brine-swarm`'s own admission rule (`brine_swarm::limits`): 6 open files per minion (SUB,
-/// REQ, the journal's database, WAL and shared-memory files, and one spare) plus 64.
-const SWARM_FDS_PER_MINION: u64 = 6;
-const SWARM_FDS_BASE: u64 = 64;
+/// `brine-swarm`'s own admission rule: open files per minion, and for the process.
+use brine_swarm::limits::{FILES_BASE as SWARM_FDS_BASE, FILES_PER_MINION as SWARM_FDS_PER_MINION};
 /// Master and swarm together, resident bytes per minion, before anything is measured.
 const RSS_PER_MINION: f64 = 1_000_000.0;
 /// Files a process opens whatever its fleet (libraries, logs, listeners, the store).
@@ -169,20 +167,21 @@ mod tests {
             "{reason}"
         );
         assert!(reason.contains("6.0 per minion, estimated"), "{reason}");
-        assert_eq!(capacity.largest(16 * GB), 2983);
+        // The swarm's own rule (7 per minion and 64) binds before the master's estimate.
+        assert_eq!(capacity.largest(16 * GB), 2848);
     }
 
     #[test]
     fn measured_costs_replace_the_estimates() {
         let mut capacity = Capacity::new(20_000);
-        capacity.learn(usage(1000, 5500));
-        assert!(capacity.check(3000, 16 * GB).is_ok());
-        let reason = capacity.check(3300, 16 * GB).unwrap_err();
+        capacity.learn(usage(1000, 6500));
+        assert!(capacity.check(2700, 16 * GB).is_ok());
+        let reason = capacity.check(2800, 16 * GB).unwrap_err();
         assert!(
-            reason.contains("5.5 per minion, measured with 1000 minions"),
+            reason.contains("6.5 per minion, measured with 1000 minions"),
             "{reason}"
         );
-        let reason = capacity.check(3000, GB / 4).unwrap_err();
+        let reason = capacity.check(2700, GB / 4).unwrap_err();
         assert!(reason.contains("memory"), "{reason}");
     }
 
@@ -192,10 +191,10 @@ mod tests {
         capacity.learn(usage(1000, 4000));
         let reason = capacity.check(3400, 16 * GB).unwrap_err();
         assert!(
-            reason.starts_with("brine-swarm would need 20464 open files"),
+            reason.starts_with("brine-swarm would need 23864 open files"),
             "{reason}"
         );
-        assert_eq!(capacity.largest(16 * GB), 3322);
+        assert_eq!(capacity.largest(16 * GB), 2848);
     }
 
     #[test]
