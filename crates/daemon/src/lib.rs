@@ -1,9 +1,12 @@
 //! Process plumbing shared by the two daemons: the pieces of a thin `main` that are not the
-//! daemon's business (logging set-up, shutdown signals, the fd limit, the exit code and the
-//! one line printed for a configuration that cannot be used).
+//! daemon's business (logging set-up, shutdown signals, the fd limit, the runtime and how much
+//! memory it keeps, the exit code and the one line printed for a configuration that cannot be
+//! used).
 
 use std::fmt::Display;
+use std::num::NonZeroUsize;
 use std::process::ExitCode;
+use std::time::Duration;
 
 /// The documented exit code for a configuration that cannot be used (sysexits `EX_USAGE`).
 pub const EXIT_CONFIG: u8 = 64;
@@ -86,18 +89,65 @@ pub fn open_file_limit() -> Option<u64> {
         .filter(|&soft| soft != RLIM_INFINITY)
 }
 
-/// Runs `daemon` on a new multi-threaded runtime; an error is logged and printed.
+/// The shape of a daemon's runtime: how many worker threads run its tasks, and whether freed
+/// heap memory is handed back to the OS as it goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RuntimeOptions {
+    /// Worker threads beside the main thread (which runs the daemon's own future); `None`:
+    /// one per processor, tokio's default.
+    pub workers: Option<NonZeroUsize>,
+    /// How often the heap's free pages are handed back to the OS ([`release_free_memory`]);
+    /// `None`: never, glibc keeps them.
+    pub release_memory_every: Option<Duration>,
+}
+
+impl RuntimeOptions {
+    /// A worker per processor, glibc's heap left alone: a daemon that serves many peers at
+    /// once (the master).
+    pub const PER_PROCESSOR: Self = Self {
+        workers: None,
+        release_memory_every: None,
+    };
+}
+
+/// Runs `daemon` on a new multi-threaded runtime with a worker per processor; an error is
+/// logged and printed.
 pub fn run<E: Display>(
     program: &str,
     daemon: impl std::future::Future<Output = Result<(), E>>,
 ) -> ExitCode {
-    let runtime = match tokio::runtime::Runtime::new() {
+    run_with(program, RuntimeOptions::PER_PROCESSOR, daemon)
+}
+
+/// Runs `daemon` on a new multi-threaded runtime shaped by `options`; an error is logged and
+/// printed.
+pub fn run_with<E: Display>(
+    program: &str,
+    options: RuntimeOptions,
+    daemon: impl std::future::Future<Output = Result<(), E>>,
+) -> ExitCode {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.enable_all();
+    if let Some(workers) = options.workers {
+        builder.worker_threads(workers.get());
+    }
+    let runtime = match builder.build() {
         Ok(runtime) => runtime,
         Err(err) => {
             eprintln!("{program}: starting the runtime: {err}");
             return ExitCode::FAILURE;
         }
     };
+    if let Some(every) = options.release_memory_every {
+        runtime.spawn(async move {
+            let mut interval = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                interval.tick().await;
+                release_free_memory();
+            }
+        });
+    }
     match runtime.block_on(daemon) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
@@ -108,9 +158,48 @@ pub fn run<E: Display>(
     }
 }
 
+/// Hands the heap's free pages back to the OS. glibc's allocator returns freed memory to the
+/// OS only from the top of a heap, and only past a threshold that grows with the largest
+/// allocation freed so far; everything else stays resident in its arenas (one per thread that
+/// allocated) until reused. `malloc_trim` releases every free page of every arena; it takes
+/// the arenas' locks in turn and takes well under a millisecond for a heap of a few MB.
+/// Without glibc, a no-op.
+pub fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    #[allow(unsafe_code)]
+    // SAFETY: `malloc_trim` takes no pointers and touches only glibc's own arenas, each under
+    // its lock; it is safe to call from any thread at any time.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_runtime_has_the_workers_asked_for() {
+        let options = RuntimeOptions {
+            workers: Some(NonZeroUsize::MIN),
+            release_memory_every: Some(Duration::from_millis(1)),
+        };
+        let code = run_with("test", options, async {
+            match tokio::runtime::Handle::current().metrics().num_workers() {
+                1 => Ok(()),
+                n => Err(format!("{n} workers")),
+            }
+        });
+        assert_eq!(code, ExitCode::SUCCESS);
+    }
+
+    #[test]
+    fn release_free_memory_can_run_any_time() {
+        let freed: Vec<Vec<u8>> = (0..64).map(|i| vec![i; 64 * 1024]).collect();
+        drop(freed);
+        release_free_memory();
+        release_free_memory();
+    }
 
     #[test]
     fn parser_snippets_fold_into_one_line() {

@@ -2,8 +2,10 @@
 //! exit 64 when it is wrong, before anything connects), sets up logging to stderr, and runs
 //! until SIGTERM or SIGINT.
 
+use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use brine_minion::MinionConfig;
 use clap::Parser;
@@ -48,8 +50,21 @@ fn main() -> ExitCode {
         };
     }
     brine_daemon::init_logging(&config.log_level);
-    brine_daemon::run(
+    brine_daemon::run_with(
         "brine-minion",
+        RUNTIME,
         brine_minion::run(config, brine_daemon::shutdown_signal()),
     )
 }
+
+/// A minion is light and runs on every managed host, where its resident memory is what it
+/// costs. Its main loop runs on the main thread; one worker runs the sockets and the jobs
+/// (which wait on child processes, not on processors). A worker per processor would add an
+/// idle thread for every processor of the host, each with its stack (and a malloc arena once
+/// it allocates).
+/// The heap's free pages go back to the OS every 10 s (jemalloc purges on the same time scale
+/// by default): glibc would keep what start-up and the last big job freed resident for good.
+const RUNTIME: brine_daemon::RuntimeOptions = brine_daemon::RuntimeOptions {
+    workers: Some(NonZeroUsize::MIN),
+    release_memory_every: Some(Duration::from_secs(10)),
+};
