@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use brine_proto::control::{ControlEvent, ControlRequest, MinionState};
-use brine_tests::{json, report, Cluster};
+use brine_tests::{json, report, Cluster, Output};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn brine_pings_every_minion_and_exits_0() {
@@ -72,27 +72,27 @@ async fn a_stopped_minion_is_reported_not_connected() {
     cluster.stop().await;
 }
 
-/// A command that sleeps `seconds` on the minion "slow" only, then prints "done".
-fn slow_on_slow(seconds: u32) -> String {
-    format!(r#"test "$BRINE_MINION_ID" != slow || sleep {seconds}; echo done"#)
+/// `brine -t 1 '*' cmd.run ...` of a command that sleeps `seconds` on the minion "slow" only,
+/// then prints "done".
+async fn run_slow_on_slow(cluster: &Cluster, seconds: u32) -> Output {
+    let command = format!(r#"test "$BRINE_MINION_ID" != slow || sleep {seconds}; echo done"#);
+    let args = [
+        "--out",
+        "json",
+        "-t",
+        "1",
+        "*",
+        "cmd.run",
+        &command,
+        "shell=true",
+    ];
+    cluster.brine(&args).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_minion_still_running_at_the_deadline_is_waited_for() {
     let cluster = Cluster::start(&["fast1", "fast2", "slow"]).await;
-    let command = slow_on_slow(3);
-    let out = cluster
-        .brine(&[
-            "--out",
-            "json",
-            "-t",
-            "1",
-            "*",
-            "cmd.run",
-            &command,
-            "shell=true",
-        ])
-        .await;
+    let out = run_slow_on_slow(&cluster, 3).await;
     assert_eq!(out.code, 0, "{out:?}");
     assert_eq!(
         json(&out),
@@ -112,19 +112,7 @@ async fn a_function_past_the_job_timeout_is_killed_and_reported_failed() {
         master.job_timeout = Duration::from_secs(2);
     })
     .await;
-    let command = slow_on_slow(60);
-    let out = cluster
-        .brine(&[
-            "--out",
-            "json",
-            "-t",
-            "1",
-            "*",
-            "cmd.run",
-            &command,
-            "shell=true",
-        ])
-        .await;
+    let out = run_slow_on_slow(&cluster, 60).await;
     assert_eq!(out.code, 1, "{out:?}");
     let doc = json(&out);
     assert_eq!(doc["fast1"], "done");
