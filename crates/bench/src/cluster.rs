@@ -17,20 +17,24 @@ use tokio::process::Command;
 
 use crate::proc::{excerpt, run_timed, Child, Timed};
 
-/// The binaries a run uses, all found in one directory.
+/// The binaries a run uses, all found in one directory but `brine-minion`, which may come from
+/// another build (the one for size).
 #[derive(Debug, Clone)]
 pub struct Bins {
     dir: PathBuf,
+    minion: Option<PathBuf>,
 }
 
 /// What every run needs; `brine-swarm` is checked when a fleet starts.
 const REQUIRED: [&str; 4] = ["brine", "brine-run", "brine-master", "brine-minion"];
 
 impl Bins {
-    /// The binaries in `dir`; an error naming the first one missing.
-    pub fn new(dir: &Path) -> anyhow::Result<Self> {
+    /// The binaries in `dir` (`brine-minion` at `minion` when given); an error naming the
+    /// first one missing.
+    pub fn new(dir: &Path, minion: Option<&Path>) -> anyhow::Result<Self> {
         let bins = Self {
             dir: dir.to_owned(),
+            minion: minion.map(Path::to_owned),
         };
         for name in REQUIRED {
             bins.path(name)?;
@@ -40,7 +44,10 @@ impl Bins {
 
     /// The path of `name`, which must exist.
     pub fn path(&self, name: &str) -> anyhow::Result<PathBuf> {
-        let path = self.dir.join(name);
+        let path = match &self.minion {
+            Some(minion) if name == "brine-minion" => minion.clone(),
+            _ => self.dir.join(name),
+        };
         if !path.is_file() {
             bail!(
                 "{} not found (build it: cargo build --release --workspace --bins; or give --bin-dir)",

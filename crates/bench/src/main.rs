@@ -72,6 +72,11 @@ struct RunArgs {
     #[arg(long, value_name = "DIR")]
     bin_dir: Option<PathBuf>,
 
+    /// The brine-minion daemon whose idle memory and CPU are measured [default: the one in
+    /// --bin-dir]; the build for size is target/release-small/brine-minion
+    #[arg(long, value_name = "PATH")]
+    minion_bin: Option<PathBuf>,
+
     /// Also write the report to this file
     #[arg(long, value_name = "PATH")]
     report: Option<PathBuf>,
@@ -153,7 +158,7 @@ fn try_run(args: RunArgs) -> anyhow::Result<ExitCode> {
             .context("this program's directory")?
             .to_path_buf(),
     };
-    let bins = Bins::new(&bin_dir)?;
+    let bins = Bins::new(&bin_dir, args.minion_bin.as_deref())?;
     let mut sizes: Vec<usize> = args.sizes.iter().map(|&n| n as usize).collect();
     sizes.sort_unstable();
     sizes.dedup();
