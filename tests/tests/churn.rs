@@ -2,8 +2,9 @@
 //! before reading their answer), while real minions answer pings. The master must keep
 //! answering everyone.
 //!
-//! zeromq 0.7's REP socket removes a departed peer with a blocking lock inside `recv`; on a
-//! tokio worker this used to park the worker for good under churn (see `brine_master::rep`),
+//! zeromq 0.7's REP socket (and the ROUTER that replaced it) removes a departed peer with a
+//! blocking lock inside `recv`; on a tokio worker this used to park the worker for good under
+//! churn (see `brine_master::rep::SocketThread`),
 //! after which the return port never answered again. A hang shows here as a timed-out step of
 //! a peer or as a minion that no longer answers a ping ("not connected": its keepalives went
 //! unanswered). Against the unfixed master this failed 14 runs of 14, after 1 to 5 seconds.

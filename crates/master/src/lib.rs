@@ -1,11 +1,12 @@
 //! The brine master: publishes jobs to minions, collects their returns, serves the local CLI.
 //!
 //! [`Master::bind`] validates nothing further (the config is already valid), opens the job
-//! store, binds the PUB and REP sockets and the control socket; [`Master::run`] serves until the
+//! store, binds the PUB and ROUTER sockets and the control socket; [`Master::run`] serves until the
 //! shutdown future resolves. Four tasks share one [`Shared`] state:
 //!
 //! - [`publish`]: owns the PUB socket; sends jobs and the heartbeat tick.
-//! - [`rep`]: owns the REP socket; answers minion requests, one at a time, quickly.
+//! - [`rep`]: owns the return port (a REQ-compatible ROUTER); answers minion requests, many at
+//!   a time, quickly.
 //! - [`control`]: the unix socket; one task per CLI connection.
 //! - the job timers ([`Shared::track_deadline`]) and the pruner.
 

@@ -23,7 +23,7 @@ struct Entry {
     version: String,
 }
 
-/// Minion liveness, shared by the REP loop and the control socket.
+/// Minion liveness, shared by the return port and the control socket.
 #[derive(Debug)]
 pub struct Registry {
     window: Duration,
