@@ -31,7 +31,7 @@ use std::time::Duration;
 use brine_crypto::{GroupKey, KeyError, MasterKeys};
 
 use brine_guard::{Guard, GuardLimits};
-use brine_proto::control::MinionState;
+use brine_proto::control::{MinionOutcome, MinionState};
 use brine_proto::{now_ms, Jid, Publication};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -433,21 +433,19 @@ async fn resume_open_jobs(shared: &Arc<Shared>) -> Result<(), MasterError> {
         let jid = job.jid.clone();
         let report = shared.store.call(move |s| s.report(&jid)).await?;
         let Some(report) = report else { continue };
-        let with_state = |state| {
-            report
-                .minions
-                .iter()
-                .filter(move |m| m.state == state)
-                .map(|m| m.id.clone())
+        let ids = |keep: fn(&MinionOutcome) -> bool| {
+            let kept = report.minions.iter().filter(move |m| keep(m));
+            kept.map(|m| m.id.clone()).collect::<Vec<_>>()
         };
-        let returned = report.minions.iter().filter(|m| m.ret.is_some());
+        let returned = ids(|m| m.ret.is_some());
+        let every_return_is_in = returned.len() == report.minions.len();
         shared.jobs.open(
             &job.jid,
-            report.minions.iter().map(|m| m.id.clone()),
-            with_state(MinionState::Running),
-            returned.clone().map(|m| m.id.clone()),
+            ids(|_| true),
+            ids(|m| m.state == MinionState::Running),
+            returned,
         );
-        if returned.count() == report.minions.len() {
+        if every_return_is_in {
             // Every return arrived before the restart; only the end was not recorded.
             shared.end_job(&job.jid).await;
         } else {
