@@ -9,8 +9,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use brine_proto::control::{ControlEvent, ControlRequest, JobReport, PublishRequest};
-use brine_proto::Target;
-use clap::{value_parser, Parser};
+use brine_proto::target::DEFAULT_DELIMITER;
+use brine_proto::{GrainExpr, Target};
+use clap::{value_parser, ArgGroup, Parser};
 use tokio::time::Instant;
 
 use crate::args::parse_args;
@@ -28,16 +29,47 @@ use crate::output::{color_wanted, missing_text, JobPrinter, OutputFormat, Palett
     name = "brine",
     version,
     after_help = exit::BRINE_HELP,
-    allow_negative_numbers = true
+    allow_negative_numbers = true,
+    group(ArgGroup::new("target_kind").multiple(false))
 )]
 pub struct Cli {
     /// The target is a comma-separated list of minion ids
-    #[arg(short = 'L', long = "list", conflicts_with = "pcre")]
+    #[arg(short = 'L', long = "list", group = "target_kind")]
     pub list: bool,
 
     /// The target is a regular expression, matched from the start of the id
-    #[arg(short = 'E', long = "pcre")]
+    #[arg(short = 'E', long = "pcre", group = "target_kind")]
     pub pcre: bool,
+
+    /// The target is a grain and a glob for its value, key:value ('os:Debian'; nested keys
+    /// key:key:value; any item of a list grain; case does not matter)
+    #[arg(short = 'G', long = "grain", group = "target_kind")]
+    pub grain: bool,
+
+    /// The target is a grain and a regular expression for its value, key:regex
+    /// ('os:(Debian|Ubuntu)'), matched from the start of the value
+    #[arg(short = 'P', long = "grain-pcre", group = "target_kind")]
+    pub grain_pcre: bool,
+
+    /// The target is an address or a network ('10.0.0.0/8'), matched against the minions'
+    /// ipv4 and ipv6 grains
+    #[arg(short = 'S', long = "ipcidr", group = "target_kind")]
+    pub ipcidr: bool,
+
+    /// The target is a nodegroup defined in the master's configuration
+    #[arg(short = 'N', long = "nodegroup", group = "target_kind")]
+    pub nodegroup: bool,
+
+    /// The target is a compound expression: 'web* and G@os:Debian or not L@db1,db2', with
+    /// G@ (grain), P@ (grain regex), E@ (id regex), L@ (list), S@ (address or network),
+    /// N@ (nodegroup), a bare word an id glob, and and, or, not and parentheses
+    #[arg(short = 'C', long = "compound", group = "target_kind")]
+    pub compound: bool,
+
+    /// The separator of nested grain keys for -G and -P (default ':'); in a compound target
+    /// write it between letter and @: 'G;@pkg;apache'
+    #[arg(long, value_name = "CHAR")]
+    pub delimiter: Option<char>,
 
     /// Seconds to wait for minions that have not returned (the job goes on running after it;
     /// how long it may run is the master's job_timeout)
@@ -72,7 +104,8 @@ pub struct Cli {
     #[arg(long, env = "BRINE_SOCKET", default_value = DEFAULT_SOCKET, value_name = "PATH")]
     pub socket: PathBuf,
 
-    /// Which minions: a glob such as 'web*' (default), a list with -L, a regex with -E
+    /// Which minions: a glob on their ids such as 'web*' (default), or what -L, -E, -G, -P,
+    /// -S, -N or -C says
     #[arg(value_name = "TARGET")]
     pub target: String,
 
@@ -106,15 +139,36 @@ const RULE: &str = "-------------------------------------------";
 impl Cli {
     /// The target expression, checked (a bad glob or regex is a usage error).
     pub fn target(&self) -> Result<Target, CommandError> {
-        let target = if self.list {
-            Target::list_from_str(&self.target)
-        } else if self.pcre {
-            Target::Regex(self.target.clone())
-        } else {
-            Target::Glob(self.target.clone())
+        let expr = self.target.clone();
+        let grain = || GrainExpr {
+            pattern: expr.clone(),
+            delimiter: self.delimiter.unwrap_or(DEFAULT_DELIMITER),
         };
+        if self.delimiter.is_some() && !(self.grain || self.grain_pcre) {
+            return Err(CommandError::Usage(
+                "--delimiter goes with -G or -P; in a compound target write G;@key;value".into(),
+            ));
+        }
+        let target = if self.list {
+            Target::list_from_str(&expr)
+        } else if self.pcre {
+            Target::Regex(expr)
+        } else if self.grain {
+            Target::Grain(grain())
+        } else if self.grain_pcre {
+            Target::GrainPcre(grain())
+        } else if self.ipcidr {
+            Target::Ipcidr(expr)
+        } else if self.compound {
+            Target::Compound(expr)
+        } else if self.nodegroup {
+            Target::Nodegroup(expr)
+        } else {
+            Target::Glob(expr)
+        };
+        // Nodegroups are the master's: it checks their names.
         target
-            .compile()
+            .validate()
             .map_err(|e| CommandError::Usage(format!("invalid target: {e}")))?;
         Ok(target)
     }

@@ -63,11 +63,11 @@ struct Rule {
 
 impl Rule {
     fn grants_function(&self, fun: &str) -> bool {
-        self.functions.iter().any(|p| p.matches(fun))
+        self.functions.iter().any(|p| p.matches_id(fun))
     }
 
     fn covers(&self, id: &str) -> bool {
-        self.targets.iter().any(|p| p.matches(id))
+        self.targets.iter().any(|p| p.matches_id(id))
     }
 }
 

@@ -7,6 +7,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use brine_proto::Target;
 use serde::Deserialize;
 
 use crate::acl::{Acl, AclRule};
@@ -55,6 +56,17 @@ pub struct MasterConfig {
     pub auto_accept: bool,
     /// Log filter (tracing's EnvFilter syntax); `RUST_LOG` overrides it.
     pub log_level: String,
+    /// Named targets for `brine -N name` and `N@name` in compound targets: a compound
+    /// expression, or a list of minion ids.
+    pub nodegroups: BTreeMap<String, Nodegroup>,
+}
+
+/// One nodegroup's definition, as Salt writes it: an expression or a list of ids.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum Nodegroup {
+    Expression(String),
+    Ids(Vec<String>),
 }
 
 impl Default for MasterConfig {
@@ -76,6 +88,7 @@ impl Default for MasterConfig {
             shutdown_grace: Duration::from_secs(5),
             auto_accept: false,
             log_level: "info".into(),
+            nodegroups: BTreeMap::new(),
         }
     }
 }
@@ -156,7 +169,31 @@ impl MasterConfig {
         if !brine_daemon::is_valid_log_filter(&self.log_level) {
             return invalid("log_level", "is not a valid log filter");
         }
+        let groups = self.nodegroup_expressions();
+        for name in groups.keys() {
+            if name.is_empty() || name.contains(|c: char| c.is_whitespace() || c == '@') {
+                return invalid("nodegroups", &format!("{name:?} is not a nodegroup name"));
+            }
+            let target = Target::Nodegroup(name.clone());
+            if let Err(err) = target.expand_nodegroups(&groups).and_then(|t| t.compile()) {
+                return invalid("nodegroups", &format!("{name}: {err}"));
+            }
+        }
         Ok(())
+    }
+
+    /// Every nodegroup as a compound expression (a list of ids as `L@a,b`).
+    pub fn nodegroup_expressions(&self) -> BTreeMap<String, String> {
+        self.nodegroups
+            .iter()
+            .map(|(name, group)| {
+                let expr = match group {
+                    Nodegroup::Expression(expr) => expr.clone(),
+                    Nodegroup::Ids(ids) => format!("L@{}", ids.join(",")),
+                };
+                (name.clone(), expr)
+            })
+            .collect()
     }
 
     /// Where the master's keys live: `state_dir/pki` (0700).
@@ -192,6 +229,25 @@ mod tests {
         assert_eq!(c.publish_port, 5505);
         assert_eq!(c.ret_port, 4506);
         assert_eq!(c.keep_jobs, Duration::from_secs(7200));
+    }
+
+    #[test]
+    fn nodegroups_are_expressions_or_lists_and_are_checked() {
+        let c = load_str(
+            "[nodegroups]\nweb = \"web* and G@os:Debian\"\ndbs = [\"db1\", \"db2\"]\nall = \"N@web or N@dbs\"\n",
+        )
+        .unwrap();
+        let groups = c.nodegroup_expressions();
+        assert_eq!(groups["dbs"], "L@db1,db2");
+        assert_eq!(groups["web"], "web* and G@os:Debian");
+        for bad in [
+            "[nodegroups]\nweb = \"web* and\"\n",
+            "[nodegroups]\nweb = \"N@nope\"\n",
+            "[nodegroups]\nweb = \"N@web\"\n",
+        ] {
+            let err = load_str(bad).unwrap_err().to_string();
+            assert!(err.contains("invalid setting nodegroups: web:"), "{err}");
+        }
     }
 
     #[test]

@@ -346,8 +346,13 @@ async fn serve_publish(
             reason
         }
     };
-    let matcher = match request.target.compile() {
-        Ok(matcher) => matcher,
+    // Minions know no nodegroups: they get the expression the group stands for.
+    let compiled = request
+        .target
+        .expand_nodegroups(&shared.nodegroups)
+        .and_then(|target| target.compile().map(|matcher| (target, matcher)));
+    let (target, matcher) = match compiled {
+        Ok(compiled) => compiled,
         Err(err) => {
             let reason = invalid(err.to_string()).await;
             return send_error(conn, ControlError::BadRequest, reason).await;
@@ -400,7 +405,7 @@ async fn serve_publish(
     }
     let job = Job {
         jid,
-        target: request.target,
+        target,
         fun: request.fun,
         arg: request.arg,
         kwarg: request.kwarg,

@@ -22,6 +22,7 @@ pub mod rep;
 pub mod sessions;
 pub mod store;
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -78,6 +79,8 @@ pub struct Shared {
     pub config: MasterConfig,
     pub store: StoreHandle,
     pub registry: Registry,
+    /// The configuration's nodegroups, as compound expressions.
+    pub nodegroups: BTreeMap<String, String>,
     pub jobs: JobHub,
     pub publisher: mpsc::Sender<Publication>,
     pub cancel: CancellationToken,
@@ -332,6 +335,7 @@ impl Master {
         let (publisher, publish_rx) = mpsc::channel(1024);
         let registry = Registry::new(config.liveness_window(), known);
         let shared = Arc::new(Shared {
+            nodegroups: config.nodegroup_expressions(),
             config,
             store,
             registry,

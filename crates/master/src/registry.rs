@@ -1,16 +1,17 @@
-//! The registry of minions: who the master knows, and who is connected right now.
+//! The registry of minions: who the master knows, who is connected right now, and the grains
+//! each reported last (so a grain target's expected set is known before the job goes out).
 //!
 //! "Connected" is exact, not guessed: a minion is connected while its last message (hello,
 //! keepalive, or any other request) is younger than the liveness window (`missed_keepalives`
-//! keepalive intervals) and it has not said goodbye. Known minions survive a master restart
-//! through the store; they start as not connected until they speak.
+//! keepalive intervals) and it has not said goodbye. Known minions and their grains survive a
+//! master restart through the store; they start as not connected until they speak.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use brine_proto::control::MinionStatus;
-use brine_proto::{now_ms, MinionId, TargetMatcher};
+use brine_proto::{now_ms, Map, MinionId, TargetMatcher};
 
 use crate::store::KnownMinion;
 
@@ -21,6 +22,7 @@ struct Entry {
     last_seen_ms: u64,
     said_goodbye: bool,
     version: String,
+    grains: Map,
 }
 
 /// Minion liveness, shared by the return port and the control socket.
@@ -42,6 +44,7 @@ impl Registry {
                         last_seen_ms: m.last_seen_ms,
                         said_goodbye: false,
                         version: m.version,
+                        grains: m.grains,
                     },
                 )
             })
@@ -57,7 +60,7 @@ impl Registry {
     }
 
     /// A hello: the minion is known and connected from now on.
-    pub fn hello(&self, id: &MinionId, version: &str) {
+    pub fn hello(&self, id: &MinionId, version: &str, grains: Map) {
         self.lock().insert(
             id.clone(),
             Entry {
@@ -65,8 +68,20 @@ impl Registry {
                 last_seen_ms: now_ms(),
                 said_goodbye: false,
                 version: version.to_string(),
+                grains,
             },
         );
+    }
+
+    /// The minion's grains changed. False when the minion is unknown.
+    pub fn set_grains(&self, id: &MinionId, grains: Map) -> bool {
+        match self.lock().get_mut(id) {
+            Some(entry) => {
+                entry.grains = grains;
+                true
+            }
+            None => false,
+        }
     }
 
     /// Any other request: refreshes liveness. False when the minion is unknown.
@@ -110,13 +125,13 @@ impl Registry {
         !entry.said_goodbye && entry.heard.is_some_and(|t| t.elapsed() < self.window)
     }
 
-    /// Known minions whose id the target matches, sorted.
+    /// Known minions the target matches (by id and last reported grains), sorted.
     pub fn matching(&self, matcher: &TargetMatcher) -> Vec<MinionId> {
         let mut ids: Vec<MinionId> = self
             .lock()
-            .keys()
-            .filter(|id| matcher.matches(id.as_str()))
-            .cloned()
+            .iter()
+            .filter(|(id, entry)| matcher.matches(id.as_str(), &entry.grains))
+            .map(|(id, _)| id.clone())
             .collect();
         ids.sort();
         ids
@@ -152,6 +167,7 @@ mod tests {
             id: b.clone(),
             last_seen_ms: 1,
             version: "0".into(),
+            grains: Map::new(),
         }];
         let registry = Registry::new(Duration::from_secs(60), known);
         assert!(!registry.seen(&a), "unknown minions are not refreshed");
@@ -159,7 +175,7 @@ mod tests {
             !registry.is_connected(&b),
             "known from the store, not heard yet"
         );
-        registry.hello(&a, "1");
+        registry.hello(&a, "1", Map::new());
         assert!(registry.is_connected(&a));
         registry.goodbye(&a);
         assert!(!registry.is_connected(&a));
@@ -170,7 +186,37 @@ mod tests {
 
         let expired = Registry::new(Duration::ZERO, vec![]);
         let c = MinionId::new("c").unwrap();
-        expired.hello(&c, "1");
+        expired.hello(&c, "1", Map::new());
         assert!(!expired.is_connected(&c));
+    }
+
+    #[test]
+    fn grain_targets_match_the_grains_last_reported() {
+        let web = MinionId::new("web1").unwrap();
+        let db = MinionId::new("db1").unwrap();
+        let grains = |os: &str| {
+            let mut m = Map::new();
+            m.insert("os".into(), os.into());
+            m
+        };
+        let known = vec![KnownMinion {
+            id: db.clone(),
+            last_seen_ms: 1,
+            version: "0".into(),
+            grains: grains("Debian"),
+        }];
+        let registry = Registry::new(Duration::from_secs(60), known);
+        registry.hello(&web, "1", grains("Ubuntu"));
+        let debian = Target::Grain(brine_proto::GrainExpr::new("os:Debian"))
+            .compile()
+            .unwrap();
+        assert_eq!(
+            registry.matching(&debian),
+            vec![db.clone()],
+            "from the store"
+        );
+        assert!(registry.set_grains(&web, grains("Debian")));
+        assert_eq!(registry.matching(&debian), vec![db, web]);
+        assert!(!registry.set_grains(&MinionId::new("x").unwrap(), Map::new()));
     }
 }

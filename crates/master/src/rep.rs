@@ -50,6 +50,7 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 use tracing::{debug, info, warn};
 use zeromq::{RouterSocket, SocketRecv, SocketSend, ZmqMessage};
 
+use crate::sessions::Hello;
 use crate::store::ReturnOutcome;
 use crate::Shared;
 
@@ -303,8 +304,12 @@ async fn handshake(shared: &Arc<Shared>, msg1: &[u8]) -> Vec<u8> {
             return plain(&error(ReplyError::Malformed, "handshake failed"));
         }
     };
-    let (id, version) = match decode::<MinionRequest>(responder.payload()) {
-        Ok(MinionRequest::Hello { id, version, .. }) => (id, version),
+    let (id, hello) = match decode::<MinionRequest>(responder.payload()) {
+        Ok(MinionRequest::Hello {
+            id,
+            version,
+            grains,
+        }) => (id, Hello { version, grains }),
         Ok(_) => return plain(&error(ReplyError::Malformed, "a handshake carries hello")),
         Err(err) => return plain(&error(ReplyError::Malformed, err.to_string())),
     };
@@ -343,7 +348,7 @@ async fn handshake(shared: &Arc<Shared>, msg1: &[u8]) -> Vec<u8> {
     match responder.accept(&encode(&reply)) {
         Ok((session, msg2)) => {
             if welcomed {
-                shared.sessions().insert_unproven(sid, id, version, session);
+                shared.sessions().insert_unproven(sid, id, hello, session);
             }
             Envelope::new(BodyKind::Handshake, None, msg2).to_bytes()
         }
@@ -354,12 +359,14 @@ async fn handshake(shared: &Arc<Shared>, msg1: &[u8]) -> Vec<u8> {
     }
 }
 
-/// Registers a minion as connected: its session has proven itself.
-async fn register(shared: &Arc<Shared>, id: &MinionId, version: &str) -> Result<(), MasterReply> {
-    let (key, version_) = (id.clone(), version.to_string());
+/// Registers a minion as connected, with the grains of its hello: its session has proven
+/// itself.
+async fn register(shared: &Arc<Shared>, id: &MinionId, hello: Hello) -> Result<(), MasterReply> {
+    let Hello { version, grains } = hello;
+    let (key, version_, grains_) = (id.clone(), version.clone(), grains.clone());
     if let Err(err) = shared
         .store
-        .call(move |s| s.upsert_minion(&key, &version_, now_ms()))
+        .call(move |s| s.upsert_minion(&key, &version_, &grains_, now_ms()))
         .await
     {
         warn!(cause = %err, "job store unavailable");
@@ -368,7 +375,7 @@ async fn register(shared: &Arc<Shared>, id: &MinionId, version: &str) -> Result<
             "the master cannot record minions now",
         ));
     }
-    shared.registry.hello(id, version);
+    shared.registry.hello(id, &version, grains);
     info!(minion = %id, %version, "minion connected");
     Ok(())
 }
@@ -410,8 +417,8 @@ async fn sealed(shared: &Arc<Shared>, sid: u64, body: &[u8]) -> Vec<u8> {
     // The first request of a session proves the handshake was the minion's own, not a replay
     // of its hello: only now is it registered and its session made the one in use.
     let mut proven_now = false;
-    if let Some(version) = entry.unproven.clone() {
-        match register(shared, &entry.id, &version).await {
+    if let Some(hello) = entry.unproven.clone() {
+        match register(shared, &entry.id, hello).await {
             Ok(()) => proven_now = true,
             Err(refusal) => {
                 let answer = match entry.noise.seal(&encode(&refusal)) {
@@ -478,6 +485,21 @@ async fn handle(shared: &Arc<Shared>, request: MinionRequest) -> MasterReply {
             MasterReply::GroupKey {
                 epoch: group.epoch(),
                 key: group.key_bytes().to_vec(),
+            }
+        }
+        MinionRequest::Grains { grains, .. } => {
+            let (key, stored) = (id.clone(), grains.clone());
+            match shared
+                .store
+                .call(move |s| s.update_grains(&key, &stored))
+                .await
+            {
+                Ok(()) => {
+                    shared.registry.set_grains(&id, grains);
+                    info!(minion = %id, "grains updated");
+                    MasterReply::Ok {}
+                }
+                Err(err) => unavailable(err),
             }
         }
         MinionRequest::Goodbye { .. } => {

@@ -15,7 +15,7 @@
 use std::collections::{HashMap, VecDeque};
 
 use brine_crypto::Session;
-use brine_proto::MinionId;
+use brine_proto::{Map, MinionId};
 
 /// The most unproven sessions kept per minion.
 pub const MAX_UNPROVEN_PER_MINION: usize = 4;
@@ -25,8 +25,15 @@ pub const MAX_UNPROVEN_PER_MINION: usize = 4;
 pub struct Entry {
     pub id: MinionId,
     pub noise: Session,
-    /// The version the minion's hello gave, while the session is unproven.
-    pub unproven: Option<String>,
+    /// What the minion's hello said, while the session is unproven.
+    pub unproven: Option<Hello>,
+}
+
+/// What a hello tells the master, registered once its session proves itself.
+#[derive(Debug, Clone)]
+pub struct Hello {
+    pub version: String,
+    pub grains: Map,
 }
 
 /// Sessions by id: at most one proven and a few unproven per minion.
@@ -49,7 +56,7 @@ impl Sessions {
     }
 
     /// Stores a session made by a handshake, unproven until its first sealed request opens.
-    pub fn insert_unproven(&mut self, sid: u64, id: MinionId, version: String, noise: Session) {
+    pub fn insert_unproven(&mut self, sid: u64, id: MinionId, hello: Hello, noise: Session) {
         let queue = self.unproven.entry(id.clone()).or_default();
         queue.push_back(sid);
         while queue.len() > MAX_UNPROVEN_PER_MINION {
@@ -62,7 +69,7 @@ impl Sessions {
             Entry {
                 id,
                 noise,
-                unproven: Some(version),
+                unproven: Some(hello),
             },
         );
     }

@@ -71,6 +71,8 @@ pub struct KnownMinion {
     pub id: MinionId,
     pub last_seen_ms: u64,
     pub version: String,
+    /// The grains it reported last (empty if none could be read back).
+    pub grains: Map,
 }
 
 /// A job whose deadline had not been reached, or whose final states were not yet written.
@@ -115,7 +117,8 @@ CREATE TABLE IF NOT EXISTS minions (
     id TEXT PRIMARY KEY,
     first_seen_ms INTEGER NOT NULL,
     last_seen_ms INTEGER NOT NULL,
-    version TEXT NOT NULL
+    version TEXT NOT NULL,
+    grains BLOB
 );
 CREATE TABLE IF NOT EXISTS keys (
     id TEXT NOT NULL,
@@ -138,6 +141,17 @@ pub struct Store {
     conn: Connection,
 }
 
+/// Columns added since a store was first created: a store from an earlier version gains them.
+fn add_missing_columns(conn: &Connection) -> Result<(), StoreError> {
+    let has_grains = conn
+        .prepare("SELECT 1 FROM pragma_table_info('minions') WHERE name = 'grains'")?
+        .exists([])?;
+    if !has_grains {
+        conn.execute_batch("ALTER TABLE minions ADD COLUMN grains BLOB")?;
+    }
+    Ok(())
+}
+
 impl Store {
     /// Opens (creating if needed) `state_dir/jobs.sqlite`.
     pub fn open(state_dir: &Path) -> Result<Self, StoreError> {
@@ -157,6 +171,7 @@ impl Store {
         conn.set_prepared_statement_cache_capacity(32);
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
+        add_missing_columns(&conn)?;
         Ok(Self { conn })
     }
 
@@ -482,19 +497,29 @@ impl Store {
         )?)
     }
 
-    /// Records a minion's hello (first or again).
+    /// Records a minion's hello (first or again) and the grains it carried.
     pub fn upsert_minion(
         &mut self,
         id: &MinionId,
         version: &str,
+        grains: &Map,
         now_ms: u64,
     ) -> Result<(), StoreError> {
         self.conn
             .prepare_cached(
-                "INSERT INTO minions (id, first_seen_ms, last_seen_ms, version) VALUES (?1, ?2, ?2, ?3)
-                 ON CONFLICT (id) DO UPDATE SET last_seen_ms = ?2, version = ?3",
+                "INSERT INTO minions (id, first_seen_ms, last_seen_ms, version, grains)
+                 VALUES (?1, ?2, ?2, ?3, ?4)
+                 ON CONFLICT (id) DO UPDATE SET last_seen_ms = ?2, version = ?3, grains = ?4",
             )?
-            .execute(params![id.as_str(), now_ms as i64, version])?;
+            .execute(params![id.as_str(), now_ms as i64, version, encode(grains)])?;
+        Ok(())
+    }
+
+    /// Records a known minion's new grains.
+    pub fn update_grains(&mut self, id: &MinionId, grains: &Map) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached("UPDATE minions SET grains = ?2 WHERE id = ?1")?
+            .execute(params![id.as_str(), encode(grains)])?;
         Ok(())
     }
 
@@ -502,25 +527,37 @@ impl Store {
     pub fn minions(&self) -> Result<Vec<KnownMinion>, StoreError> {
         let mut stmt = self
             .conn
-            .prepare("SELECT id, last_seen_ms, version FROM minions ORDER BY id")?;
+            .prepare("SELECT id, last_seen_ms, version, grains FROM minions ORDER BY id")?;
         let rows = stmt.query_map([], |row| {
             Ok((
                 row.get::<_, String>(0)?,
                 row.get::<_, i64>(1)?,
                 row.get::<_, String>(2)?,
+                row.get::<_, Option<Vec<u8>>>(3)?,
             ))
         })?;
         let mut minions = Vec::new();
         for row in rows {
-            let (id, last_seen_ms, version) = row?;
+            let (id, last_seen_ms, version, grains) = row?;
             let id = MinionId::new(id.clone()).map_err(|e| StoreError::Corrupt {
                 jid: format!("(minion {id})"),
                 reason: e.to_string(),
             })?;
+            // Grains are a cache the minion's next hello refreshes: unreadable ones are
+            // forgotten, not fatal.
+            let grains = match grains.as_deref().map(decode::<Map>) {
+                Some(Ok(grains)) => grains,
+                Some(Err(err)) => {
+                    tracing::warn!(minion = %id, cause = %err, "forgetting unreadable stored grains");
+                    Map::new()
+                }
+                None => Map::new(),
+            };
             minions.push(KnownMinion {
                 id,
                 last_seen_ms: last_seen_ms as u64,
                 version,
+                grains,
             });
         }
         Ok(minions)
@@ -959,6 +996,33 @@ mod tests {
         assert_eq!(store.list_jobs(10).unwrap()[0].returned, 1);
         assert_eq!(store.prune(1).unwrap(), 1);
         assert!(store.report(&jid).unwrap().is_none());
+    }
+
+    #[test]
+    fn grains_survive_reopening_and_an_old_store_gains_their_column() {
+        let dir = tempfile::tempdir().unwrap();
+        // A store from before grains were kept.
+        Connection::open(dir.path().join("jobs.sqlite"))
+            .unwrap()
+            .execute_batch(
+                "CREATE TABLE minions (id TEXT PRIMARY KEY, first_seen_ms INTEGER NOT NULL,
+                     last_seen_ms INTEGER NOT NULL, version TEXT NOT NULL);
+                 INSERT INTO minions VALUES ('old1', 1, 2, '0.0.9');",
+            )
+            .unwrap();
+        let web1 = MinionId::new("web1").unwrap();
+        let mut grains = Map::new();
+        grains.insert("os".into(), "Debian".into());
+        {
+            let mut store = Store::open(dir.path()).unwrap();
+            store.upsert_minion(&web1, "0.1.0", &Map::new(), 3).unwrap();
+            store.update_grains(&web1, &grains).unwrap();
+        }
+        let minions = Store::open(dir.path()).unwrap().minions().unwrap();
+        assert_eq!(minions.len(), 2);
+        assert_eq!(minions[0].id.as_str(), "old1");
+        assert!(minions[0].grains.is_empty(), "none were ever reported");
+        assert_eq!(minions[1].grains, grains);
     }
 
     #[test]

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use brine_proto::MinionId;
+use brine_proto::{Map, MinionId};
 use serde::Deserialize;
 
 /// Every minion setting. `config/minion.toml` lists each with its default and a comment.
@@ -45,6 +45,9 @@ pub struct MinionConfig {
     pub disabled_functions: Vec<String>,
     /// Log filter (tracing's EnvFilter syntax); `RUST_LOG` overrides it.
     pub log_level: String,
+    /// Grains of this minion's own (`role = "web"`), over the ones it finds out itself: grain
+    /// targets see them, `grains.items` shows them.
+    pub grains: Map,
 }
 
 impl Default for MinionConfig {
@@ -63,6 +66,7 @@ impl Default for MinionConfig {
             trust_first_master: false,
             disabled_functions: Vec::new(),
             log_level: "info".into(),
+            grains: Map::new(),
         }
     }
 }
@@ -197,6 +201,19 @@ mod tests {
         assert_eq!(c.minion_id().unwrap().as_str(), "web1");
         assert_eq!(c.endpoint(4505), "tcp://[::1]:4505");
         assert_eq!(c.ret_port, 4506);
+    }
+
+    #[test]
+    fn custom_grains_keep_their_types() {
+        let c = load_str(
+            "[grains]\nrole = \"web\"\nrack = 12\nroles = [\"web\", \"cache\"]\n[grains.dc]\nname = \"ams1\"\n",
+        )
+        .unwrap();
+        let grains = serde_json::Value::Object(c.grains);
+        assert_eq!(
+            grains,
+            serde_json::json!({"role": "web", "rack": 12, "roles": ["web", "cache"], "dc": {"name": "ams1"}})
+        );
     }
 
     #[test]

@@ -122,7 +122,8 @@ pub async fn run(
         warn!(jid = %ret.jid, fun = %ret.fun, "job was cut off by a restart; reporting it as interrupted");
     }
     let journal = Arc::new(Mutex::new(journal));
-    let grains = brine_modules::collect_grains(&id);
+    let mut grains = brine_modules::collect_grains(&id);
+    grains.extend(config.grains.clone());
     info!(minion = %id, master = %config.master, fingerprint = %keys.fingerprint(), "brine-minion starting");
 
     // The link outlives the SUB task: at shutdown it still delivers returns and says goodbye.
@@ -411,7 +412,7 @@ impl Minion {
     /// return that says why) when its function is disabled here or it cannot be recorded.
     fn offer(&mut self, job: Job) {
         match job.target.compile() {
-            Ok(matcher) if matcher.matches(self.id.as_str()) => {}
+            Ok(matcher) if matcher.matches(self.id.as_str(), &self.context.grains) => {}
             Ok(_) => return,
             Err(err) => {
                 warn!(jid = %job.jid, cause = %err, "ignoring a job with an invalid target");

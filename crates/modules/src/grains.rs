@@ -5,7 +5,7 @@
 //! fact that cannot be read is reported as `""`, `0` or `[]`.
 
 use std::collections::HashMap;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use brine_proto::{Map, MinionId, Value};
 
@@ -158,14 +158,9 @@ pub fn collect_grains(id: &MinionId) -> Map {
     set("fqdn", fqdn.into());
     set("num_cpus", num_cpus().into());
     set("mem_total", mem_total_mib().into());
-    set(
-        "ipv4",
-        ipv4_addresses()
-            .into_iter()
-            .map(Value::String)
-            .collect::<Vec<_>>()
-            .into(),
-    );
+    let (ipv4, ipv6) = ip_addresses();
+    set("ipv4", ipv4.into());
+    set("ipv6", ipv6.into());
     set("machine_id", read_trimmed("/etc/machine-id").into());
     set("brine_version", env!("CARGO_PKG_VERSION").into());
     grains
@@ -305,18 +300,26 @@ fn parse_mem_total(meminfo: &str) -> u64 {
         .map_or(0, |kib| kib / 1024)
 }
 
-/// Every IPv4 address of the host's interfaces, loopback included, sorted and unique.
-fn ipv4_addresses() -> Vec<String> {
+/// Every IPv4 and every IPv6 address of the host's interfaces, loopback included, each list
+/// sorted and unique.
+fn ip_addresses() -> (Vec<Value>, Vec<Value>) {
     let Ok(addrs) = nix::ifaddrs::getifaddrs() else {
-        return Vec::new();
+        return (Vec::new(), Vec::new());
     };
-    let mut ips: Vec<Ipv4Addr> = addrs
-        .filter_map(|ifa| ifa.address)
-        .filter_map(|addr| addr.as_sockaddr_in().map(|sin| sin.ip()))
-        .collect();
-    ips.sort();
-    ips.dedup();
-    ips.into_iter().map(|ip| ip.to_string()).collect()
+    let (mut v4, mut v6): (Vec<Ipv4Addr>, Vec<Ipv6Addr>) = (Vec::new(), Vec::new());
+    for addr in addrs.filter_map(|ifa| ifa.address) {
+        if let Some(sin) = addr.as_sockaddr_in() {
+            v4.push(sin.ip());
+        } else if let Some(sin6) = addr.as_sockaddr_in6() {
+            v6.push(sin6.ip());
+        }
+    }
+    fn texts<T: Ord + ToString>(mut ips: Vec<T>) -> Vec<Value> {
+        ips.sort();
+        ips.dedup();
+        ips.iter().map(|ip| Value::String(ip.to_string())).collect()
+    }
+    (texts(v4), texts(v6))
 }
 
 #[cfg(test)]

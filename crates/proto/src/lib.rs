@@ -17,7 +17,7 @@ pub use codec::{decode, decode_envelope, encode, encode_envelope, DecodeError, E
 pub use id::{IdError, MinionId};
 pub use jid::{Jid, JidError};
 pub use msg::{Job, JobReturn, MasterReply, MinionRequest, Publication};
-pub use target::{Target, TargetError, TargetMatcher};
+pub use target::{GrainExpr, Target, TargetError, TargetMatcher};
 
 /// A dynamic value: function arguments and return data. Maps have string keys.
 pub type Value = serde_json::Value;

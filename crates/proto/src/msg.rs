@@ -20,8 +20,8 @@
 //!    accepted key, `error not_accepted` / `error rejected` otherwise.
 //! 3. Everything else in `sealed` envelopes of that session: `pending` (answer `jobs`), then, as
 //!    things happen, `receipt` (answer `ok`), `return` (answer `ok` once stored), `group_key`
-//!    when a publication names a newer key epoch (answer `group_key`), `keepalive` every
-//!    interval (answer `ok`), `goodbye` when it stops. An answer `error no_session` (the master
+//!    when a publication names a newer key epoch (answer `group_key`), `grains` when its grains
+//!    change (answer `ok`), `keepalive` every interval (answer `ok`), `goodbye` when it stops. An answer `error no_session` (the master
 //!    restarted) or any failure makes the minion start again at 1 on a new socket.
 //!
 //! The id a request names must be the id bound to the session's key: the master refuses any
@@ -130,6 +130,9 @@ pub enum MinionRequest {
     Goodbye { id: MinionId },
     /// "Send me the current group key" (a publication named a newer epoch).
     GroupKey { id: MinionId },
+    /// The minion's grains changed since its hello (`grains.setval`, `grains.delval`,
+    /// `saltutil.refresh_grains`): all of them, as they are now.
+    Grains { id: MinionId, grains: Map },
 }
 
 impl MinionRequest {
@@ -142,7 +145,8 @@ impl MinionRequest {
             | MinionRequest::Pending { id }
             | MinionRequest::Receipt { id, .. }
             | MinionRequest::Goodbye { id }
-            | MinionRequest::GroupKey { id } => Some(id),
+            | MinionRequest::GroupKey { id }
+            | MinionRequest::Grains { id, .. } => Some(id),
             MinionRequest::Return(ret) => Some(&ret.id),
         }
     }

@@ -6,6 +6,8 @@
 //!   replies, control requests and events, `brine-key`'s commands), as its bare msgpack: the
 //!   bytes a Noise handshake payload, a sealed envelope or the group key's ciphertext carries,
 //!   and the payload of one control-socket frame (without the 4-byte length prefix);
+//! - one **target** of each kind the fixed jobs do not carry (`target_*`: grain, grain regex,
+//!   ipcidr, compound, nodegroup), as its bare msgpack;
 //! - the two layers of a publication, `publication_header` (the bytes the master signs) and
 //!   `signed_publication` (a signed envelope's body);
 //! - one **frame** (`frame_*`) per envelope kind, exactly one ZMQ frame as it travels: plain
@@ -43,7 +45,7 @@ use brine_proto::control::{
 };
 use brine_proto::msg::{PublicationHeader, ReplyError, SignedPublication, Tick};
 use brine_proto::{
-    decode, decode_envelope, encode, Jid, Job, JobReturn, Map, MasterReply, MinionId,
+    decode, decode_envelope, encode, GrainExpr, Jid, Job, JobReturn, Map, MasterReply, MinionId,
     MinionRequest, Publication, Target, Value,
 };
 use serde::{de::DeserializeOwned, Serialize};
@@ -180,6 +182,10 @@ fn minion_requests() -> Vec<MinionRequest> {
         MinionRequest::Return(job_return()),
         MinionRequest::Goodbye { id: id("web1") },
         MinionRequest::GroupKey { id: id("web1") },
+        MinionRequest::Grains {
+            id: id("web1"),
+            grains: map(json!({"os": "Debian", "roles": ["web", "cache"]})),
+        },
     ]
 }
 
@@ -434,6 +440,7 @@ impl Wire for MinionRequest {
             MinionRequest::Return(_) => "minion_request_return",
             MinionRequest::Goodbye { .. } => "minion_request_goodbye",
             MinionRequest::GroupKey { .. } => "minion_request_group_key",
+            MinionRequest::Grains { .. } => "minion_request_grains",
         }
     }
 }
@@ -525,8 +532,29 @@ fn frame(name: &'static str, envelope: Envelope) -> Fixture {
     }
 }
 
+/// One target of each kind beyond the glob, list and regex the jobs above carry.
+fn targets() -> Vec<(&'static str, Target)> {
+    vec![
+        ("target_grain", Target::Grain(GrainExpr::new("os:Debian"))),
+        (
+            "target_grain_pcre",
+            Target::GrainPcre(GrainExpr {
+                pattern: "pkg;apache;2\\.4.*".into(),
+                delimiter: ';',
+            }),
+        ),
+        ("target_ipcidr", Target::Ipcidr("10.0.0.0/8".into())),
+        (
+            "target_compound",
+            Target::Compound("web* and G@os:Debian or (L@db1,db2 and not E@db2$)".into()),
+        ),
+        ("target_nodegroup", Target::Nodegroup("webservers".into())),
+    ]
+}
+
 fn fixtures() -> Vec<Fixture> {
     let mut all = Vec::new();
+    all.extend(targets().into_iter().map(|(name, t)| bare(name, t)));
     all.extend(publications().into_iter().map(fixture));
     all.extend(minion_requests().into_iter().map(fixture));
     all.extend(master_replies().into_iter().map(fixture));
@@ -760,6 +788,13 @@ fn closed_sets_spell_as_documented() {
     let request_types = [
         (MinionRequest::MasterKeys {}, "master_keys"),
         (MinionRequest::GroupKey { id: id("web1") }, "group_key"),
+        (
+            MinionRequest::Grains {
+                id: id("web1"),
+                grains: Map::new(),
+            },
+            "grains",
+        ),
         (MinionRequest::Keepalive { id: id("web1") }, "keepalive"),
     ];
     for (x, w) in request_types {
@@ -788,6 +823,11 @@ fn closed_sets_spell_as_documented() {
         (Target::Glob("*".into()), "glob"),
         (Target::List(vec![]), "list"),
         (Target::Regex(".".into()), "regex"),
+        (Target::Grain(GrainExpr::new("a:b")), "grain"),
+        (Target::GrainPcre(GrainExpr::new("a:b")), "grain_pcre"),
+        (Target::Ipcidr("::1".into()), "ipcidr"),
+        (Target::Compound("a".into()), "compound"),
+        (Target::Nodegroup("a".into()), "nodegroup"),
     ] {
         let tree: Value = rmp_serde::from_slice(&encode(&target)).unwrap();
         assert_eq!(tree["type"], tag);

@@ -26,7 +26,7 @@ fn jid_oracle(s: &str) -> bool {
 }
 
 fn matches(target: Target, id: &str) -> bool {
-    target.compile().expect("valid target").matches(id)
+    target.compile().expect("valid target").matches_id(id)
 }
 
 proptest! {

@@ -76,6 +76,8 @@ proptest! {
     #[test]
     fn minion_request_group_key(x in common::request_group_key()) { assert_round_trip(&x)?; }
     #[test]
+    fn minion_request_grains(x in common::request_grains()) { assert_round_trip(&x)?; }
+    #[test]
     fn minion_request_hello(x in common::request_hello()) { assert_round_trip(&x)?; }
     #[test]
     fn minion_request_keepalive(x in common::request_keepalive()) { assert_round_trip(&x)?; }

@@ -15,7 +15,8 @@ use brine_proto::control::{
 };
 use brine_proto::msg::{PublicationHeader, ReplyError, SignedPublication, Tick};
 use brine_proto::{
-    Jid, Job, JobReturn, Map, MasterReply, MinionId, MinionRequest, Publication, Target, Value,
+    GrainExpr, Jid, Job, JobReturn, Map, MasterReply, MinionId, MinionRequest, Publication, Target,
+    Value,
 };
 use proptest::collection::{btree_map, vec};
 use proptest::prelude::*;
@@ -99,6 +100,12 @@ pub fn target() -> impl Strategy<Value = Target> {
         text().prop_map(Target::Glob),
         vec(text(), 0..4).prop_map(Target::List),
         text().prop_map(Target::Regex),
+        (text(), any::<char>())
+            .prop_map(|(pattern, delimiter)| Target::Grain(GrainExpr { pattern, delimiter })),
+        text().prop_map(|p| Target::GrainPcre(GrainExpr::new(p))),
+        text().prop_map(Target::Ipcidr),
+        text().prop_map(Target::Compound),
+        text().prop_map(Target::Nodegroup),
     ]
 }
 
@@ -234,6 +241,10 @@ pub fn request_group_key() -> impl Strategy<Value = MinionRequest> {
     minion_id().prop_map(|id| MinionRequest::GroupKey { id })
 }
 
+pub fn request_grains() -> impl Strategy<Value = MinionRequest> {
+    (minion_id(), map()).prop_map(|(id, grains)| MinionRequest::Grains { id, grains })
+}
+
 pub fn minion_request() -> impl Strategy<Value = MinionRequest> {
     prop_oneof![
         request_master_keys(),
@@ -244,6 +255,7 @@ pub fn minion_request() -> impl Strategy<Value = MinionRequest> {
         request_return(),
         request_goodbye(),
         request_group_key(),
+        request_grains(),
     ]
 }
 
