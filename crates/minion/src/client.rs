@@ -178,6 +178,13 @@ impl ReqClient {
         }
     }
 
+    /// The grains every hello from now on carries (the next session's, after a reconnect).
+    pub fn set_hello_grains(&mut self, new: brine_proto::Map) {
+        if let MinionRequest::Hello { grains, .. } = &mut self.hello {
+            *grains = new;
+        }
+    }
+
     /// Sends `request` until the master answers, or until `cancel` fires.
     pub async fn request(
         &mut self,

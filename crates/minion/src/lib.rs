@@ -19,6 +19,7 @@ pub mod client;
 pub mod config;
 pub mod journal;
 pub mod link;
+pub mod running;
 pub mod sub;
 
 use std::future::Future;
@@ -26,10 +27,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use brine_crypto::{GroupKey, MasterPublic, MinionKeys};
-use brine_modules::Context;
+use brine_modules::{Context, GrainStore, GrainStoreError};
 use brine_proto::codec::BodyKind;
 use brine_proto::msg::{PublicationHeader, SignedPublication, PUBLICATION_AAD};
-use brine_proto::{decode, now_ms, Envelope, Job, JobReturn, MinionId, MinionRequest, Publication};
+use brine_proto::{
+    decode, now_ms, Envelope, Job, JobReturn, Map, MinionId, MinionRequest, Publication,
+};
 use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -39,6 +42,7 @@ use client::{ClientTimings, MasterTrust, ReqClient};
 pub use config::MinionConfig;
 use journal::{Journal, JournalError};
 use link::{Command, Link, LinkEvent};
+use running::JobTable;
 use sub::SubEvent;
 
 /// Why the minion could not start.
@@ -54,6 +58,8 @@ pub enum MinionError {
     Fingerprint(#[from] brine_crypto::ParseFingerprintError),
     #[error("disabled_functions: {0}")]
     DisabledFunctions(String),
+    #[error("grains: {0}")]
+    Grains(#[from] GrainStoreError),
 }
 
 /// The tick interval assumed until the master says otherwise.
@@ -74,6 +80,8 @@ const CLOCK_SKEW_WARNING_MS: i64 = 2_000;
 enum Event {
     Sub(SubEvent),
     Link(LinkEvent),
+    /// grains.setval, grains.delval or saltutil.refresh_grains changed the grains.
+    Grains(Map),
     Watchdog,
     Shutdown,
 }
@@ -81,7 +89,8 @@ enum Event {
 /// The main loop's state.
 struct Minion {
     id: MinionId,
-    context: Arc<Context>,
+    grains: Arc<GrainStore>,
+    running: Arc<JobTable>,
     /// `disabled_functions`: jobs for these are rejected.
     disabled: Vec<glob::Pattern>,
     journal: Arc<Mutex<Journal>>,
@@ -122,8 +131,12 @@ pub async fn run(
         warn!(jid = %ret.jid, fun = %ret.fun, "job was cut off by a restart; reporting it as interrupted");
     }
     let journal = Arc::new(Mutex::new(journal));
-    let mut grains = brine_modules::collect_grains(&id);
-    grains.extend(config.grains.clone());
+    let grains = Arc::new(GrainStore::open(
+        &id,
+        config.grains.clone(),
+        &config.state_dir,
+    )?);
+    let mut grain_changes = grains.subscribe();
     info!(minion = %id, master = %config.master, fingerprint = %keys.fingerprint(), "brine-minion starting");
 
     // The link outlives the SUB task: at shutdown it still delivers returns and says goodbye.
@@ -148,7 +161,7 @@ pub async fn run(
     let hello = MinionRequest::Hello {
         id: id.clone(),
         version: env!("CARGO_PKG_VERSION").into(),
-        grains: grains.clone(),
+        grains: Map::clone(&grains.current()),
     };
     let link = Link {
         id: id.clone(),
@@ -174,7 +187,8 @@ pub async fn run(
 
     let mut minion = Minion {
         id: id.clone(),
-        context: Arc::new(Context { id, grains }),
+        grains,
+        running: Arc::default(),
         disabled: config
             .disabled_function_patterns()
             .map_err(MinionError::DisabledFunctions)?,
@@ -199,6 +213,9 @@ pub async fn run(
             _ = &mut shutdown => Event::Shutdown,
             Some(event) = sub_rx.recv() => Event::Sub(event),
             Some(event) = link_rx.recv() => Event::Link(event),
+            Ok(()) = grain_changes.changed() => {
+                Event::Grains(Map::clone(&grain_changes.borrow_and_update()))
+            }
             _ = watchdog.tick() => Event::Watchdog,
         };
         match event {
@@ -226,6 +243,10 @@ pub async fn run(
                     minion.group = Some(group);
                 }
                 minion.fetching_epoch = None;
+            }
+            Event::Grains(grains) => {
+                info!("grains changed; telling the master");
+                minion.command(Command::Grains(grains));
             }
             Event::Watchdog => minion.watch_ticks(),
         }
@@ -412,7 +433,7 @@ impl Minion {
     /// return that says why) when its function is disabled here or it cannot be recorded.
     fn offer(&mut self, job: Job) {
         match job.target.compile() {
-            Ok(matcher) if matcher.matches(self.id.as_str(), &self.context.grains) => {}
+            Ok(matcher) if matcher.matches(self.id.as_str(), &self.grains.current()) => {}
             Ok(_) => return,
             Err(err) => {
                 warn!(jid = %job.jid, cause = %err, "ignoring a job with an invalid target");
@@ -460,7 +481,12 @@ impl Minion {
             return;
         }
         info!(jid = %job.jid, fun = %job.fun, "running job");
-        let context = Arc::clone(&self.context);
+        let context = Context {
+            jobs: Some(Arc::clone(&self.running) as Arc<dyn brine_modules::RunningJobs>),
+            ..Context::with_store(self.id.clone(), Arc::clone(&self.grains))
+        };
+        let killed = self.running.start(&job, started_ms);
+        let running = Arc::clone(&self.running);
         let journal = Arc::clone(&self.journal);
         let commands = self.commands.clone();
         self.jobs.spawn(async move {
@@ -473,23 +499,35 @@ impl Minion {
                 tokio::pin!(run);
                 // A job done within RECEIPT_AFTER is acknowledged by its return, which follows
                 // at once; only a longer one needs the receipt that says it is running.
-                tokio::select! {
-                    finished = &mut run => finished,
-                    _ = tokio::time::sleep(RECEIPT_AFTER) => {
-                        let _ = commands.send(Command::Receipt(job.jid.clone()));
-                        run.await
+                let run = async {
+                    tokio::select! {
+                        finished = &mut run => finished,
+                        _ = tokio::time::sleep(RECEIPT_AFTER) => {
+                            let _ = commands.send(Command::Receipt(job.jid.clone()));
+                            run.await
+                        }
                     }
+                };
+                // saltutil.kill_job: dropping the call kills its process group.
+                tokio::select! {
+                    finished = run => Some(finished),
+                    _ = killed.cancelled() => None,
                 }
             };
+            running.finish(job.jid.as_str());
             let outcome = match finished {
-                Ok(outcome) => outcome,
-                Err(_) => brine_modules::Outcome::failure(
+                Some(Ok(outcome)) => outcome,
+                Some(Err(_)) => brine_modules::Outcome::failure(
                     format!("{}: timed out after {limit:?}", job.fun),
+                    1,
+                ),
+                None => brine_modules::Outcome::failure(
+                    format!("{}: killed by saltutil.kill_job", job.fun),
                     1,
                 ),
             };
             let mut ret = JobReturn {
-                id: context.id.clone(),
+                id: context.id,
                 jid: job.jid,
                 fun: job.fun,
                 ret: outcome.ret,
@@ -550,10 +588,8 @@ mod tests {
         let id = MinionId::new("m1").unwrap();
         let minion = Minion {
             id: id.clone(),
-            context: Arc::new(Context {
-                id,
-                grains: Map::new(),
-            }),
+            grains: Arc::new(GrainStore::open(&id, Map::new(), dir.path()).unwrap()),
+            running: Arc::default(),
             disabled: vec![glob::Pattern::new("cmd.*").unwrap()],
             journal: Arc::new(Mutex::new(Journal::open(dir.path()).unwrap())),
             commands,

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use brine_crypto::GroupKey;
 use brine_proto::msg::ReplyError;
-use brine_proto::{Jid, Job, JobReturn, MasterReply, MinionId, MinionRequest};
+use brine_proto::{Jid, Job, JobReturn, Map, MasterReply, MinionId, MinionRequest};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -28,6 +28,8 @@ pub enum Command {
     CatchUp,
     /// A publication named a newer group key epoch.
     FetchGroupKey,
+    /// The grains changed: tell the master, and say them in every hello from now on.
+    Grains(Map),
     Goodbye,
 }
 
@@ -95,6 +97,14 @@ impl Link {
                 Some(Command::Return(ret)) => self.send_return(ret).await,
                 Some(Command::CatchUp) => self.catch_up().await,
                 Some(Command::FetchGroupKey) => self.fetch_group_key().await,
+                Some(Command::Grains(grains)) => {
+                    self.client.set_hello_grains(grains.clone());
+                    let update = MinionRequest::Grains {
+                        id: self.id.clone(),
+                        grains,
+                    };
+                    self.ask(&update).await.map(drop)
+                }
             };
             if done.is_err() {
                 return;

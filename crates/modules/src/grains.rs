@@ -19,6 +19,8 @@ pub(crate) enum Fun {
     Item,
     Get,
     Ls,
+    SetVal,
+    DelVal,
 }
 
 pub(crate) const FUNCTIONS: &[Function] = &[
@@ -52,6 +54,33 @@ pub(crate) const FUNCTIONS: &[Function] = &[
         handler: Handler::Grains(Fun::Get),
     },
     Function {
+        name: "grains.setval",
+        doc:
+            "Set a grain to a value, kept across restarts in the minion's state_dir/grains.json;\n\
+              it wins over the grains the minion finds out and the ones in its configuration.\n\
+              The master hears of the change at once, so grain targets see it. Returns\n\
+              ``{key: val}``.\n\n\
+              key\n    The grain's name.\n\
+              val : None\n    Its new value (any value: string, number, list, map).\n\n\
+              CLI Example:\n\n    brine '*' grains.setval role web\n    \
+              brine '*' grains.setval roles '[web, cache]'",
+        signature: Signature::new(&[req("key"), opt("val")]),
+        handler: Handler::Grains(Fun::SetVal),
+    },
+    Function {
+        name: "grains.delval",
+        doc:
+            "Delete a grain: set it to None, or with ``destructive=True`` forget the stored value\n\
+              altogether (a grain the minion finds out itself, or one from its configuration,\n\
+              then shows again). Returns ``{key: None}``.\n\n\
+              key\n    The grain's name.\n\
+              destructive : False\n    Remove the key instead of setting it to None.\n\n\
+              CLI Example:\n\n    brine '*' grains.delval role\n    \
+              brine '*' grains.delval role destructive=True",
+        signature: Signature::new(&[req("key"), kw("destructive")]),
+        handler: Handler::Grains(Fun::DelVal),
+    },
+    Function {
         name: "grains.ls",
         doc: "Return a sorted list of all available grain names.\n\n\
               CLI Example:\n\n    brine '*' grains.ls",
@@ -61,7 +90,32 @@ pub(crate) const FUNCTIONS: &[Function] = &[
 ];
 
 pub(crate) fn call(ctx: &Context, fun: Fun, args: Args) -> Result<Outcome, Error> {
+    let store = || {
+        ctx.grain_store
+            .as_deref()
+            .ok_or_else(|| Error::Unavailable("grains cannot be changed here".into()))
+    };
     match fun {
+        Fun::SetVal => {
+            let key = args.required_string("key")?;
+            let value = args.value("val").cloned().unwrap_or(Value::Null);
+            store()?.set(&key, value.clone())?;
+            let mut ret = Map::new();
+            ret.insert(key, value);
+            Ok(Outcome::ok(ret))
+        }
+        Fun::DelVal => {
+            let key = args.required_string("key")?;
+            let store = store()?;
+            if args.bool("destructive", false)? {
+                store.forget(&key)?;
+            } else {
+                store.set(&key, Value::Null)?;
+            }
+            let mut ret = Map::new();
+            ret.insert(key, Value::Null);
+            Ok(Outcome::ok(ret))
+        }
         Fun::Items => Ok(Outcome::ok(ctx.grains.clone())),
         Fun::Item => {
             let mut ret = Map::new();
@@ -333,10 +387,7 @@ mod tests {
         let Value::Object(grains) = grains else {
             unreachable!("test grains are a map")
         };
-        Context {
-            id: MinionId::new("web1").unwrap(),
-            grains,
-        }
+        Context::new(MinionId::new("web1").unwrap(), grains)
     }
 
     async fn call_with(ctx: &Context, fun: &str, arg: Vec<Value>, kwarg: Value) -> Outcome {

@@ -1,5 +1,6 @@
 //! brine's execution modules: the closed table of functions a minion runs (`test.*`, `cmd.*`,
-//! `grains.*`, `sys.*`), the grains it reports, and [`execute`], the one way in.
+//! `grains.*`, `saltutil.*`, `sys.*`), the grains it reports ([`GrainStore`]), and [`execute`],
+//! the one way in.
 //!
 //! A call names a function as `module.function`, with positional and keyword arguments as Salt
 //! passes them. [`execute`] looks the name up in the table, binds the arguments to the
@@ -10,20 +11,61 @@
 
 mod args;
 mod cmd;
+mod grain_store;
 mod grains;
+mod saltutil;
 mod sys;
 mod test;
+
+use std::sync::Arc;
 
 use brine_proto::MinionId;
 pub use brine_proto::{Map, Value};
 
+pub use grain_store::{GrainStore, GrainStoreError, GRAINS_FILE};
 pub use grains::collect_grains;
 
 /// Facts about this host and this minion, given to every function.
 #[derive(Debug, Clone)]
 pub struct Context {
     pub id: MinionId,
+    /// The grains when the call started.
     pub grains: Map,
+    /// Where `grains.setval`, `grains.delval` and `saltutil.refresh_grains` change the grains;
+    /// none: they cannot be changed.
+    pub grain_store: Option<Arc<GrainStore>>,
+    /// The jobs the minion daemon is running (`saltutil.running`, `find_job`, `kill_job`);
+    /// none outside a daemon (`brine-call`).
+    pub jobs: Option<Arc<dyn RunningJobs>>,
+}
+
+impl Context {
+    /// A context with fixed grains, no grain store and no running jobs.
+    pub fn new(id: MinionId, grains: Map) -> Self {
+        Self {
+            id,
+            grains,
+            grain_store: None,
+            jobs: None,
+        }
+    }
+
+    /// A context whose grains are the store's, as they are now.
+    pub fn with_store(id: MinionId, store: Arc<GrainStore>) -> Self {
+        Self {
+            grains: Map::clone(&store.current()),
+            grain_store: Some(store),
+            ..Self::new(id, Map::new())
+        }
+    }
+}
+
+/// The minion daemon's table of running jobs, as `saltutil.*` sees it.
+pub trait RunningJobs: Send + Sync + std::fmt::Debug {
+    /// One map per running job, in Salt's shape (`jid`, `fun`, `arg`, `pid`, ...).
+    fn running(&self) -> Vec<Map>;
+    /// Stops the job `jid` (its return says it was killed); false when no such job runs.
+    fn kill(&self, jid: &str) -> bool;
 }
 
 /// What a function produced.
@@ -84,6 +126,7 @@ pub(crate) enum Handler {
     Test(test::Fun),
     Cmd(cmd::Fun),
     Grains(grains::Fun),
+    Saltutil(saltutil::Fun),
     Sys(sys::Fun),
 }
 
@@ -97,13 +140,18 @@ pub(crate) enum Error {
     /// A failure the function was asked to produce (`test.exception`).
     #[error("{0}")]
     Raised(String),
+    #[error(transparent)]
+    Grains(#[from] GrainStoreError),
+    /// The function needs something this context does not have (a grain store, a daemon).
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 impl Error {
     fn retcode(&self) -> i32 {
         match self {
             Error::Cmd(err) => err.retcode(),
-            Error::Args(_) | Error::Raised(_) => 1,
+            Error::Args(_) | Error::Raised(_) | Error::Grains(_) | Error::Unavailable(_) => 1,
         }
     }
 }
@@ -114,6 +162,7 @@ pub(crate) fn functions() -> impl Iterator<Item = &'static Function> {
         .iter()
         .chain(cmd::FUNCTIONS)
         .chain(grains::FUNCTIONS)
+        .chain(saltutil::FUNCTIONS)
         .chain(sys::FUNCTIONS)
 }
 
@@ -142,6 +191,7 @@ pub async fn execute(ctx: &Context, fun: &str, arg: Vec<Value>, kwarg: Map) -> O
         Handler::Test(f) => test::call(f, args).await,
         Handler::Cmd(f) => cmd::call(ctx, f, args).await,
         Handler::Grains(f) => grains::call(ctx, f, args),
+        Handler::Saltutil(f) => saltutil::call(ctx, f, args),
         Handler::Sys(f) => sys::call(f, args),
     };
     result.unwrap_or_else(|err| Outcome::failure(format!("{fun}: {err}"), err.retcode()))
@@ -211,7 +261,7 @@ mod tests {
     pub(crate) fn ctx() -> Context {
         let id = MinionId::new("web1").unwrap();
         let grains = collect_grains(&id);
-        Context { id, grains }
+        Context::new(id, grains)
     }
 
     pub(crate) async fn run(fun: &str, arg: Vec<Value>, kwarg: Value) -> Outcome {

@@ -156,7 +156,7 @@ mod tests {
         assert!(!names.contains(&json!("sys.doc")));
 
         let out = run("sys.list_modules", vec![], json!({})).await;
-        assert_eq!(out.ret, json!(["cmd", "grains", "sys", "test"]));
+        assert_eq!(out.ret, json!(["cmd", "grains", "saltutil", "sys", "test"]));
     }
 
     #[tokio::test]
