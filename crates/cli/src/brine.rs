@@ -104,14 +104,25 @@ pub struct Cli {
     #[arg(long, env = "BRINE_SOCKET", default_value = DEFAULT_SOCKET, value_name = "PATH")]
     pub socket: PathBuf,
 
+    /// Print the documentation of functions (a module, a function or a glob; every function
+    /// without one) from the modules brine ships, like `salt -d`, and exit
+    #[arg(
+        short = 'd',
+        long = "doc",
+        value_name = "FUNCTION",
+        num_args = 0..=1,
+        default_missing_value = ""
+    )]
+    pub doc: Option<String>,
+
     /// Which minions: a glob on their ids such as 'web*' (default), or what -L, -E, -G, -P,
     /// -S, -N or -C says
-    #[arg(value_name = "TARGET")]
-    pub target: String,
+    #[arg(value_name = "TARGET", required_unless_present = "doc")]
+    pub target: Option<String>,
 
     /// The function to run, as module.function (test.ping, cmd.run, ...)
-    #[arg(value_name = "FUNCTION", value_parser = parse_function)]
-    pub fun: String,
+    #[arg(value_name = "FUNCTION", value_parser = parse_function, required_unless_present = "doc")]
+    pub fun: Option<String>,
 
     /// Arguments: key=value is a keyword argument, anything else positional. Values are typed
     /// like YAML: true/false, null, numbers, [flow, lists], {flow: maps}; the rest are strings
@@ -120,7 +131,7 @@ pub struct Cli {
 }
 
 /// Checks the `module.function` shape (each part an identifier).
-fn parse_function(s: &str) -> Result<String, String> {
+pub fn parse_function(s: &str) -> Result<String, String> {
     let ident = |p: &str| {
         p.chars()
             .next()
@@ -139,7 +150,7 @@ const RULE: &str = "-------------------------------------------";
 impl Cli {
     /// The target expression, checked (a bad glob or regex is a usage error).
     pub fn target(&self) -> Result<Target, CommandError> {
-        let expr = self.target.clone();
+        let expr = self.target.clone().unwrap_or_default();
         let grain = || GrainExpr {
             pattern: expr.clone(),
             delimiter: self.delimiter.unwrap_or(DEFAULT_DELIMITER),
@@ -178,7 +189,7 @@ impl Cli {
         let args = parse_args(&self.args);
         Ok(ControlRequest::Publish(PublishRequest {
             target: self.target()?,
-            fun: self.fun.clone(),
+            fun: self.fun.clone().unwrap_or_default(),
             arg: args.arg,
             kwarg: args.kwarg,
             timeout_ms: self.timeout.saturating_mul(1000),
@@ -194,6 +205,9 @@ pub async fn run(
     err: &mut dyn Write,
     stdout_is_terminal: bool,
 ) -> Result<u8, CommandError> {
+    if let Some(selector) = &cli.doc {
+        return print_docs(selector, out);
+    }
     let request = cli.request()?;
     let mut conn = Connection::connect(&cli.socket).await?;
     conn.send(&request).await?;
@@ -267,6 +281,34 @@ pub async fn run(
         report_missing(&report, err);
     }
     Ok(exit::for_report(&report))
+}
+
+/// `-d`: the doc strings the selector picks, each under its name, indented as Salt prints them.
+fn print_docs(selector: &str, out: &mut dyn Write) -> Result<u8, CommandError> {
+    let selectors: Vec<String> = selector.split_whitespace().map(str::to_owned).collect();
+    let docs = brine_modules::docs(&selectors);
+    if docs.is_empty() {
+        return Err(CommandError::Usage(format!(
+            "no function matches {selector:?}: brine -d lists them all"
+        )));
+    }
+    let mut text = String::new();
+    for (name, doc) in docs {
+        text.push_str(name);
+        text.push_str(":\n\n");
+        for line in doc.lines() {
+            if !line.is_empty() {
+                text.push_str("    ");
+            }
+            text.push_str(line);
+            text.push('\n');
+        }
+        text.push('\n');
+    }
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .map_err(CommandError::Output)?;
+    Ok(exit::SUCCESS)
 }
 
 /// Verbose mode's closing lines: each minion without a return, with its state.

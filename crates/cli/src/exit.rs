@@ -49,6 +49,14 @@ Exit codes:
   69  the master is unreachable or shutting down, or the connection broke
   77  permission denied (a request the master does not allow this user)";
 
+/// The exit code section of `brine-call --help`.
+pub const BRINE_CALL_HELP: &str = "\
+Exit codes:
+  0   the function succeeded
+  1   the function failed (success = false or retcode != 0); with --retcode-passthrough,
+      its own retcode instead
+  2   usage error: bad flags or function name, or a minion configuration that cannot be used";
+
 /// The exit code section of `brine-key --help`.
 pub const BRINE_KEY_HELP: &str = "\
 Confirmation:

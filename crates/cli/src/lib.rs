@@ -1,10 +1,11 @@
 //! brine's command-line tools as a library: the control-socket client, Salt's argument grammar,
-//! the output formats and exit codes, and the `brine`, `brine-run` and `brine-key` commands
-//! themselves. The binaries under `src/bin` only parse flags, start a runtime and call
-//! [`brine::run`], [`run::run`] or [`key::run`].
+//! the output formats and exit codes, and the `brine`, `brine-run`, `brine-key` and
+//! `brine-call` commands themselves. The binaries under `src/bin` only parse flags, start a
+//! runtime and call [`brine::run`], [`run::run`], [`key::run`] or [`call::run`].
 
 pub mod args;
 pub mod brine;
+pub mod call;
 pub mod client;
 pub mod error;
 pub mod exit;

@@ -149,7 +149,9 @@ impl GrainStore {
         let mut text = serde_json::to_string_pretty(stored).expect("a map always serializes");
         text.push('\n');
         let partial = self.path.with_extension("json.new");
-        std::fs::write(&partial, text)
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir)
+            .and_then(|()| std::fs::write(&partial, text))
             .and_then(|()| std::fs::File::open(&partial)?.sync_all())
             .and_then(|()| std::fs::rename(&partial, &self.path))
             .map_err(error)

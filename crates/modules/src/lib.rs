@@ -173,6 +173,17 @@ pub fn list_functions() -> Vec<&'static str> {
     names
 }
 
+/// The doc strings of the functions `selectors` pick (as `sys.doc` picks them: a module name, a
+/// function name or a glob; none picks all), sorted by name.
+pub fn docs(selectors: &[String]) -> Vec<(&'static str, &'static str)> {
+    let mut docs: Vec<_> = functions()
+        .filter(|f| sys::selects(selectors, f.name))
+        .map(|f| (f.name, f.doc))
+        .collect();
+    docs.sort_unstable();
+    docs
+}
+
 /// Runs `fun` (`module.function`) with positional `arg` and keyword `kwarg`.
 ///
 /// Never panics and never fails as such: a failure is an [`Outcome`] with `success = false`, a

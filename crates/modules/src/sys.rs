@@ -76,7 +76,7 @@ fn module_of(name: &str) -> Option<&str> {
 }
 
 /// Whether any of `patterns` selects the function `name`; no pattern selects everything.
-fn selects(patterns: &[String], name: &str) -> bool {
+pub(crate) fn selects(patterns: &[String], name: &str) -> bool {
     patterns.is_empty()
         || patterns.iter().any(|pattern| {
             if pattern.contains(['*', '?', '.']) {
