@@ -19,7 +19,9 @@ use crate::client::{ClientError, Connection, ANSWER_TIMEOUT, DEFAULT_SOCKET, DON
 use crate::error::{event_name, CommandError};
 use crate::exit;
 use crate::job::follow;
-use crate::output::{color_wanted, missing_text, JobPrinter, OutputFormat, Palette};
+use crate::output::{
+    color_wanted, missing_text, summary, JobFormat, JobPrinter, Palette, Progress,
+};
 
 /// Run a function on the minions a target matches, the way `salt` does.
 ///
@@ -82,7 +84,8 @@ pub struct Cli {
     )]
     pub timeout: u64,
 
-    /// Output format
+    /// Output format: human (Salt's nested layout), json, yaml, txt (`minion: value` lines)
+    /// or ndjson (a JSON object per line, as each return arrives)
     #[arg(
         long,
         visible_alias = "output",
@@ -90,7 +93,16 @@ pub struct Cli {
         default_value_t,
         value_name = "FORMAT"
     )]
-    pub out: OutputFormat,
+    pub out: JobFormat,
+
+    /// Print every return at the end, sorted by id, instead of each as it arrives
+    #[arg(long = "static")]
+    pub static_output: bool,
+
+    /// After the returns, print how many minions were targeted, returned, did not return and
+    /// failed (on stderr for json, yaml and ndjson)
+    #[arg(long)]
+    pub summary: bool,
 
     /// Publish the job, print its jid and exit without waiting for returns
     #[arg(long = "async")]
@@ -198,13 +210,21 @@ impl Cli {
     }
 }
 
+/// Which of the standard streams are terminals.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Terminals {
+    pub stdout: bool,
+    pub stderr: bool,
+}
+
 /// Runs the command: results on `out`, messages on `err`. Gives the exit code.
 pub async fn run(
     cli: &Cli,
     out: &mut dyn Write,
     err: &mut dyn Write,
-    stdout_is_terminal: bool,
+    terminals: Terminals,
 ) -> Result<u8, CommandError> {
+    let stdout_is_terminal = terminals.stdout;
     if let Some(selector) = &cli.doc {
         return print_docs(selector, out);
     }
@@ -251,9 +271,12 @@ pub async fn run(
     }
 
     let palette = Palette::new(color_wanted(stdout_is_terminal));
-    let mut printer = JobPrinter::new(cli.out, palette, stdout_is_terminal);
+    // Human output streams on a terminal only (piped, it comes sorted); txt and ndjson always.
+    let stream = !cli.static_output && (stdout_is_terminal || cli.out != JobFormat::Human);
+    let mut printer = JobPrinter::new(cli.out, palette, stream);
+    let mut progress = Progress::new(terminals.stderr && !cli.out.is_data(), minions.len());
     let report = tokio::select! {
-        report = follow(&mut conn, deadline, &mut printer, out, err) => match report {
+        report = follow(&mut conn, deadline, &mut printer, &mut progress, out, err) => match report {
             Ok(report) => report,
             Err(e) => {
                 if matches!(e, CommandError::Incomplete | CommandError::Client(_)) {
@@ -277,6 +300,15 @@ pub async fn run(
         }
     };
     printer.finish(&report, out).map_err(CommandError::Output)?;
+    if cli.summary {
+        let block = summary(&report);
+        let written = if cli.out.is_data() {
+            err.write_all(block.as_bytes())
+        } else {
+            out.write_all(block.as_bytes())
+        };
+        written.map_err(CommandError::Output)?;
+    }
     if cli.verbose {
         report_missing(&report, err);
     }

@@ -89,6 +89,7 @@ pub fn event_name(event: &ControlEvent) -> &'static str {
     match event {
         ControlEvent::Published { .. } => "published",
         ControlEvent::Return(_) => "return",
+        ControlEvent::Running { .. } => "running",
         ControlEvent::StillRunning { .. } => "still_running",
         ControlEvent::Done(_) => "done",
         ControlEvent::Jobs { .. } => "jobs",

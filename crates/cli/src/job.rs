@@ -5,7 +5,8 @@
 //! and then `done` with the state of every expected minion; the connection closing before
 //! `done` is an error, as is any other event. When the deadline passes while minions are still
 //! running the job, the master says so (`still_running`) and waits for them up to the job's time
-//! limit: so does the CLI, with a note on stderr.
+//! limit: so does the CLI, with a note on stderr. `running` events (a minion acknowledged the
+//! job) only feed the progress line.
 
 use std::io::Write;
 use std::time::Duration;
@@ -16,27 +17,52 @@ use tokio::time::Instant;
 
 use crate::client::{Connection, DONE_MARGIN};
 use crate::error::{event_name, CommandError};
-use crate::output::JobPrinter;
+use crate::output::{JobPrinter, Progress};
 
 /// Reads events until `done`, handing each return to `printer`, and gives the final report.
 /// A `published` event (the first answer of `lookup_job` with `wait`) is passed over; a
-/// `still_running` one moves `deadline` to the master's new limit and is told on `notes`.
+/// `still_running` one moves `deadline` to the master's new limit and is told on `notes`,
+/// where `progress` is drawn too (and erased before anything else is printed).
 pub async fn follow(
     conn: &mut Connection,
-    mut deadline: Instant,
+    deadline: Instant,
     printer: &mut JobPrinter,
+    progress: &mut Progress,
     out: &mut dyn Write,
     notes: &mut dyn Write,
 ) -> Result<JobReport, CommandError> {
+    let followed = follow_events(conn, deadline, printer, progress, out, notes).await;
+    progress.clear(notes);
+    followed
+}
+
+async fn follow_events(
+    conn: &mut Connection,
+    mut deadline: Instant,
+    printer: &mut JobPrinter,
+    progress: &mut Progress,
+    out: &mut dyn Write,
+    notes: &mut dyn Write,
+) -> Result<JobReport, CommandError> {
+    progress.draw(notes);
     loop {
         match conn.next_event(deadline).await? {
             Some(ControlEvent::Return(ret)) => {
+                progress.clear(notes);
                 printer.on_return(&ret, out).map_err(CommandError::Output)?;
+                progress.on_return(&ret.id);
+                progress.draw(notes);
+            }
+            Some(ControlEvent::Running { minion }) => {
+                progress.on_running(&minion);
+                progress.draw(notes);
             }
             Some(ControlEvent::StillRunning { minions, wait_ms }) => {
                 let wait = Duration::from_millis(wait_ms);
                 deadline = deadline.max(Instant::now() + wait + DONE_MARGIN);
+                progress.clear(notes);
                 let _ = writeln!(notes, "{}", still_running_note(&minions, wait));
+                progress.draw(notes);
             }
             Some(ControlEvent::Done(report)) => return Ok(report),
             Some(ControlEvent::Published { .. }) => {}

@@ -27,6 +27,40 @@ pub enum OutputFormat {
     Yaml,
 }
 
+/// How `brine` prints a job: [`OutputFormat`]'s formats, and two that give one line per minion
+/// and stream them as the returns arrive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum JobFormat {
+    /// Salt's nested layout, coloured on a terminal.
+    #[default]
+    Human,
+    /// One JSON document, indented by four spaces.
+    Json,
+    /// One YAML document.
+    Yaml,
+    /// Salt's `txt`: `minion: value`, a line for each line of a text value.
+    Txt,
+    /// One JSON object per line, `{"minion": value}`, as each return arrives.
+    Ndjson,
+}
+
+impl From<OutputFormat> for JobFormat {
+    fn from(format: OutputFormat) -> Self {
+        match format {
+            OutputFormat::Human => JobFormat::Human,
+            OutputFormat::Json => JobFormat::Json,
+            OutputFormat::Yaml => JobFormat::Yaml,
+        }
+    }
+}
+
+impl JobFormat {
+    /// Whether the format is a data document for scripts (no progress, summary on stderr).
+    pub fn is_data(self) -> bool {
+        matches!(self, JobFormat::Json | JobFormat::Yaml | JobFormat::Ndjson)
+    }
+}
+
 /// Whether to colour output: only on a terminal, and never when `NO_COLOR` is set (non-empty).
 pub fn color_wanted(stdout_is_terminal: bool) -> bool {
     stdout_is_terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
@@ -205,6 +239,33 @@ pub fn human_outcome(outcome: &MinionOutcome, palette: Palette) -> String {
     }
 }
 
+/// Salt's `txt` lines for one minion: `id: line` for each line of a text value, `id: value`
+/// for anything else (maps and lists as compact JSON).
+pub fn txt_lines(id: &MinionId, value: &Value) -> String {
+    let mut out = String::new();
+    match value {
+        Value::String(text) if !text.is_empty() => {
+            for line in text.lines() {
+                let _ = writeln!(out, "{id}: {line}");
+            }
+        }
+        Value::Array(_) | Value::Object(_) => {
+            let _ = writeln!(out, "{id}: {value}");
+        }
+        scalar => {
+            let _ = writeln!(out, "{id}: {}", scalar_text(scalar));
+        }
+    }
+    out
+}
+
+/// One `ndjson` line: `{"id": value}`.
+pub fn ndjson_line(id: &MinionId, value: &Value) -> String {
+    let mut line = Map::new();
+    line.insert(id.to_string(), value.clone());
+    format!("{}\n", Value::Object(line))
+}
+
 /// What a minion stands for in `json`/`yaml` output: its return value, or the missing text.
 pub fn outcome_value(outcome: &MinionOutcome) -> Value {
     match (&outcome.ret, outcome.state) {
@@ -266,23 +327,24 @@ pub fn json_pretty<T: Serialize + ?Sized>(value: &T) -> String {
     String::from_utf8(buf).expect("serde_json writes UTF-8")
 }
 
-/// Prints one job's returns: as they arrive when streaming (human output on a terminal),
-/// otherwise all at once from the final report, sorted by id.
+/// Prints one job's returns: as they arrive when streaming, otherwise all at once from the
+/// final report, sorted by id.
 #[derive(Debug)]
 pub struct JobPrinter {
-    format: OutputFormat,
+    format: JobFormat,
     palette: Palette,
     stream: bool,
     shown: BTreeSet<MinionId>,
 }
 
 impl JobPrinter {
-    /// `stream` applies to human output only: the other formats are one document.
-    pub fn new(format: OutputFormat, palette: Palette, stream: bool) -> Self {
+    /// `stream` applies to the formats of a block or line per minion (human, txt, ndjson): json
+    /// and yaml are one document.
+    pub fn new(format: JobFormat, palette: Palette, stream: bool) -> Self {
         Self {
             format,
             palette,
-            stream: stream && format == OutputFormat::Human,
+            stream: stream && !matches!(format, JobFormat::Json | JobFormat::Yaml),
             shown: BTreeSet::new(),
         }
     }
@@ -290,7 +352,12 @@ impl JobPrinter {
     /// A return arrived.
     pub fn on_return(&mut self, ret: &JobReturn, out: &mut dyn Write) -> io::Result<()> {
         if self.stream && self.shown.insert(ret.id.clone()) {
-            out.write_all(human_return(ret, self.palette).as_bytes())?;
+            let text = match self.format {
+                JobFormat::Txt => txt_lines(&ret.id, &ret.ret),
+                JobFormat::Ndjson => ndjson_line(&ret.id, &ret.ret),
+                _ => human_return(ret, self.palette),
+            };
+            out.write_all(text.as_bytes())?;
             out.flush()?;
         }
         Ok(())
@@ -298,17 +365,114 @@ impl JobPrinter {
 
     /// The job is over: print what has not been shown, sorted by id.
     pub fn finish(&mut self, report: &JobReport, out: &mut dyn Write) -> io::Result<()> {
-        let text = if self.format == OutputFormat::Human {
+        let rest = || {
             sorted_outcomes(report)
                 .into_iter()
                 .filter(|o| !self.shown.contains(&o.id))
-                .map(|o| human_outcome(o, self.palette))
-                .collect()
-        } else {
-            render_report(report, self.format, self.palette)
+        };
+        let text: String = match self.format {
+            JobFormat::Human => rest().map(|o| human_outcome(o, self.palette)).collect(),
+            JobFormat::Txt => rest()
+                .map(|o| txt_lines(&o.id, &outcome_value(o)))
+                .collect(),
+            JobFormat::Ndjson => rest()
+                .map(|o| ndjson_line(&o.id, &outcome_value(o)))
+                .collect(),
+            JobFormat::Json => render_report(report, OutputFormat::Json, self.palette),
+            JobFormat::Yaml => render_report(report, OutputFormat::Yaml, self.palette),
         };
         out.write_all(text.as_bytes())?;
         out.flush()
+    }
+}
+
+/// Salt's `--summary` block: how many minions were targeted, returned, did not return, and
+/// returned a failure.
+pub fn summary(report: &JobReport) -> String {
+    let targeted = report.minions.len();
+    let returned: Vec<_> = report
+        .minions
+        .iter()
+        .filter_map(|m| m.has_return().then_some(m.ret.as_ref()).flatten())
+        .collect();
+    let errors = returned.iter().filter(|r| !succeeded(r)).count();
+    let rule = "-------------------------------------------";
+    format!(
+        "{rule}\nSummary\n{rule}\n# of minions targeted: {targeted}\n\
+         # of minions returned: {}\n# of minions that did not return: {}\n\
+         # of minions with errors: {errors}\n{rule}\n",
+        returned.len(),
+        targeted - returned.len()
+    )
+}
+
+/// The live progress line on a terminal's stderr: `12/40 returned, 3 running`, redrawn in
+/// place and erased before anything else is printed.
+#[derive(Debug)]
+pub struct Progress {
+    enabled: bool,
+    expected: usize,
+    returned: BTreeSet<MinionId>,
+    running: BTreeSet<MinionId>,
+    drawn: bool,
+}
+
+/// Carriage return and "erase to the end of the line".
+const ERASE_LINE: &str = "\r\x1b[K";
+
+impl Progress {
+    /// A progress line for a job expecting `expected` minions; `enabled` only for a terminal.
+    pub fn new(enabled: bool, expected: usize) -> Self {
+        Self {
+            enabled,
+            expected,
+            returned: BTreeSet::new(),
+            running: BTreeSet::new(),
+            drawn: false,
+        }
+    }
+
+    /// No progress line at all.
+    pub fn off() -> Self {
+        Self::new(false, 0)
+    }
+
+    pub fn line(&self) -> String {
+        format!(
+            "{}/{} returned, {} running",
+            self.returned.len(),
+            self.expected,
+            self.running.len()
+        )
+    }
+
+    pub fn on_running(&mut self, id: &MinionId) {
+        if !self.returned.contains(id) {
+            self.running.insert(id.clone());
+        }
+    }
+
+    pub fn on_return(&mut self, id: &MinionId) {
+        self.running.remove(id);
+        self.returned.insert(id.clone());
+    }
+
+    /// Draws the line (replacing the one drawn before).
+    pub fn draw(&mut self, err: &mut dyn Write) {
+        if self.enabled {
+            let _ = write!(err, "{ERASE_LINE}{}", self.line());
+            let _ = err.flush();
+            self.drawn = true;
+        }
+    }
+
+    /// Erases the line, if one is drawn.
+    pub fn clear(&mut self, err: &mut dyn Write) {
+        if self.drawn {
+            let _ = write!(err, "{ERASE_LINE}");
+            let _ = err.flush();
+            self.drawn = false;
+        }
     }
 }
 
@@ -606,7 +770,7 @@ web3:
             returned("web2", json!(2)),
             missing("web3", MinionState::NotConnected),
         ]);
-        let mut printer = JobPrinter::new(OutputFormat::Human, Palette::plain(), true);
+        let mut printer = JobPrinter::new(JobFormat::Human, Palette::plain(), true);
         let mut out = Vec::new();
         printer
             .on_return(r.minions[1].ret.as_ref().unwrap(), &mut out)
@@ -622,7 +786,7 @@ web3:
     #[test]
     fn the_printer_prints_once_when_not_streaming() {
         let r = report(vec![returned("web2", json!(2)), returned("web1", json!(1))]);
-        let mut printer = JobPrinter::new(OutputFormat::Human, Palette::plain(), false);
+        let mut printer = JobPrinter::new(JobFormat::Human, Palette::plain(), false);
         let mut out = Vec::new();
         printer
             .on_return(r.minions[0].ret.as_ref().unwrap(), &mut out)
@@ -633,6 +797,84 @@ web3:
             String::from_utf8_lossy(&out),
             "web1:\n    1\nweb2:\n    2\n"
         );
+    }
+
+    #[test]
+    fn txt_and_ndjson_give_a_line_per_minion_and_stream() {
+        let r = report(vec![
+            returned("web1", json!("a\nb")),
+            returned("web2", json!({"k": true})),
+            missing("web3", MinionState::NoResponse),
+        ]);
+        let mut printer = JobPrinter::new(JobFormat::Txt, Palette::plain(), true);
+        let mut out = Vec::new();
+        printer
+            .on_return(r.minions[1].ret.as_ref().unwrap(), &mut out)
+            .unwrap();
+        printer.finish(&r, &mut out).unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            "web2: {\"k\":true}\nweb1: a\nweb1: b\nweb3: Minion did not return. [No response]\n"
+        );
+        let mut printer = JobPrinter::new(JobFormat::Ndjson, Palette::plain(), false);
+        let mut out = Vec::new();
+        printer.finish(&r, &mut out).unwrap();
+        let lines: Vec<Value> = String::from_utf8_lossy(&out)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(
+            lines,
+            vec![
+                json!({"web1": "a\nb"}),
+                json!({"web2": {"k": true}}),
+                json!({"web3": "Minion did not return. [No response]"})
+            ]
+        );
+        assert_eq!(txt_lines(&id("m"), &json!(false)), "m: False\n");
+    }
+
+    #[test]
+    fn the_summary_counts_like_salt() {
+        let mut failed = returned("web2", json!("x"));
+        if let Some(ret) = failed.ret.as_mut() {
+            ret.success = false;
+        }
+        let r = report(vec![
+            returned("web1", json!(true)),
+            failed,
+            missing("web3", MinionState::NotConnected),
+        ]);
+        let text = summary(&r);
+        assert!(text.contains("# of minions targeted: 3\n"), "{text}");
+        assert!(text.contains("# of minions returned: 2\n"), "{text}");
+        assert!(
+            text.contains("# of minions that did not return: 1\n"),
+            "{text}"
+        );
+        assert!(text.contains("# of minions with errors: 1\n"), "{text}");
+    }
+
+    #[test]
+    fn progress_counts_running_and_returned_and_erases_itself() {
+        let mut progress = Progress::new(true, 3);
+        let mut err = Vec::new();
+        progress.on_running(&id("web1"));
+        progress.on_running(&id("web2"));
+        progress.on_return(&id("web1"));
+        assert_eq!(progress.line(), "1/3 returned, 1 running");
+        progress.draw(&mut err);
+        progress.clear(&mut err);
+        progress.clear(&mut err);
+        assert_eq!(
+            String::from_utf8_lossy(&err),
+            "\r\x1b[K1/3 returned, 1 running\r\x1b[K"
+        );
+        let mut off = Progress::off();
+        let mut err = Vec::new();
+        off.draw(&mut err);
+        off.clear(&mut err);
+        assert!(err.is_empty());
     }
 
     #[test]

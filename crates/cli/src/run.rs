@@ -16,7 +16,7 @@ use crate::client::{Connection, ANSWER_TIMEOUT};
 use crate::error::{event_name, CommandError};
 use crate::exit;
 use crate::job::follow;
-use crate::output::{color_wanted, render_data, render_jobs, JobPrinter, Palette};
+use crate::output::{color_wanted, render_data, render_jobs, JobPrinter, Palette, Progress};
 use crate::MasterOptions;
 
 /// Ask the master about jobs and minions, the way `salt-run` does.
@@ -111,11 +111,13 @@ pub async fn run(
         };
 
     if let Command::JobsLookup { wait, .. } = cli.command {
-        let mut printer = JobPrinter::new(cli.master.out, palette, wait && stdout_is_terminal);
+        let mut printer =
+            JobPrinter::new(cli.master.out.into(), palette, wait && stdout_is_terminal);
         let report = follow(
             &mut conn,
             deadline,
             &mut printer,
+            &mut Progress::off(),
             out,
             &mut std::io::stderr(),
         )

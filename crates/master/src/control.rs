@@ -477,6 +477,9 @@ async fn stream_until_done(
         };
         match event {
             Some(JobEvent::Return(ret)) => send(conn, &ControlEvent::Return(ret)).await?,
+            Some(JobEvent::Running(minion)) => {
+                send(conn, &ControlEvent::Running { minion }).await?
+            }
             Some(JobEvent::StillRunning { minions, wait_ms }) => {
                 send(conn, &ControlEvent::StillRunning { minions, wait_ms }).await?
             }

@@ -20,6 +20,8 @@ use tokio::sync::mpsc;
 #[derive(Debug, Clone)]
 pub enum JobEvent {
     Return(JobReturn),
+    /// A minion acknowledged the job.
+    Running(MinionId),
     /// The deadline has passed and these minions are still running the job; the master waits
     /// for them at most `wait_ms` more.
     StillRunning {
@@ -141,7 +143,9 @@ impl JobHub {
     /// A stored receipt: the minion is running the job.
     pub fn acknowledged(&self, jid: &Jid, id: &MinionId) {
         if let Some(job) = self.lock().get_mut(jid) {
-            job.acknowledged.insert(id.clone());
+            if job.acknowledged.insert(id.clone()) && !job.returned.contains(id) {
+                job.tell(JobEvent::Running(id.clone()));
+            }
         }
     }
 

@@ -84,6 +84,11 @@ pub enum ControlEvent {
         minions: Vec<MinionId>,
     },
     Return(JobReturn),
+    /// A minion acknowledged the job: it is running it (sent to the watchers of that moment,
+    /// for progress; a quick job is acknowledged by its return alone).
+    Running {
+        minion: MinionId,
+    },
     /// The deadline has passed, and these minions acknowledged the job and are still running
     /// it: the master waits for their returns for at most `wait_ms` more before `done`.
     StillRunning {

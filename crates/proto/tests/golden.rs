@@ -270,6 +270,7 @@ fn control_events() -> Vec<ControlEvent> {
             minions: vec![id("db-2.example.com"), id("web1")],
         },
         ControlEvent::Return(failed_return()),
+        ControlEvent::Running { minion: id("web3") },
         ControlEvent::StillRunning {
             minions: vec![id("web3")],
             wait_ms: 3_600_000,
@@ -478,6 +479,7 @@ impl Wire for ControlEvent {
         match self {
             ControlEvent::Published { .. } => "control_event_published",
             ControlEvent::Return(_) => "control_event_return",
+            ControlEvent::Running { .. } => "control_event_running",
             ControlEvent::StillRunning { .. } => "control_event_still_running",
             ControlEvent::Done(_) => "control_event_done",
             ControlEvent::Jobs { .. } => "control_event_jobs",

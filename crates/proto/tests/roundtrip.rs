@@ -212,6 +212,8 @@ proptest! {
     #[test]
     fn control_event_return(x in common::event_return()) { assert_round_trip(&x)?; }
     #[test]
+    fn control_event_running(x in common::event_running()) { assert_round_trip(&x)?; }
+    #[test]
     fn control_event_done(x in common::event_done()) { assert_round_trip(&x)?; }
     #[test]
     fn control_event_jobs(x in common::event_jobs()) { assert_round_trip(&x)?; }

@@ -5,7 +5,8 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use brine_cli::{brine::Cli, exit};
+use brine_cli::brine::{Cli, Terminals};
+use brine_cli::exit;
 use clap::Parser;
 
 fn main() -> ExitCode {
@@ -25,10 +26,13 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
         .build()
         .context("starting the async runtime")?;
     let stdout = std::io::stdout();
-    let is_terminal = stdout.is_terminal();
-    let mut out = stdout.lock();
     let mut err = std::io::stderr();
-    let outcome = runtime.block_on(brine_cli::brine::run(cli, &mut out, &mut err, is_terminal));
+    let terminals = Terminals {
+        stdout: stdout.is_terminal(),
+        stderr: err.is_terminal(),
+    };
+    let mut out = stdout.lock();
+    let outcome = runtime.block_on(brine_cli::brine::run(cli, &mut out, &mut err, terminals));
     Ok(match outcome {
         Ok(code) => ExitCode::from(code),
         Err(e) => e.report("brine"),

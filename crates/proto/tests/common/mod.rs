@@ -603,6 +603,10 @@ pub fn event_return() -> impl Strategy<Value = ControlEvent> {
     job_return().prop_map(ControlEvent::Return)
 }
 
+pub fn event_running() -> impl Strategy<Value = ControlEvent> {
+    minion_id().prop_map(|minion| ControlEvent::Running { minion })
+}
+
 pub fn event_still_running() -> impl Strategy<Value = ControlEvent> {
     (vec(minion_id(), 0..4), any::<u64>())
         .prop_map(|(minions, wait_ms)| ControlEvent::StillRunning { minions, wait_ms })
@@ -637,6 +641,7 @@ pub fn control_event() -> impl Strategy<Value = ControlEvent> {
     prop_oneof![
         event_published(),
         event_return(),
+        event_running(),
         event_still_running(),
         event_done(),
         event_jobs(),
