@@ -15,6 +15,7 @@ use clap::{value_parser, ArgGroup, Parser};
 use tokio::time::Instant;
 
 use crate::args::parse_args;
+use crate::batch::{self, Batch, BatchSize};
 use crate::client::{ClientError, Connection, ANSWER_TIMEOUT, DEFAULT_SOCKET, DONE_MARGIN};
 use crate::error::{event_name, CommandError};
 use crate::exit;
@@ -105,8 +106,22 @@ pub struct Cli {
     pub summary: bool,
 
     /// Publish the job, print its jid and exit without waiting for returns
-    #[arg(long = "async")]
+    #[arg(long = "async", conflicts_with = "batch")]
     pub no_wait: bool,
+
+    /// Run on this many connected minions at a time (a count, or a share such as 25%),
+    /// starting the next as each finishes, like Salt's batch mode
+    #[arg(short = 'b', long = "batch-size", value_name = "N|N%")]
+    pub batch: Option<BatchSize>,
+
+    /// With --batch-size: seconds to wait after a minion finishes before the next starts
+    #[arg(long, value_name = "SECONDS", requires = "batch", default_value_t = 0.0,
+          value_parser = parse_seconds)]
+    pub batch_wait: f64,
+
+    /// With --batch-size: start no new minion after a function failed
+    #[arg(long, requires = "batch")]
+    pub failhard: bool,
 
     /// Print the jid first, and the minions that did not return last (on stderr)
     #[arg(short, long)]
@@ -140,6 +155,14 @@ pub struct Cli {
     /// like YAML: true/false, null, numbers, [flow, lists], {flow: maps}; the rest are strings
     #[arg(value_name = "ARGS")]
     pub args: Vec<String>,
+}
+
+/// A number of seconds from 0 to a day.
+fn parse_seconds(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(secs) if (0.0..=86_400.0).contains(&secs) => Ok(secs),
+        _ => Err("expected a number of seconds from 0 to 86400".to_owned()),
+    }
 }
 
 /// Checks the `module.function` shape (each part an identifier).
@@ -228,6 +251,9 @@ pub async fn run(
     if let Some(selector) = &cli.doc {
         return print_docs(selector, out);
     }
+    if let Some(size) = cli.batch {
+        return run_batch(cli, size, out, err, terminals).await;
+    }
     let request = cli.request()?;
     let mut conn = Connection::connect(&cli.socket).await?;
     conn.send(&request).await?;
@@ -299,9 +325,20 @@ pub async fn run(
             return Ok(exit::INTERRUPTED);
         }
     };
-    printer.finish(&report, out).map_err(CommandError::Output)?;
+    print_report(cli, &mut printer, &report, out, err)
+}
+
+/// The end of a job: what the printer has not shown, the summary, the missing minions.
+fn print_report(
+    cli: &Cli,
+    printer: &mut JobPrinter,
+    report: &JobReport,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<u8, CommandError> {
+    printer.finish(report, out).map_err(CommandError::Output)?;
     if cli.summary {
-        let block = summary(&report);
+        let block = summary(report);
         let written = if cli.out.is_data() {
             err.write_all(block.as_bytes())
         } else {
@@ -310,9 +347,45 @@ pub async fn run(
         written.map_err(CommandError::Output)?;
     }
     if cli.verbose {
-        report_missing(&report, err);
+        report_missing(report, err);
     }
-    Ok(exit::for_report(&report))
+    Ok(exit::for_report(report))
+}
+
+/// `--batch-size`: the job on a window of minions at a time (see [`crate::batch`]).
+async fn run_batch(
+    cli: &Cli,
+    size: BatchSize,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+    terminals: Terminals,
+) -> Result<u8, CommandError> {
+    let ControlRequest::Publish(request) = cli.request()? else {
+        unreachable!("brine's request is a publish")
+    };
+    let batch = Batch {
+        size,
+        wait: Duration::from_secs_f64(cli.batch_wait),
+        failhard: cli.failhard,
+        socket: cli.socket.clone(),
+        request,
+        timeout: Duration::from_secs(cli.timeout),
+    };
+    let palette = Palette::new(color_wanted(terminals.stdout));
+    let stream = !cli.static_output && (terminals.stdout || cli.out != JobFormat::Human);
+    let mut printer = JobPrinter::new(cli.out, palette, stream);
+    let progress = terminals.stderr && !cli.out.is_data();
+    let report = tokio::select! {
+        report = batch::run(&batch, &mut printer, progress, out, err) => report?,
+        _ = tokio::signal::ctrl_c() => {
+            let _ = writeln!(
+                err,
+                "\nExiting on Ctrl-C; the jobs started go on: brine-run jobs.list shows them"
+            );
+            return Ok(exit::INTERRUPTED);
+        }
+    };
+    print_report(cli, &mut printer, &report, out, err)
 }
 
 /// `-d`: the doc strings the selector picks, each under its name, indented as Salt prints them.

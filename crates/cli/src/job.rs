@@ -79,7 +79,7 @@ async fn follow_events(
 const NAMED_IN_NOTE: usize = 5;
 
 /// What the CLI says when the deadline passes while minions are still running the job.
-fn still_running_note(minions: &[MinionId], wait: Duration) -> String {
+pub(crate) fn still_running_note(minions: &[MinionId], wait: Duration) -> String {
     let mut names: Vec<&str> = minions
         .iter()
         .take(NAMED_IN_NOTE)

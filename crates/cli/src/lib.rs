@@ -4,6 +4,7 @@
 //! runtime and call [`brine::run`], [`run::run`], [`key::run`] or [`call::run`].
 
 pub mod args;
+pub mod batch;
 pub mod brine;
 pub mod call;
 pub mod client;

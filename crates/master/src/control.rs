@@ -13,6 +13,7 @@
 //! store, register it with the job hub, and only then publish it. A store failure answers
 //! `error storage` and publishes nothing.
 
+use std::collections::BTreeSet;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::Arc;
@@ -22,7 +23,7 @@ use brine_proto::control::{
     ControlError, ControlEvent, ControlRequest, KeyCommand, PublishRequest,
 };
 use brine_proto::limits::MAX_FRAME_BYTES;
-use brine_proto::{decode, encode, now_ms, Job, Publication};
+use brine_proto::{decode, encode, now_ms, Job, MinionId, Publication};
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
 use tokio::net::{UnixListener, UnixStream};
@@ -295,6 +296,22 @@ async fn serve_client(
         }
         ControlRequest::Minions {} => {
             let minions = shared.registry.snapshot();
+            send(conn, &ControlEvent::Minions { minions }).await
+        }
+        ControlRequest::MatchTarget { target } => {
+            let matcher = match target
+                .expand_nodegroups(&shared.nodegroups)
+                .and_then(|t| t.compile())
+            {
+                Ok(matcher) => matcher,
+                Err(err) => {
+                    return send_error(conn, ControlError::BadRequest, err.to_string()).await
+                }
+            };
+            let matched: BTreeSet<MinionId> =
+                shared.registry.matching(&matcher).into_iter().collect();
+            let mut minions = shared.registry.snapshot();
+            minions.retain(|m| matched.contains(&m.id));
             send(conn, &ControlEvent::Minions { minions }).await
         }
         ControlRequest::Keys(command) => serve_keys(shared, guard, conn, command, caller).await,

@@ -38,6 +38,11 @@ pub enum ControlRequest {
         limit: u32,
     },
     Minions {},
+    /// The known minions a target matches, with their liveness (answer `minions`): what
+    /// `brine --batch` works through.
+    MatchTarget {
+        target: Target,
+    },
     /// `brine-key`: list, accept, reject, delete minion keys.
     Keys(KeyCommand),
 }

@@ -248,6 +248,9 @@ fn control_requests() -> Vec<ControlRequest> {
         },
         ControlRequest::ListJobs { limit: 20 },
         ControlRequest::Minions {},
+        ControlRequest::MatchTarget {
+            target: Target::Grain(GrainExpr::new("role:web")),
+        },
         ControlRequest::Keys(KeyCommand::List {}),
         ControlRequest::Keys(KeyCommand::Accept {
             ids: vec![id("web1"), id("db-2.example.com")],
@@ -466,6 +469,7 @@ impl Wire for ControlRequest {
             ControlRequest::LookupJob { .. } => "control_request_lookup_job",
             ControlRequest::ListJobs { .. } => "control_request_list_jobs",
             ControlRequest::Minions {} => "control_request_minions",
+            ControlRequest::MatchTarget { .. } => "control_request_match_target",
             ControlRequest::Keys(KeyCommand::List {}) => "control_request_keys_list",
             ControlRequest::Keys(KeyCommand::Accept { .. }) => "control_request_keys_accept",
             ControlRequest::Keys(KeyCommand::Reject { .. }) => "control_request_keys_reject",

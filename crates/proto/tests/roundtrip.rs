@@ -194,6 +194,8 @@ proptest! {
     #[test]
     fn control_request_minions(x in common::control_minions()) { assert_round_trip(&x)?; }
     #[test]
+    fn control_request_match_target(x in common::control_match_target()) { assert_round_trip(&x)?; }
+    #[test]
     fn control_request_keys_list(x in common::control_keys_list()) { assert_round_trip(&x)?; }
     #[test]
     fn control_request_keys_accept(x in common::control_keys_accept()) { assert_round_trip(&x)?; }

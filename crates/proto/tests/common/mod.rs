@@ -433,6 +433,10 @@ pub fn control_minions() -> impl Strategy<Value = ControlRequest> {
     Just(ControlRequest::Minions {})
 }
 
+pub fn control_match_target() -> impl Strategy<Value = ControlRequest> {
+    target().prop_map(|target| ControlRequest::MatchTarget { target })
+}
+
 pub fn key_list() -> impl Strategy<Value = KeyCommand> {
     Just(KeyCommand::List {})
 }
@@ -480,6 +484,7 @@ pub fn control_request() -> impl Strategy<Value = ControlRequest> {
         control_lookup_job(),
         control_list_jobs(),
         control_minions(),
+        control_match_target(),
         control_keys(),
     ]
 }
