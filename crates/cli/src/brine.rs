@@ -27,6 +27,9 @@ use crate::output::{
 /// Run a function on the minions a target matches, the way `salt` does.
 ///
 /// Example: brine -L web1,web2 cmd.run 'uptime' timeout=10
+///
+/// Also: `brine completions bash|zsh|fish [COMMAND]` prints a completion script and
+/// `brine manpage [COMMAND]` a man page, for brine, brine-run, brine-key or brine-call.
 #[derive(Debug, Parser)]
 #[command(
     name = "brine",

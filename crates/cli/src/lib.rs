@@ -10,6 +10,7 @@ pub mod call;
 pub mod client;
 pub mod error;
 pub mod exit;
+pub mod generate;
 pub mod job;
 pub mod key;
 pub mod output;

@@ -10,7 +10,17 @@ use brine_cli::exit;
 use clap::Parser;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if brine_cli::generate::is_generate(&args) {
+        return match brine_cli::generate::run(&args, &mut std::io::stdout().lock()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("brine: writing: {err}");
+                ExitCode::from(exit::FAILED)
+            }
+        };
+    }
+    let cli = Cli::parse_from(args);
     match run(&cli) {
         Ok(code) => code,
         Err(err) => {
