@@ -23,6 +23,7 @@ use crate::job::follow;
 use crate::output::{
     color_wanted, missing_text, summary, JobFormat, JobPrinter, Palette, Progress,
 };
+use crate::Terminals;
 
 /// Run a function on the minions a target matches, the way `salt` does.
 ///
@@ -234,13 +235,6 @@ impl Cli {
             wait: !self.no_wait,
         }))
     }
-}
-
-/// Which of the standard streams are terminals.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Terminals {
-    pub stdout: bool,
-    pub stderr: bool,
 }
 
 /// Runs the command: results on `out`, messages on `err`. Gives the exit code.

@@ -18,7 +18,9 @@ pub mod run;
 
 pub use error::CommandError;
 
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use clap::Args;
 
@@ -48,4 +50,41 @@ pub struct MasterOptions {
         value_name = "PATH"
     )]
     pub socket: PathBuf,
+}
+
+/// Which of the standard streams are terminals.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Terminals {
+    pub stdout: bool,
+    pub stderr: bool,
+}
+
+/// What every tool's `main` does once its flags are parsed: a current-thread runtime (with
+/// its I/O and timer drivers), the command on locked stdout and on stderr, and the exit code
+/// its outcome maps to (an error is reported as `program: ...`).
+pub fn run_command(
+    program: &str,
+    command: impl AsyncFnOnce(&mut dyn Write, &mut dyn Write, Terminals) -> Result<u8, CommandError>,
+) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("{program}: starting the async runtime: {err}");
+            return ExitCode::from(exit::FAILED);
+        }
+    };
+    let stdout = std::io::stdout();
+    let mut err = std::io::stderr();
+    let terminals = Terminals {
+        stdout: stdout.is_terminal(),
+        stderr: err.is_terminal(),
+    };
+    let mut out = stdout.lock();
+    match runtime.block_on(command(&mut out, &mut err, terminals)) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => e.report(program),
+    }
 }

@@ -1,36 +1,14 @@
 //! `brine-call`: run a function on this host, like Salt's `salt-call`. Flags and flow live in
-//! `brine_cli::call`; this only starts the runtime and turns the outcome into an exit code.
+//! `brine_cli::call`; this only parses the flags and runs the command.
 
-use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use anyhow::Context;
-use brine_cli::{call::Cli, exit};
+use brine_cli::{call::Cli, run_command};
 use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match run(&cli) {
-        Ok(code) => code,
-        Err(err) => {
-            eprintln!("brine-call: {err:#}");
-            ExitCode::from(exit::FAILED)
-        }
-    }
-}
-
-fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
-    // cmd.* functions wait on child processes: a runtime with its I/O and timer drivers.
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    let stdout = std::io::stdout();
-    let is_terminal = stdout.is_terminal();
-    let mut out = stdout.lock();
-    let outcome = runtime.block_on(brine_cli::call::run(cli, &mut out, is_terminal));
-    Ok(match outcome {
-        Ok(code) => ExitCode::from(code),
-        Err(e) => e.report("brine-call"),
+    run_command("brine-call", async |out, _err, terminals| {
+        brine_cli::call::run(&cli, out, terminals.stdout).await
     })
 }
