@@ -3,7 +3,8 @@
 //! [`run`] starts two tasks beside the main loop: [`sub`] (the SUB socket, publications in)
 //! and [`link`] (the REQ socket and its Noise session, everything the minion says). The main
 //! loop is driven by one closed set of events ([`Event`]): publications, catch-up results, the
-//! link's welcome and group keys, and a watchdog timer.
+//! link's welcome and group keys, a watchdog timer, and a timer that has the journal write
+//! the deletions of acknowledged returns no job has carried (also done once at shutdown).
 //!
 //! A publication is checked in this order before anything in it is used: the master's
 //! signature (the key pinned at the handshake), the expiry in the signed header (on the
@@ -74,6 +75,15 @@ const MAX_RETURN_BYTES: usize = brine_proto::limits::MAX_FRAME_BYTES - 64 * 1024
 const RECEIPT_AFTER: Duration = Duration::from_millis(50);
 /// A change of the clock offset to the master larger than this is logged.
 const CLOCK_SKEW_WARNING_MS: i64 = 2_000;
+/// How often the journal is asked to write the acknowledged returns' deletions that no job's
+/// write has carried for a whole period (see [`Journal::flush_waiting`]).
+const JOURNAL_FLUSH: Duration = Duration::from_secs(1);
+/// How long a finished job's jid is kept: no job stays live longer than a day after it was
+/// published (the master's longest wait), and after that its expiry alone keeps it from
+/// starting again; the second day is margin.
+const JOURNAL_KEEP: Duration = Duration::from_secs(48 * 3600);
+/// How often jids older than [`JOURNAL_KEEP`] are forgotten (and once at start).
+const JOURNAL_PRUNE: Duration = Duration::from_secs(3600);
 
 /// Everything that drives the main loop.
 #[derive(Debug)]
@@ -83,6 +93,8 @@ enum Event {
     /// grains.setval, grains.delval or saltutil.refresh_grains changed the grains.
     Grains(Map),
     Watchdog,
+    FlushJournal,
+    PruneJournal,
     Shutdown,
 }
 
@@ -192,7 +204,7 @@ pub async fn run(
         disabled: config
             .disabled_function_patterns()
             .map_err(MinionError::DisabledFunctions)?,
-        journal,
+        journal: Arc::clone(&journal),
         commands,
         rebuild_sub,
         jobs: TaskTracker::new(),
@@ -207,6 +219,8 @@ pub async fn run(
     };
 
     let mut watchdog = tokio::time::interval(Duration::from_millis(250));
+    let mut flush = tokio::time::interval(JOURNAL_FLUSH);
+    let mut prune = tokio::time::interval(JOURNAL_PRUNE);
     tokio::pin!(shutdown);
     loop {
         let event = tokio::select! {
@@ -217,6 +231,8 @@ pub async fn run(
                 Event::Grains(Map::clone(&grain_changes.borrow_and_update()))
             }
             _ = watchdog.tick() => Event::Watchdog,
+            _ = flush.tick() => Event::FlushJournal,
+            _ = prune.tick() => Event::PruneJournal,
         };
         match event {
             Event::Shutdown => break,
@@ -249,6 +265,29 @@ pub async fn run(
                 minion.command(Command::Grains(grains));
             }
             Event::Watchdog => minion.watch_ticks(),
+            Event::FlushJournal => {
+                let flushed = minion
+                    .journal
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .flush_waiting();
+                if let Err(err) = flushed {
+                    warn!(cause = %err, "cannot remove acknowledged returns from the spool; a restart would send them again");
+                }
+            }
+            Event::PruneJournal => {
+                let cutoff = now_ms().saturating_sub(JOURNAL_KEEP.as_millis() as u64);
+                let pruned = minion
+                    .journal
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .prune(cutoff);
+                match pruned {
+                    Ok(0) => {}
+                    Ok(n) => debug!(jobs = n, "forgot old jobs in the journal"),
+                    Err(err) => warn!(cause = %err, "cannot forget old jobs in the journal"),
+                }
+            }
         }
     }
 
@@ -272,6 +311,11 @@ pub async fn run(
         let _ = link.await;
     }
     let _ = subscriber.await;
+    // The link has had its last answers: what they acknowledged leaves the spool on disk.
+    let flushed = journal.lock().unwrap_or_else(|p| p.into_inner()).flush();
+    if let Err(err) = flushed {
+        warn!(cause = %err, "cannot remove acknowledged returns from the spool; the next start sends them again");
+    }
     info!("stopped");
     Ok(())
 }
@@ -341,7 +385,7 @@ impl Minion {
         }
         if let Some(jid) = &header.jid {
             let journal = self.journal.lock().unwrap_or_else(|p| p.into_inner());
-            if journal.has_started(jid).unwrap_or(false) {
+            if journal.has_started(jid) {
                 return Err(Dropped::Executed);
             }
         }

@@ -175,9 +175,7 @@ impl Link {
             }
             other => warn!(%jid, reply = ?other, "unexpected answer to a return; dropping it"),
         }
-        if let Err(err) = self.journal().unspool(&jid) {
-            warn!(%jid, cause = %err, "cannot remove an acknowledged return from the spool");
-        }
+        self.journal().unspool(&jid);
         Ok(())
     }
 
