@@ -223,6 +223,14 @@ impl Cli {
         Ok(target)
     }
 
+    /// How the returns are printed: human output streams on a terminal only (piped, it comes
+    /// sorted), txt and ndjson always, nothing with --static.
+    fn printer(&self, terminals: Terminals) -> JobPrinter {
+        let palette = Palette::new(color_wanted(terminals.stdout));
+        let stream = !self.static_output && (terminals.stdout || self.out != JobFormat::Human);
+        JobPrinter::new(self.out, palette, stream)
+    }
+
     /// The request this command line sends.
     pub fn request(&self) -> Result<ControlRequest, CommandError> {
         let args = parse_args(&self.args);
@@ -244,7 +252,6 @@ pub async fn run(
     err: &mut dyn Write,
     terminals: Terminals,
 ) -> Result<u8, CommandError> {
-    let stdout_is_terminal = terminals.stdout;
     if let Some(selector) = &cli.doc {
         return print_docs(selector, out);
     }
@@ -293,10 +300,7 @@ pub async fn run(
         let _ = writeln!(err, "Executing job with jid {jid}\n{RULE}\n");
     }
 
-    let palette = Palette::new(color_wanted(stdout_is_terminal));
-    // Human output streams on a terminal only (piped, it comes sorted); txt and ndjson always.
-    let stream = !cli.static_output && (stdout_is_terminal || cli.out != JobFormat::Human);
-    let mut printer = JobPrinter::new(cli.out, palette, stream);
+    let mut printer = cli.printer(terminals);
     let mut progress = Progress::new(terminals.stderr && !cli.out.is_data(), minions.len());
     let report = tokio::select! {
         report = follow(&mut conn, deadline, &mut printer, &mut progress, out, err) => match report {
@@ -368,9 +372,7 @@ async fn run_batch(
         request,
         timeout: Duration::from_secs(cli.timeout),
     };
-    let palette = Palette::new(color_wanted(terminals.stdout));
-    let stream = !cli.static_output && (terminals.stdout || cli.out != JobFormat::Human);
-    let mut printer = JobPrinter::new(cli.out, palette, stream);
+    let mut printer = cli.printer(terminals);
     let progress = terminals.stderr && !cli.out.is_data();
     let report = tokio::select! {
         report = batch::run(&batch, &mut printer, progress, out, err) => report?,
