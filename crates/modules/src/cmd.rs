@@ -4,6 +4,9 @@
 //!
 //! The return code of every `cmd.*` function is the command's exit code (128 + the signal for a
 //! command killed by a signal), as Salt sets it, so a failing command fails the job.
+//!
+//! Other modules run their programs (`apt-get`, `rpm`, `systemctl`, ...) through the same
+//! machinery with [`run_program`]: argv only, own process group, a timeout, capped output.
 
 use std::io;
 use std::os::unix::process::ExitStatusExt;
@@ -141,6 +144,16 @@ pub(crate) enum CmdError {
     Collect(io::Error),
     #[error("command timed out after {0} seconds, its process group was killed")]
     TimedOut(f64),
+    /// A program run for another module exited non-zero; `message` is the end of its output.
+    #[error("{program} failed with exit code {retcode}: {message}")]
+    Failed {
+        program: String,
+        retcode: i32,
+        message: String,
+    },
+    /// A program's output, which another module must read whole, went past [`OUTPUT_CAP`].
+    #[error("the output of {0} is larger than {OUTPUT_CAP} bytes and cannot be read whole")]
+    Truncated(String),
 }
 
 impl CmdError {
@@ -149,6 +162,7 @@ impl CmdError {
         match self {
             CmdError::NotFound(_) => 127,
             CmdError::PermissionDenied(_) => 126,
+            CmdError::Failed { retcode, .. } => *retcode,
             _ => 1,
         }
     }
@@ -460,6 +474,105 @@ async fn run(inv: &Invocation, output: Output) -> Result<Finished, CmdError> {
     })
 }
 
+/// How much of a failed program's output goes into the failure message: its last bytes, where
+/// apt-get, dnf and systemctl put the reason.
+const FAILURE_TAIL: usize = 4096;
+
+/// What a program run by another module produced.
+#[derive(Debug)]
+pub(crate) struct ProgramOutput {
+    pub(crate) program: String,
+    pub(crate) retcode: i32,
+    /// Lossy UTF-8, as written (not trimmed).
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
+    /// Whether either stream went past [`OUTPUT_CAP`] and was cut.
+    pub(crate) truncated: bool,
+}
+
+impl ProgramOutput {
+    /// `self` if the program exited 0, otherwise its failure.
+    pub(crate) fn success(self) -> Result<Self, CmdError> {
+        if self.retcode == 0 {
+            Ok(self)
+        } else {
+            Err(self.failure())
+        }
+    }
+
+    /// `self` if the program exited 0 and its stdout is whole, for output that is parsed.
+    pub(crate) fn complete(self) -> Result<Self, CmdError> {
+        let done = self.success()?;
+        if done.truncated {
+            return Err(CmdError::Truncated(done.program));
+        }
+        Ok(done)
+    }
+
+    /// The failure this run stands for: the exit code and the end of stderr (of stdout when
+    /// stderr is blank), at most [`FAILURE_TAIL`] bytes of it.
+    pub(crate) fn failure(&self) -> CmdError {
+        let text = if self.stderr.trim().is_empty() {
+            self.stdout.trim()
+        } else {
+            self.stderr.trim()
+        };
+        let message = if text.is_empty() {
+            "no output".to_owned()
+        } else {
+            tail(text, FAILURE_TAIL)
+        };
+        CmdError::Failed {
+            program: self.program.clone(),
+            retcode: self.retcode,
+            message,
+        }
+    }
+}
+
+/// The last `max` bytes of `text` (at a character boundary), marked when cut.
+fn tail(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let mut cut = text.len() - max;
+    while !text.is_char_boundary(cut) {
+        cut += 1;
+    }
+    format!("...{}", &text[cut..])
+}
+
+/// Runs `argv` for another module: directly (no shell), with `env` added to the minion's
+/// environment, stdin from /dev/null, stdout and stderr captured apart (each capped at
+/// [`OUTPUT_CAP`]), in its own process group, which is killed when `timeout` passes or the
+/// future is dropped. A program that cannot start is an error; one that exits non-zero is not
+/// (see [`ProgramOutput::success`]).
+pub(crate) async fn run_program(
+    argv: Vec<String>,
+    env: &[(&str, &str)],
+    timeout: Duration,
+) -> Result<ProgramOutput, CmdError> {
+    let program = argv.first().cloned().unwrap_or_default();
+    let invocation = Invocation {
+        argv,
+        cwd: None,
+        stdin: None,
+        env: env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
+        timeout: Some(timeout),
+    };
+    let done = run(&invocation, Output::Separate).await?;
+    Ok(ProgramOutput {
+        program,
+        retcode: done.retcode,
+        truncated: done.stdout.truncated || done.stderr.truncated,
+        stdout: String::from_utf8_lossy(&done.stdout.bytes).into_owned(),
+        stderr: String::from_utf8_lossy(&done.stderr.bytes).into_owned(),
+    })
+}
+
 /// Reads `reader` to the end, keeping at most [`OUTPUT_CAP`] bytes.
 async fn read_capped<R: AsyncRead + Unpin>(mut reader: R) -> io::Result<Captured> {
     let mut captured = Captured::default();
@@ -665,6 +778,58 @@ mod tests {
         )
         .await;
         assert_eq!(out, Outcome::ok("a\u{FFFD}b"));
+    }
+
+    #[tokio::test]
+    async fn programs_run_for_other_modules_report_their_failure() {
+        let argv = |items: &[&str]| items.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        let out = run_program(
+            argv(&["sh", "-c", "echo out; echo \"$BRINE_X\" >&2; exit 3"]),
+            &[("BRINE_X", "err")],
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+        assert_eq!((out.retcode, out.stdout.as_str()), (3, "out\n"));
+        let err = out.success().unwrap_err();
+        assert_eq!(err.to_string(), "sh failed with exit code 3: err");
+        assert_eq!(err.retcode(), 3);
+
+        let out = run_program(
+            argv(&["sh", "-c", "echo only-out; exit 2"]),
+            &[],
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            out.failure().to_string(),
+            "sh failed with exit code 2: only-out"
+        );
+
+        let script = format!("head -c {} /dev/zero | tr '\\0' a", OUTPUT_CAP + 1);
+        let out = run_program(argv(&["sh", "-c", &script]), &[], Duration::from_secs(10))
+            .await
+            .unwrap();
+        assert!(matches!(out.complete(), Err(CmdError::Truncated(p)) if p == "sh"));
+
+        let long = format!("{}é-end", "x".repeat(FAILURE_TAIL));
+        let cut = tail(&long, FAILURE_TAIL);
+        assert!(cut.starts_with("...") && cut.ends_with("é-end"), "{cut}");
+        assert!(cut.len() <= FAILURE_TAIL + 3);
+
+        let err = run_program(
+            argv(&["brine-no-such-program"]),
+            &[],
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(err.retcode(), 127);
+        let err = run_program(argv(&["sleep", "10"]), &[], Duration::from_millis(200))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, CmdError::TimedOut(_)), "{err}");
     }
 
     /// Whether `pid` is gone or dead (a zombie waiting for init to reap it).

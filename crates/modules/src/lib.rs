@@ -1,6 +1,6 @@
 //! brine's execution modules: the closed table of functions a minion runs (`test.*`, `cmd.*`,
-//! `grains.*`, `saltutil.*`, `sys.*`), the grains it reports ([`GrainStore`]), and [`execute`],
-//! the one way in.
+//! `grains.*`, `saltutil.*`, `sys.*`, `pkg.*`, `service.*`), the grains it reports
+//! ([`GrainStore`]), and [`execute`], the one way in.
 //!
 //! A call names a function as `module.function`, with positional and keyword arguments as Salt
 //! passes them. [`execute`] looks the name up in the table, binds the arguments to the
@@ -13,7 +13,9 @@ mod args;
 mod cmd;
 mod grain_store;
 mod grains;
+mod pkg;
 mod saltutil;
+mod service;
 mod sys;
 mod test;
 
@@ -128,6 +130,8 @@ pub(crate) enum Handler {
     Grains(grains::Fun),
     Saltutil(saltutil::Fun),
     Sys(sys::Fun),
+    Pkg(pkg::Fun),
+    Service(service::Fun),
 }
 
 /// Why a function failed; the message goes back to the caller after `module.function: `.
@@ -137,6 +141,8 @@ pub(crate) enum Error {
     Args(#[from] args::ArgError),
     #[error(transparent)]
     Cmd(#[from] cmd::CmdError),
+    #[error(transparent)]
+    Pkg(#[from] pkg::PkgError),
     /// A failure the function was asked to produce (`test.exception`).
     #[error("{0}")]
     Raised(String),
@@ -151,6 +157,7 @@ impl Error {
     fn retcode(&self) -> i32 {
         match self {
             Error::Cmd(err) => err.retcode(),
+            Error::Pkg(err) => err.retcode(),
             Error::Args(_) | Error::Raised(_) | Error::Grains(_) | Error::Unavailable(_) => 1,
         }
     }
@@ -164,6 +171,8 @@ pub(crate) fn functions() -> impl Iterator<Item = &'static Function> {
         .chain(grains::FUNCTIONS)
         .chain(saltutil::FUNCTIONS)
         .chain(sys::FUNCTIONS)
+        .chain(pkg::FUNCTIONS)
+        .chain(service::FUNCTIONS)
 }
 
 /// Every function name, sorted.
@@ -204,6 +213,8 @@ pub async fn execute(ctx: &Context, fun: &str, arg: Vec<Value>, kwarg: Map) -> O
         Handler::Grains(f) => grains::call(ctx, f, args),
         Handler::Saltutil(f) => saltutil::call(ctx, f, args),
         Handler::Sys(f) => sys::call(f, args),
+        Handler::Pkg(f) => pkg::call(ctx, f, args).await,
+        Handler::Service(f) => service::call(f, args).await,
     };
     result.unwrap_or_else(|err| Outcome::failure(format!("{fun}: {err}"), err.retcode()))
 }

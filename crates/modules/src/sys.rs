@@ -89,7 +89,7 @@ pub(crate) fn selects(patterns: &[String], name: &str) -> bool {
 
 /// Matches `text` against a glob of `*` (any run) and `?` (any one byte); iterative, so a
 /// hostile pattern costs at most O(pattern × text).
-fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
+pub(crate) fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
     let (mut p, mut t) = (0, 0);
     let mut backtrack: Option<(usize, usize)> = None;
     while t < text.len() {
@@ -156,7 +156,10 @@ mod tests {
         assert!(!names.contains(&json!("sys.doc")));
 
         let out = run("sys.list_modules", vec![], json!({})).await;
-        assert_eq!(out.ret, json!(["cmd", "grains", "saltutil", "sys", "test"]));
+        assert_eq!(
+            out.ret,
+            json!(["cmd", "grains", "pkg", "saltutil", "service", "sys", "test"])
+        );
     }
 
     #[tokio::test]
