@@ -21,11 +21,43 @@ pub(crate) enum Kind {
     Keyword,
 }
 
+/// What a function uses for a parameter that is not given, as `sys.argspec` reports it. It
+/// documents the handler's default; binding does not fill it in.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Preset {
+    /// Python's `None`: the function decides (most optional parameters).
+    Null,
+    Bool(bool),
+    Int(i64),
+    Str(&'static str),
+}
+
+impl Preset {
+    pub(crate) fn to_value(self) -> Value {
+        match self {
+            Preset::Null => Value::Null,
+            Preset::Bool(b) => Value::Bool(b),
+            Preset::Int(n) => Value::from(n),
+            Preset::Str(s) => Value::from(s),
+        }
+    }
+}
+
 /// One declared parameter of a function.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Param {
     pub(crate) name: &'static str,
     pub(crate) kind: Kind,
+    /// The default of an optional or keyword parameter (meaningless for a required one).
+    pub(crate) default: Preset,
+}
+
+impl Param {
+    /// The same parameter, documented with `default`.
+    pub(crate) const fn with_default(mut self, default: Preset) -> Self {
+        self.default = default;
+        self
+    }
 }
 
 /// A required parameter.
@@ -33,6 +65,7 @@ pub(crate) const fn req(name: &'static str) -> Param {
     Param {
         name,
         kind: Kind::Required,
+        default: Preset::Null,
     }
 }
 
@@ -41,6 +74,7 @@ pub(crate) const fn opt(name: &'static str) -> Param {
     Param {
         name,
         kind: Kind::Optional,
+        default: Preset::Null,
     }
 }
 
@@ -49,6 +83,7 @@ pub(crate) const fn kw(name: &'static str) -> Param {
     Param {
         name,
         kind: Kind::Keyword,
+        default: Preset::Null,
     }
 }
 

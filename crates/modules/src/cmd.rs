@@ -292,6 +292,24 @@ fn command(args: &Args) -> Result<CmdArg, ArgError> {
     }
 }
 
+/// Runs `argv` for another module as `cmd.run` runs a command: no shell, stdout and stderr
+/// merged and capped, trailing whitespace removed, the process group killed after `timeout`.
+/// Returns the output and the exit code.
+pub(crate) async fn run_argv(
+    argv: Vec<String>,
+    timeout: Duration,
+) -> Result<(String, i32), CmdError> {
+    let invocation = Invocation {
+        argv,
+        cwd: None,
+        stdin: None,
+        env: Vec::new(),
+        timeout: Some(timeout),
+    };
+    let done = run(&invocation, Output::Merged).await?;
+    Ok((done.stdout.into_text(), done.retcode))
+}
+
 /// Where a command's output goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Output {

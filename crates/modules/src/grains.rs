@@ -9,7 +9,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use brine_proto::{Map, MinionId, Value};
 
-use crate::args::{kw, opt, req, Args, Signature};
+use crate::args::{kw, opt, req, Args, Preset, Signature};
 use crate::{Context, Error, Function, Handler, Outcome};
 
 /// The functions of this module.
@@ -50,7 +50,11 @@ pub(crate) const FUNCTIONS: &[Function] = &[
               delimiter : \":\"\n    The separator of nested keys.\n\n\
               CLI Example:\n\n    brine '*' grains.get os\n    \
               brine '*' grains.get ipv4:0",
-        signature: Signature::new(&[req("key"), opt("default"), kw("delimiter")]),
+        signature: Signature::new(&[
+            req("key"),
+            opt("default").with_default(Preset::Str("")),
+            kw("delimiter").with_default(Preset::Str(":")),
+        ]),
         handler: Handler::Grains(Fun::Get),
     },
     Function {

@@ -1,23 +1,31 @@
 //! brine's execution modules: the closed table of functions a minion runs (`test.*`, `cmd.*`,
-//! `grains.*`, `saltutil.*`, `sys.*`, `pkg.*`, `service.*`), the grains it reports
-//! ([`GrainStore`]), and [`execute`], the one way in.
+//! `grains.*`, `saltutil.*`, `sys.*`, `pkg.*`, `service.*`, `file.*`, `status.*`, `disk.*`,
+//! `network.*`, `user.*`, `group.*`), the grains it reports ([`GrainStore`]), and [`execute`],
+//! the one way in.
 //!
 //! A call names a function as `module.function`, with positional and keyword arguments as Salt
 //! passes them. [`execute`] looks the name up in the table, binds the arguments to the
 //! function's signature (see `args`), runs the handler and folds every failure, including an
 //! unknown name or a wrong argument, into an [`Outcome`] with `success = false`. Nothing here
 //! panics on any input, and a child process started by `cmd.*` dies with its whole process
-//! group when the future of [`execute`] is dropped.
+//! group when the future of [`execute`] is dropped. Work that may block (the file system, the
+//! user database, `statvfs`) runs on tokio's blocking pool (`blocking`), never on the minion's
+//! runtime worker.
 
 mod args;
 mod cmd;
+mod disk;
+mod file;
 mod grain_store;
 mod grains;
+mod network;
 mod pkg;
 mod saltutil;
 mod service;
+mod status;
 mod sys;
 mod test;
+mod user;
 
 use std::sync::Arc;
 
@@ -132,6 +140,11 @@ pub(crate) enum Handler {
     Sys(sys::Fun),
     Pkg(pkg::Fun),
     Service(service::Fun),
+    File(file::Fun),
+    Status(status::Fun),
+    Disk(disk::Fun),
+    Network(network::Fun),
+    User(user::Fun),
 }
 
 /// Why a function failed; the message goes back to the caller after `module.function: `.
@@ -143,6 +156,17 @@ pub(crate) enum Error {
     Cmd(#[from] cmd::CmdError),
     #[error(transparent)]
     Pkg(#[from] pkg::PkgError),
+    #[error(transparent)]
+    File(#[from] file::FileError),
+    #[error(transparent)]
+    Status(#[from] status::StatusError),
+    #[error(transparent)]
+    Disk(#[from] disk::DiskError),
+    #[error(transparent)]
+    User(#[from] user::UserError),
+    /// The blocking-pool task of a function ended without an answer (it panicked).
+    #[error("the function's worker thread failed: {0}")]
+    Worker(String),
     /// A failure the function was asked to produce (`test.exception`).
     #[error("{0}")]
     Raised(String),
@@ -158,7 +182,15 @@ impl Error {
         match self {
             Error::Cmd(err) => err.retcode(),
             Error::Pkg(err) => err.retcode(),
-            Error::Args(_) | Error::Raised(_) | Error::Grains(_) | Error::Unavailable(_) => 1,
+            Error::Args(_)
+            | Error::Raised(_)
+            | Error::Grains(_)
+            | Error::Unavailable(_)
+            | Error::File(_)
+            | Error::Status(_)
+            | Error::Disk(_)
+            | Error::User(_)
+            | Error::Worker(_) => 1,
         }
     }
 }
@@ -173,6 +205,24 @@ pub(crate) fn functions() -> impl Iterator<Item = &'static Function> {
         .chain(sys::FUNCTIONS)
         .chain(pkg::FUNCTIONS)
         .chain(service::FUNCTIONS)
+        .chain(file::FUNCTIONS)
+        .chain(status::FUNCTIONS)
+        .chain(disk::FUNCTIONS)
+        .chain(network::FUNCTIONS)
+        .chain(user::FUNCTIONS)
+}
+
+/// Runs `work` on tokio's blocking pool and waits for it: file-system and user-database calls
+/// can take long (a slow disk, a hung network mount, a remote directory service), and the
+/// minion has a single runtime worker that must keep serving its sockets meanwhile.
+pub(crate) async fn blocking<T, F>(work: F) -> Result<T, Error>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T, Error> + Send + 'static,
+{
+    tokio::task::spawn_blocking(work)
+        .await
+        .unwrap_or_else(|err| Err(Error::Worker(err.to_string())))
 }
 
 /// Every function name, sorted.
@@ -215,6 +265,11 @@ pub async fn execute(ctx: &Context, fun: &str, arg: Vec<Value>, kwarg: Map) -> O
         Handler::Sys(f) => sys::call(f, args),
         Handler::Pkg(f) => pkg::call(ctx, f, args).await,
         Handler::Service(f) => service::call(f, args).await,
+        Handler::File(f) => file::call(f, args).await,
+        Handler::Status(f) => status::call(f, args).await,
+        Handler::Disk(f) => disk::call(f, args).await,
+        Handler::Network(f) => network::call(f, args).await,
+        Handler::User(f) => user::call(f, args).await,
     };
     result.unwrap_or_else(|err| Outcome::failure(format!("{fun}: {err}"), err.retcode()))
 }
@@ -357,6 +412,13 @@ mod tests {
             "cmd.run_all",
             "grains.get",
             "sys.doc",
+            "sys.argspec",
+            "file.replace",
+            "status.uptime",
+            "disk.usage",
+            "network.ip_addrs",
+            "user.info",
+            "group.info",
         ] {
             assert!(names.contains(&name), "{name} missing");
         }

@@ -2,7 +2,7 @@
 
 use brine_proto::{Map, Value};
 
-use crate::args::{opt, req, Args, Signature};
+use crate::args::{opt, req, Args, Preset, Signature};
 use crate::{Error, Function, Handler, Outcome};
 
 /// The functions of this module.
@@ -65,7 +65,7 @@ pub(crate) const FUNCTIONS: &[Function] = &[
               job's return code set to ``code``.\n\n\
               code : 42\n    The return code to set.\n\n\
               CLI Example:\n\n    brine '*' test.retcode 42",
-        signature: Signature::new(&[opt("code")]),
+        signature: Signature::new(&[opt("code").with_default(Preset::Int(DEFAULT_RETCODE))]),
         handler: Handler::Test(Fun::Retcode),
     },
     Function {
@@ -73,13 +73,15 @@ pub(crate) const FUNCTIONS: &[Function] = &[
         doc: "Fail with the given message, to test how failures are reported.\n\n\
               message : Test Exception\n    The failure message.\n\n\
               CLI Example:\n\n    brine '*' test.exception 'Oh noes!'",
-        signature: Signature::new(&[opt("message")]),
+        signature: Signature::new(&[opt("message").with_default(Preset::Str(DEFAULT_MESSAGE))]),
         handler: Handler::Test(Fun::Exception),
     },
 ];
 
 /// Salt's default for `test.retcode`.
 const DEFAULT_RETCODE: i64 = 42;
+/// Salt's default for `test.exception`.
+const DEFAULT_MESSAGE: &str = "Test Exception";
 
 pub(crate) async fn call(fun: Fun, args: Args) -> Result<Outcome, Error> {
     match fun {
@@ -108,7 +110,7 @@ pub(crate) async fn call(fun: Fun, args: Args) -> Result<Outcome, Error> {
         Fun::Exception => {
             let message = args
                 .string("message")?
-                .unwrap_or_else(|| "Test Exception".into());
+                .unwrap_or_else(|| DEFAULT_MESSAGE.into());
             Err(Error::Raised(message))
         }
     }
