@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use brine_proto::control::{ControlEvent, ControlRequest, MinionState};
+use brine_proto::control::{ControlEvent, ControlRequest, JobQuery, MinionState};
 use brine_tests::{json, report, Cluster, Output};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -147,7 +147,7 @@ async fn a_minion_rejects_a_disabled_function_with_the_reason() {
     // The job's record says rejected; the minion runs what is not disabled.
     let listed = cluster
         .master
-        .control(ControlRequest::ListJobs { limit: 1 })
+        .control(ControlRequest::ListJobs(JobQuery::newest(1)))
         .await;
     let [ControlEvent::Jobs { jobs }] = &listed[..] else {
         panic!("{listed:?}");

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use brine_tests::fleet;
 use std::time::{Duration, Instant};
 
-use brine_proto::control::{ControlEvent, ControlRequest, MinionOutcome, MinionState};
+use brine_proto::control::{ControlEvent, ControlRequest, JobQuery, MinionOutcome, MinionState};
 use brine_proto::{Jid, Value};
 use fleet::{eventually, Fleet, MinionOptions, Mode, Rng, Tmpfs};
 
@@ -195,7 +195,7 @@ async fn master_killed_at_random_points_loses_nothing_and_runs_nothing_twice() {
     // Every job the store holds (also those whose `published` answer the kill swallowed):
     // final for every minion, returned by all, run exactly once each.
     let events = fleet
-        .control(ControlRequest::ListJobs { limit: 1000 })
+        .control(ControlRequest::ListJobs(JobQuery::newest(1000)))
         .await;
     let Some(ControlEvent::Jobs { jobs }) = events.first() else {
         panic!("no job list: {events:?}");
@@ -341,7 +341,9 @@ async fn minion_killed_between_spool_and_send_delivers_from_the_spool() {
     let ret = report.minions[0].ret.as_ref().unwrap();
     assert!(ret.success && !ret.interrupted, "{ret:#?}");
     assert_eq!(fleet.count("spool", "s1"), 1, "the job ran once");
-    let events = fleet.control(ControlRequest::ListJobs { limit: 10 }).await;
+    let events = fleet
+        .control(ControlRequest::ListJobs(JobQuery::newest(10)))
+        .await;
     let Some(ControlEvent::Jobs { jobs }) = events.first() else {
         panic!("{events:?}");
     };
@@ -681,7 +683,9 @@ async fn master_frozen_by_sigstop_resumes_without_duplicates() {
         assert_eq!(fleet.count("frozen", id), 1, "{id}");
         assert_eq!(fleet.count("abandoned", id), 0, "{id}");
     }
-    let events = fleet.control(ControlRequest::ListJobs { limit: 10 }).await;
+    let events = fleet
+        .control(ControlRequest::ListJobs(JobQuery::newest(10)))
+        .await;
     let Some(ControlEvent::Jobs { jobs }) = events.first() else {
         panic!("{events:?}");
     };

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use brine_proto::control::{
-    ControlError, ControlEvent, ControlRequest, MinionState, PublishRequest,
+    ControlError, ControlEvent, ControlRequest, JobQuery, MinionState, PublishRequest,
 };
 use brine_proto::{now_ms, Map, Target};
 use brine_tests::{report, within, TestMaster, TestMinion};
@@ -77,7 +77,9 @@ async fn a_running_minion_that_goes_away_after_the_deadline_is_not_connected() {
     // Past the deadline, the record says it is running the job; then it goes away.
     within("the deadline passing with the minion running", async {
         loop {
-            let listed = master.control(ControlRequest::ListJobs { limit: 1 }).await;
+            let listed = master
+                .control(ControlRequest::ListJobs(JobQuery::newest(1)))
+                .await;
             if let [ControlEvent::Jobs { jobs }] = &listed[..] {
                 if let Some(job) = jobs.first() {
                     let lookup = ControlRequest::LookupJob {

@@ -93,6 +93,7 @@ pub fn event_name(event: &ControlEvent) -> &'static str {
         ControlEvent::StillRunning { .. } => "still_running",
         ControlEvent::Done(_) => "done",
         ControlEvent::Jobs { .. } => "jobs",
+        ControlEvent::ActiveJobs { .. } => "active_jobs",
         ControlEvent::Minions { .. } => "minions",
         ControlEvent::Keys { .. } => "keys",
         ControlEvent::Error { .. } => "error",

@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::io::{self, Write};
 
-use brine_proto::control::{JobReport, JobSummary, MinionOutcome, MinionState};
+use brine_proto::control::{ActiveJob, JobReport, JobSummary, MinionOutcome, MinionState};
 use brine_proto::{JobReturn, Map, MinionId, Value};
 use serde::Serialize;
 
@@ -536,6 +536,78 @@ pub fn render_jobs(jobs: &[JobSummary], format: OutputFormat, palette: Palette) 
     table(&header, &rows)
 }
 
+/// `jobs.active` as Salt's runner gives it: jid → `Function`, `Target`, `User`, `StartTime`
+/// (RFC 3339, UTC) and the ids, sorted, that are `Running` (acknowledged, no return yet),
+/// `Returned` (a return stored, rejections and interruption notices too), `Waiting` (no word
+/// yet, before the deadline) and `Missing` (the deadline passed without an answer). For people,
+/// the nested layout of that map, as Salt prints it.
+pub fn render_active_jobs(jobs: &[ActiveJob], format: OutputFormat, palette: Palette) -> String {
+    let map: Map = jobs
+        .iter()
+        .map(|job| {
+            let ids = |keep: fn(MinionState) -> bool| {
+                let mut ids: Vec<&str> = job
+                    .minions
+                    .iter()
+                    .filter(|m| keep(m.state))
+                    .map(|m| m.id.as_str())
+                    .collect();
+                ids.sort_unstable();
+                Value::from(ids)
+            };
+            let entry = serde_json::json!({
+                "Function": job.fun,
+                "Target": job.target.to_string(),
+                "User": job.user,
+                "StartTime": format!("{}Z", utc_time(job.published_ms).replace(' ', "T")),
+                "Running": ids(|s| s == MinionState::Running),
+                "Returned": ids(|s| {
+                    matches!(s, MinionState::Returned | MinionState::Interrupted | MinionState::Rejected)
+                }),
+                "Waiting": ids(|s| s == MinionState::Waiting),
+                "Missing": ids(|s| matches!(s, MinionState::NoResponse | MinionState::NotConnected)),
+            });
+            (job.jid.to_string(), entry)
+        })
+        .collect();
+    render_data(&Value::Object(map), format, palette)
+}
+
+/// `jobs.lookup --missing`: the expected minions without a return, sorted by id. For people
+/// one line each, the id then its state (`web2  not connected`); for scripts a map of id → the
+/// text `jobs.lookup` shows for it.
+pub fn render_missing(report: &JobReport, format: OutputFormat, palette: Palette) -> String {
+    let missing: Vec<&MinionOutcome> = sorted_outcomes(report)
+        .into_iter()
+        .filter(|o| !o.has_return())
+        .collect();
+    if format != OutputFormat::Human {
+        let map: Map = missing
+            .iter()
+            .map(|o| (o.id.to_string(), outcome_value(o)))
+            .collect();
+        return render_data(&Value::Object(map), format, palette);
+    }
+    let width = missing
+        .iter()
+        .map(|o| o.id.as_str().len())
+        .max()
+        .unwrap_or(0);
+    let mut out = String::new();
+    for o in missing {
+        let id = format!("{:<width$}", o.id.as_str());
+        palette.line(
+            &mut out,
+            0,
+            Color::Yellow,
+            "",
+            &id,
+            &format!("  {}", o.state.describe()),
+        );
+    }
+    out
+}
+
 /// Left-aligned columns two spaces apart; the last column is not padded.
 fn table<const N: usize>(header: &[String; N], rows: &[[String; N]]) -> String {
     let mut widths = [0usize; N];
@@ -907,5 +979,102 @@ JID                   FUNCTION   TARGET       USER  STARTED (UTC)        RETURNE
                 .unwrap();
         assert_eq!(json[0]["start_time"], "2026-11-25T13:02:01Z");
         assert_eq!(json[0]["returned"], 1);
+    }
+
+    #[test]
+    fn active_jobs_are_salts_map_of_jid_to_job() {
+        use brine_proto::control::MinionProgress;
+        let progress = |name: &str, state| MinionProgress {
+            id: id(name),
+            state,
+        };
+        let jobs = vec![ActiveJob {
+            jid: jid(),
+            fun: "test.sleep".into(),
+            target: Target::Glob("web*".into()),
+            user: "root".into(),
+            published_ms: 1_795_611_721_123,
+            minions: vec![
+                progress("web4", MinionState::Running),
+                progress("web1", MinionState::Returned),
+                progress("web3", MinionState::Rejected),
+                progress("web2", MinionState::Running),
+                progress("web5", MinionState::Waiting),
+                progress("web6", MinionState::NotConnected),
+            ],
+        }];
+        let json: Value = serde_json::from_str(&render_active_jobs(
+            &jobs,
+            OutputFormat::Json,
+            Palette::plain(),
+        ))
+        .unwrap();
+        assert_eq!(
+            json,
+            json!({"20261125130201123456": {
+                "Function": "test.sleep",
+                "Target": "web*",
+                "User": "root",
+                "StartTime": "2026-11-25T13:02:01Z",
+                "Running": ["web2", "web4"],
+                "Returned": ["web1", "web3"],
+                "Waiting": ["web5"],
+                "Missing": ["web6"],
+            }})
+        );
+        let human = render_active_jobs(&jobs, OutputFormat::Human, Palette::plain());
+        assert!(
+            human.starts_with(
+                "20261125130201123456:\n    ----------\n    Function:\n        test.sleep\n"
+            ),
+            "{human}"
+        );
+        assert!(
+            human.contains("    Running:\n        - web2\n        - web4\n"),
+            "{human}"
+        );
+        assert_eq!(
+            render_active_jobs(&[], OutputFormat::Json, Palette::plain()),
+            "{}\n"
+        );
+    }
+
+    #[test]
+    fn missing_lists_only_the_minions_without_a_return() {
+        let rejected = MinionOutcome {
+            state: MinionState::Rejected,
+            ..returned("web0", json!("Job rejected: disabled"))
+        };
+        let r = report(vec![
+            missing("web3", MinionState::NoResponse),
+            returned("web1", json!(true)),
+            missing("db10", MinionState::NotConnected),
+            missing("web2", MinionState::Running),
+            rejected,
+        ]);
+        assert_eq!(
+            render_missing(&r, OutputFormat::Human, Palette::plain()),
+            "db10  not connected\nweb2  running\nweb3  no response\n"
+        );
+        let json: Value =
+            serde_json::from_str(&render_missing(&r, OutputFormat::Json, Palette::plain()))
+                .unwrap();
+        assert_eq!(
+            json,
+            json!({
+                "db10": "Minion did not return. [Not connected]",
+                "web2": "Minion has not returned yet. [Running]",
+                "web3": "Minion did not return. [No response]",
+            })
+        );
+        let all_back = report(vec![returned("web1", json!(true))]);
+        assert_eq!(
+            render_missing(&all_back, OutputFormat::Human, Palette::plain()),
+            ""
+        );
+        assert_eq!(
+            render_missing(&all_back, OutputFormat::Yaml, Palette::plain()),
+            "{}\n"
+        );
     }
 }

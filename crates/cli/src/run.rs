@@ -1,13 +1,15 @@
 //! The `brine-run` command: Salt's `salt-run` runners for jobs and minions.
 //!
 //! Each subcommand sends one request on the control socket and prints the answer:
-//! `jobs.list` → `list_jobs`, `jobs.lookup` → `lookup_job` (printed like `brine` prints a job),
-//! `manage.up|down|status` → `minions`.
+//! `jobs.list` → `list_jobs` (its filters in Salt's `key=value` words or as flags),
+//! `jobs.active` → `active_jobs`, `jobs.lookup` → `lookup_job` (printed like `brine` prints a
+//! job, or with `--missing` only the minions without a return), `manage.up|down|status` →
+//! `minions`.
 
 use std::io::Write;
 use std::time::Duration;
 
-use brine_proto::control::{ControlEvent, ControlRequest, MinionStatus};
+use brine_proto::control::{ControlEvent, ControlRequest, JobQuery, MinionStatus, MAX_LISTED_JOBS};
 use brine_proto::{Jid, Value};
 use clap::{value_parser, Parser, Subcommand};
 use tokio::time::Instant;
@@ -16,7 +18,10 @@ use crate::client::{Connection, ANSWER_TIMEOUT};
 use crate::error::{event_name, CommandError};
 use crate::exit;
 use crate::job::follow;
-use crate::output::{color_wanted, render_data, render_jobs, JobPrinter, Palette, Progress};
+use crate::output::{
+    color_wanted, render_active_jobs, render_data, render_jobs, render_missing, JobPrinter,
+    Palette, Progress,
+};
 use crate::MasterOptions;
 
 /// Ask the master about jobs and minions, the way `salt-run` does.
@@ -30,16 +35,60 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// What `jobs.list` says about its times, in `--help`.
+const TIME_HELP: &str = "A TIME is UTC \"YYYY-MM-DD HH:MM:SS\" (or just the date: midnight), or \
+RFC 3339 with its offset (2026-11-25T13:02:01.250Z, 2026-11-25T14:02:01+01:00).";
+
 /// The runners.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// List recent jobs, newest first
-    #[command(name = "jobs.list", visible_alias = "jobs.list_jobs")]
+    /// List recent jobs, newest first; with Salt's filters, only the jobs that pass all of them
+    ///
+    /// The filters come as flags or in Salt's form, as words after the command:
+    /// `brine-run jobs.list_jobs search_function='test.*' search_target=web1`. A GLOB is
+    /// fnmatch's (`*`, `?`, `[abc]`, `[!abc]`), case-sensitive.
+    #[command(name = "jobs.list", visible_alias = "jobs.list_jobs", after_help = TIME_HELP)]
     JobsList {
         /// Show at most this many jobs
-        #[arg(long, default_value_t = 100, value_parser = value_parser!(u32).range(1..))]
+        #[arg(
+            long,
+            default_value_t = 100,
+            value_parser = value_parser!(u32).range(1..=i64::from(MAX_LISTED_JOBS))
+        )]
         limit: u32,
+
+        /// Only jobs whose function matches GLOB (`test.*`)
+        #[arg(long, value_name = "GLOB")]
+        search_function: Option<String>,
+
+        /// Only jobs whose target as written (`web*`, `L@web1,web2`) or one of whose expected
+        /// minions matches GLOB
+        #[arg(long, value_name = "GLOB")]
+        search_target: Option<String>,
+
+        /// Only jobs started at or after TIME
+        #[arg(long, value_name = "TIME", value_parser = parse_time)]
+        start_time: Option<u64>,
+
+        /// Only jobs started at or before TIME
+        #[arg(long, value_name = "TIME", value_parser = parse_time)]
+        end_time: Option<u64>,
+
+        /// The same filters in Salt's form: search_function=GLOB, search_target=GLOB,
+        /// start_time=TIME, end_time=TIME
+        #[arg(value_name = "KEY=VALUE", value_parser = parse_filter)]
+        filters: Vec<Filter>,
     },
+
+    /// The jobs still in flight, and which minions are running each, have returned or not answered
+    ///
+    /// One entry per live job, keyed by jid, as Salt's `jobs.active` gives it: its `Function`,
+    /// `Target`, `User` and `StartTime`, and the ids that are `Running` (acknowledged, no return
+    /// yet), `Returned`, `Waiting` (no word yet, before the deadline)
+    /// and `Missing` (the deadline passed without an answer: `jobs.lookup JID --missing` says
+    /// why).
+    #[command(name = "jobs.active")]
+    JobsActive,
 
     /// Show a job's returns and the state of every expected minion
     #[command(name = "jobs.lookup", visible_alias = "jobs.lookup_jid")]
@@ -50,6 +99,11 @@ pub enum Command {
         /// Wait for a job still in flight, showing returns as they arrive
         #[arg(long)]
         wait: bool,
+
+        /// Show only the expected minions that did not return, one a line with its state
+        /// (json/yaml: id → what jobs.lookup shows for it); the exit code is jobs.lookup's
+        #[arg(long)]
+        missing: bool,
 
         /// With --wait: the longest to wait for the job to finish, in seconds
         #[arg(
@@ -75,11 +129,113 @@ pub enum Command {
     ManageStatus,
 }
 
-impl Command {
-    /// The request this subcommand sends.
-    pub fn request(&self) -> ControlRequest {
+/// One of `jobs.list_jobs`'s filters in Salt's `key=value` form.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Filter {
+    SearchFunction(String),
+    SearchTarget(String),
+    /// ms since the epoch, UTC.
+    StartTime(u64),
+    EndTime(u64),
+}
+
+impl Filter {
+    fn key(&self) -> &'static str {
         match self {
-            Command::JobsList { limit } => ControlRequest::ListJobs { limit: *limit },
+            Filter::SearchFunction(_) => "search_function",
+            Filter::SearchTarget(_) => "search_target",
+            Filter::StartTime(_) => "start_time",
+            Filter::EndTime(_) => "end_time",
+        }
+    }
+}
+
+/// `search_function=GLOB`, `search_target=GLOB`, `start_time=TIME` or `end_time=TIME`.
+fn parse_filter(word: &str) -> Result<Filter, String> {
+    let Some((key, value)) = word.split_once('=') else {
+        return Err("expected KEY=VALUE, such as search_function='test.*'".into());
+    };
+    match key {
+        "search_function" => Ok(Filter::SearchFunction(value.into())),
+        "search_target" => Ok(Filter::SearchTarget(value.into())),
+        "start_time" => parse_time(value).map(Filter::StartTime),
+        "end_time" => parse_time(value).map(Filter::EndTime),
+        other => Err(format!(
+            "unknown filter `{other}`: jobs.list_jobs takes search_function, search_target, \
+             start_time and end_time"
+        )),
+    }
+}
+
+/// A time as ms since the epoch: RFC 3339 (with its offset), or a date and time without one,
+/// taken as UTC (`2026-11-25 13:02:01`, `2026-11-25T13:02:01.250`, `2026-11-25`).
+fn parse_time(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let instant = text.parse::<jiff::Timestamp>().or_else(|_| {
+        text.parse::<jiff::civil::DateTime>()
+            .and_then(|utc| jiff::tz::Offset::UTC.to_timestamp(utc))
+    });
+    let instant = instant.map_err(|_| {
+        format!(
+            "`{text}` is not a time: expected UTC \"YYYY-MM-DD HH:MM:SS\" or RFC 3339 \
+             (2026-11-25T13:02:01Z)"
+        )
+    })?;
+    u64::try_from(instant.as_millisecond()).map_err(|_| format!("`{text}` is before 1970"))
+}
+
+/// Puts `value` in `slot` unless a value is there already: each filter is given once.
+fn set_once<T>(slot: &mut Option<T>, value: T, key: &str) -> Result<(), CommandError> {
+    if slot.is_some() {
+        return Err(CommandError::Usage(format!("{key} is given twice")));
+    }
+    *slot = Some(value);
+    Ok(())
+}
+
+impl Command {
+    /// The request this subcommand sends; a usage error for filters that contradict each
+    /// other.
+    pub fn request(&self) -> Result<ControlRequest, CommandError> {
+        Ok(match self {
+            Command::JobsList {
+                limit,
+                search_function,
+                search_target,
+                start_time,
+                end_time,
+                filters,
+            } => {
+                let mut query = JobQuery {
+                    limit: *limit,
+                    search_function: search_function.clone(),
+                    search_target: search_target.clone(),
+                    start_time_ms: *start_time,
+                    end_time_ms: *end_time,
+                };
+                for filter in filters {
+                    let key = filter.key();
+                    match filter.clone() {
+                        Filter::SearchFunction(glob) => {
+                            set_once(&mut query.search_function, glob, key)?
+                        }
+                        Filter::SearchTarget(glob) => {
+                            set_once(&mut query.search_target, glob, key)?
+                        }
+                        Filter::StartTime(ms) => set_once(&mut query.start_time_ms, ms, key)?,
+                        Filter::EndTime(ms) => set_once(&mut query.end_time_ms, ms, key)?,
+                    }
+                }
+                if let (Some(start), Some(end)) = (query.start_time_ms, query.end_time_ms) {
+                    if start > end {
+                        return Err(CommandError::Usage(
+                            "start_time is later than end_time: no job can pass both".into(),
+                        ));
+                    }
+                }
+                ControlRequest::ListJobs(query)
+            }
+            Command::JobsActive => ControlRequest::ActiveJobs {},
             Command::JobsLookup { jid, wait, .. } => ControlRequest::LookupJob {
                 jid: jid.clone(),
                 wait: *wait,
@@ -87,7 +243,7 @@ impl Command {
             Command::ManageUp | Command::ManageDown | Command::ManageStatus => {
                 ControlRequest::Minions {}
             }
-        }
+        })
     }
 }
 
@@ -98,8 +254,9 @@ pub async fn run(
     stdout_is_terminal: bool,
 ) -> Result<u8, CommandError> {
     let palette = Palette::new(color_wanted(stdout_is_terminal));
+    let request = cli.command.request()?;
     let mut conn = Connection::connect(&cli.master.socket).await?;
-    conn.send(&cli.command.request()).await?;
+    conn.send(&request).await?;
     let deadline = Instant::now()
         + match cli.command {
             Command::JobsLookup {
@@ -110,9 +267,9 @@ pub async fn run(
             _ => ANSWER_TIMEOUT,
         };
 
-    if let Command::JobsLookup { wait, .. } = cli.command {
-        let mut printer =
-            JobPrinter::new(cli.master.out.into(), palette, wait && stdout_is_terminal);
+    if let Command::JobsLookup { wait, missing, .. } = cli.command {
+        let stream = wait && stdout_is_terminal && !missing;
+        let mut printer = JobPrinter::new(cli.master.out.into(), palette, stream);
         let report = follow(
             &mut conn,
             deadline,
@@ -122,13 +279,30 @@ pub async fn run(
             &mut std::io::stderr(),
         )
         .await?;
-        printer.finish(&report, out).map_err(CommandError::Output)?;
+        if missing {
+            let text = render_missing(&report, cli.master.out, palette);
+            out.write_all(text.as_bytes())
+                .and_then(|()| out.flush())
+                .map_err(CommandError::Output)?;
+        } else {
+            printer.finish(&report, out).map_err(CommandError::Output)?;
+        }
         return Ok(exit::for_report(&report));
     }
 
     let text = match (conn.next_event(deadline).await?, &cli.command) {
         (Some(ControlEvent::Jobs { jobs }), Command::JobsList { .. }) => {
             render_jobs(&jobs, cli.master.out, palette)
+        }
+        (Some(ControlEvent::ActiveJobs { jobs, omitted }), Command::JobsActive) => {
+            if omitted > 0 {
+                eprintln!(
+                    "brine-run: {omitted} older live job(s) left out: the answer holds at most \
+                     {} minions in all (brine-run jobs.list shows every job)",
+                    brine_proto::control::MAX_ACTIVE_MINIONS
+                );
+            }
+            render_active_jobs(&jobs, cli.master.out, palette)
         }
         (Some(ControlEvent::Minions { minions }), command) => {
             render_data(&minion_lists(&minions, command), cli.master.out, palette)
@@ -182,24 +356,31 @@ mod tests {
 
     #[test]
     fn subcommands_become_requests() {
+        let request = |words: &[&str]| parse(words).unwrap().command.request().unwrap();
         let cli = parse(&["jobs.list", "--limit", "5", "--out", "json"]).unwrap();
-        assert_eq!(cli.command.request(), ControlRequest::ListJobs { limit: 5 });
-        assert_eq!(cli.master.out, crate::output::OutputFormat::Json);
-        let cli = parse(&["jobs.list"]).unwrap();
         assert_eq!(
-            cli.command.request(),
-            ControlRequest::ListJobs { limit: 100 }
+            cli.command.request().unwrap(),
+            ControlRequest::ListJobs(JobQuery::newest(5))
         );
-        let cli = parse(&["jobs.lookup_jid", "20261125130201123456", "--wait"]).unwrap();
+        assert_eq!(cli.master.out, crate::output::OutputFormat::Json);
         assert_eq!(
-            cli.command.request(),
+            request(&["jobs.list"]),
+            ControlRequest::ListJobs(JobQuery::newest(100))
+        );
+        assert_eq!(
+            request(&[
+                "jobs.lookup_jid",
+                "20261125130201123456",
+                "--wait",
+                "--missing"
+            ]),
             ControlRequest::LookupJob {
                 jid: Jid::new("20261125130201123456").unwrap(),
                 wait: true
             }
         );
-        let cli = parse(&["manage.status"]).unwrap();
-        assert_eq!(cli.command.request(), ControlRequest::Minions {});
+        assert_eq!(request(&["jobs.active"]), ControlRequest::ActiveJobs {});
+        assert_eq!(request(&["manage.status"]), ControlRequest::Minions {});
     }
 
     #[test]
@@ -213,6 +394,93 @@ mod tests {
                 .exit_code(),
             2
         );
+    }
+
+    /// 2026-11-25T13:02:01Z in ms.
+    const T: u64 = 1_795_611_721_000;
+
+    #[test]
+    fn salts_filter_words_and_the_flags_make_the_same_query() {
+        let query = |words: &[&str]| match parse(words).unwrap().command.request().unwrap() {
+            ControlRequest::ListJobs(query) => query,
+            other => panic!("{other:?}"),
+        };
+        let expected = JobQuery {
+            limit: 7,
+            search_function: Some("test.*".into()),
+            search_target: Some("web[!2]".into()),
+            start_time_ms: Some(T),
+            end_time_ms: Some(T + 250),
+        };
+        assert_eq!(
+            query(&[
+                "jobs.list_jobs",
+                "search_function=test.*",
+                "search_target=web[!2]",
+                "start_time=2026-11-25 13:02:01",
+                "end_time=2026-11-25T13:02:01.250Z",
+                "--limit",
+                "7",
+            ]),
+            expected
+        );
+        assert_eq!(
+            query(&[
+                "jobs.list",
+                "--limit=7",
+                "--search-function",
+                "test.*",
+                "--search-target=web[!2]",
+                "--start-time",
+                "2026-11-25T14:02:01+01:00",
+                "--end-time",
+                "2026-11-25 13:02:01.25",
+            ]),
+            expected
+        );
+        // A flag and a word together: each filter once.
+        let q = query(&[
+            "jobs.list",
+            "--search-function",
+            "test.*",
+            "end_time=2026-11-25",
+        ]);
+        assert_eq!(q.search_function.as_deref(), Some("test.*"));
+        assert_eq!(q.end_time_ms, Some(T - (13 * 3600 + 2 * 60 + 1) * 1000));
+    }
+
+    #[test]
+    fn bad_filters_are_usage_errors() {
+        for words in [
+            &["jobs.list_jobs", "search_metadata={}"][..],
+            &["jobs.list_jobs", "search_function"],
+            &["jobs.list_jobs", "start_time=yesterday"],
+            &["jobs.list_jobs", "start_time=1969-12-31 23:59:59"],
+            &["jobs.list", "--end-time", "2026-13-01 00:00:00"],
+            &["jobs.list", "--limit", "10001"],
+        ] {
+            let e = parse(words).unwrap_err();
+            assert_eq!(e.exit_code(), 2, "{words:?}: {e}");
+        }
+        let e = parse(&["jobs.list_jobs", "start_time=yesterday"]).unwrap_err();
+        assert!(e.to_string().contains("YYYY-MM-DD HH:MM:SS"), "{e}");
+        let e = parse(&["jobs.list_jobs", "search_metadata={}"]).unwrap_err();
+        assert!(
+            e.to_string().contains("unknown filter `search_metadata`"),
+            "{e}"
+        );
+        for words in [
+            &["jobs.list", "--search-target", "a", "search_target=b"][..],
+            &[
+                "jobs.list",
+                "start_time=2026-11-25",
+                "start_time=2026-11-26",
+            ],
+            &["jobs.list", "start_time=2026-11-26", "end_time=2026-11-25"],
+        ] {
+            let e = parse(words).unwrap().command.request().unwrap_err();
+            assert_eq!(e.exit_code(), exit::USAGE, "{words:?}");
+        }
     }
 
     #[test]

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use assert_cmd::cargo::cargo_bin_cmd;
 use brine_proto::control::{
-    ControlError, ControlEvent, ControlRequest, JobReport, MinionOutcome, MinionState, MinionStatus,
+    ControlError, ControlEvent, ControlRequest, JobQuery, JobReport, MinionOutcome, MinionState,
+    MinionStatus,
 };
 use brine_proto::{Jid, JobReturn, Map, MinionId, Target, Value};
 use serde_json::json;
@@ -331,7 +332,7 @@ async fn jobs_list_prints_a_table() {
         }],
     }];
     let (request, out) = exchange("brine-run", &["jobs.list", "--limit", "3"], events).await;
-    assert_eq!(request, ControlRequest::ListJobs { limit: 3 });
+    assert_eq!(request, ControlRequest::ListJobs(JobQuery::newest(3)));
     assert_eq!(out.status.code(), Some(0));
     let stdout = text(&out.stdout);
     assert!(stdout.starts_with("JID "), "{stdout}");

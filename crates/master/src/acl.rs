@@ -4,7 +4,7 @@
 //!
 //! - uid 0 and the master's own uid may do everything.
 //! - Everyone else who can connect (the socket is mode 0660, group `socket_group`) may read:
-//!   `minions`, `list_jobs`, `lookup_job`.
+//!   `minions`, `match_target`, `list_jobs`, `active_jobs`, `lookup_job`.
 //! - `keys` (`brine-key`) is for root and the master's uid only.
 //! - `publish` needs `publisher_acl`: the user (by name) must have rules that grant the function
 //!   on **every** minion the target resolves to. A rule grants each function matching one of its

@@ -20,7 +20,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use brine_proto::control::{
-    ControlError, ControlEvent, ControlRequest, KeyCommand, PublishRequest,
+    ControlError, ControlEvent, ControlRequest, JobQuery, KeyCommand, PublishRequest,
+    MAX_ACTIVE_MINIONS, MAX_SEARCH_PATTERN_BYTES,
 };
 use brine_proto::limits::MAX_FRAME_BYTES;
 use brine_proto::{decode, encode, now_ms, Job, MinionId, Publication};
@@ -288,9 +289,21 @@ async fn serve_client(
                 Err(err) => send_error(conn, ControlError::Storage, err.to_string()).await,
             }
         }
-        ControlRequest::ListJobs { limit } => {
-            match shared.store.call(move |s| s.list_jobs(limit)).await {
+        ControlRequest::ListJobs(query) => {
+            if let Err(reason) = check_job_query(&query) {
+                return send_error(conn, ControlError::BadRequest, reason).await;
+            }
+            match shared.store.call(move |s| s.list_jobs(&query)).await {
                 Ok(jobs) => send(conn, &ControlEvent::Jobs { jobs }).await,
+                Err(err) => send_error(conn, ControlError::Storage, err.to_string()).await,
+            }
+        }
+        ControlRequest::ActiveJobs {} => {
+            // The hub says which jobs are live and where their minions stand; the store adds
+            // what each job is.
+            let (live, omitted) = shared.jobs.progress(MAX_ACTIVE_MINIONS);
+            match shared.store.call(move |s| s.active_jobs(live)).await {
+                Ok(jobs) => send(conn, &ControlEvent::ActiveJobs { jobs, omitted }).await,
                 Err(err) => send_error(conn, ControlError::Storage, err.to_string()).await,
             }
         }
@@ -516,6 +529,25 @@ async fn stream_until_done(
         }
         Err(err) => send_error(conn, ControlError::Storage, err.to_string()).await,
     }
+}
+
+/// A `list_jobs` query's globs are bounded; times may come in any order (an empty range
+/// lists nothing).
+fn check_job_query(query: &JobQuery) -> Result<(), String> {
+    for (name, pattern) in [
+        ("search_function", &query.search_function),
+        ("search_target", &query.search_target),
+    ] {
+        if pattern
+            .as_ref()
+            .is_some_and(|p| p.len() > MAX_SEARCH_PATTERN_BYTES)
+        {
+            return Err(format!(
+                "{name} is longer than {MAX_SEARCH_PATTERN_BYTES} bytes"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// `module.function`: two non-empty words of `[A-Za-z0-9_]`.

@@ -12,7 +12,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;
 
-use brine_proto::control::MinionState;
+use brine_proto::control::{MinionProgress, MinionState};
 use brine_proto::{now_ms, Jid, JobReturn, MinionId};
 use tokio::sync::mpsc;
 
@@ -223,6 +223,47 @@ impl JobHub {
         }
     }
 
+    /// Where every expected minion of every live job stands (sorted by id), newest job first:
+    /// `returned`, a final state given at the deadline, `running` (acknowledged) or `waiting`.
+    /// Jobs are taken while their minions add up to at most `max_minions` (the newest one
+    /// always); the second value counts the live jobs left out.
+    pub fn progress(&self, max_minions: usize) -> (Vec<(Jid, Vec<MinionProgress>)>, u32) {
+        let jobs = self.lock();
+        let mut jids: Vec<&Jid> = jobs.keys().collect();
+        jids.sort_unstable_by(|a, b| b.cmp(a));
+        let mut taken = Vec::new();
+        let mut listed = 0usize;
+        for jid in &jids {
+            let job = &jobs[*jid];
+            listed += job.expected.len();
+            if listed > max_minions && !taken.is_empty() {
+                break;
+            }
+            let minions = job
+                .expected
+                .iter()
+                .map(|id| {
+                    let state = if job.returned.contains(id) {
+                        MinionState::Returned
+                    } else if let Some(state) = job.settled.get(id) {
+                        *state
+                    } else if job.acknowledged.contains(id) {
+                        MinionState::Running
+                    } else {
+                        MinionState::Waiting
+                    };
+                    MinionProgress {
+                        id: id.clone(),
+                        state,
+                    }
+                })
+                .collect();
+            taken.push(((*jid).clone(), minions));
+        }
+        let omitted = (jids.len() - taken.len()) as u32;
+        (taken, omitted)
+    }
+
     pub fn is_live(&self, jid: &Jid) -> bool {
         self.lock().contains_key(jid)
     }
@@ -334,6 +375,48 @@ mod tests {
         let settlement = hub.settle(&jid, |_| true, true).unwrap();
         assert!(settlement.running.is_empty());
         assert_eq!(settlement.settled[&busy], MinionState::NoResponse);
+    }
+
+    #[test]
+    fn progress_says_where_each_minion_stands_newest_job_first() {
+        let hub = JobHub::default();
+        let (old, new) = (hub.mint_jid(), hub.mint_jid());
+        let (a, b, c, d) = (id("a"), id("b"), id("c"), id("d"));
+        hub.open(&old, [a.clone(), b.clone()], [], []);
+        hub.open(&new, [d.clone(), c.clone(), b.clone(), a.clone()], [], []);
+        hub.acknowledged(&new, &b);
+        hub.acknowledged(&new, &c);
+        assert!(hub.returned(&ret(&new, &c)).is_none());
+        hub.settle(&new, |id| id == &b, false).unwrap();
+        let (jobs, omitted) = hub.progress(100);
+        assert_eq!(omitted, 0);
+        let states = |i: usize| -> Vec<(&str, MinionState)> {
+            jobs[i].1.iter().map(|m| (m.id.as_str(), m.state)).collect()
+        };
+        assert_eq!(jobs[0].0, new);
+        assert_eq!(
+            states(0),
+            [
+                ("a", MinionState::NotConnected),
+                ("b", MinionState::Running),
+                ("c", MinionState::Returned),
+                ("d", MinionState::NotConnected),
+            ]
+        );
+        assert_eq!(jobs[1].0, old);
+        assert_eq!(
+            states(1),
+            [("a", MinionState::Waiting), ("b", MinionState::Waiting)]
+        );
+        // A budget of minions: the newest job always, older ones while they fit.
+        let (jobs, omitted) = hub.progress(5);
+        assert_eq!((jobs.len(), omitted), (1, 1));
+        let (jobs, omitted) = hub.progress(1);
+        assert_eq!((jobs.len(), omitted), (1, 1));
+        assert_eq!(jobs[0].0, new);
+        hub.close(&new);
+        hub.close(&old);
+        assert_eq!(hub.progress(100), (vec![], 0));
     }
 
     #[test]

@@ -16,7 +16,10 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::mpsc as sync_mpsc;
 
-use brine_proto::control::{JobReport, JobSummary, KeyInfo, KeyState, MinionOutcome, MinionState};
+use brine_proto::control::{
+    ActiveJob, JobQuery, JobReport, JobSummary, KeyInfo, KeyState, MinionOutcome, MinionProgress,
+    MinionState, MAX_LISTED_JOBS,
+};
 use brine_proto::{decode, encode, Jid, Job, JobReturn, Map, MinionId, Target, Value};
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -96,7 +99,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     deadline_ms INTEGER NOT NULL,
     expires_ms INTEGER NOT NULL,
     timeout_ms INTEGER NOT NULL,
-    finalized INTEGER NOT NULL DEFAULT 0
+    finalized INTEGER NOT NULL DEFAULT 0,
+    target_text TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_published ON jobs (published_ms);
 CREATE TABLE IF NOT EXISTS expected (
@@ -149,7 +153,63 @@ fn add_missing_columns(conn: &Connection) -> Result<(), StoreError> {
     if !has_grains {
         conn.execute_batch("ALTER TABLE minions ADD COLUMN grains BLOB")?;
     }
+    let has_target_text = conn
+        .prepare("SELECT 1 FROM pragma_table_info('jobs') WHERE name = 'target_text'")?
+        .exists([])?;
+    if !has_target_text {
+        conn.execute_batch("ALTER TABLE jobs ADD COLUMN target_text TEXT")?;
+        fill_target_texts(conn)?;
+    }
     Ok(())
+}
+
+/// Writes the target as written (`Target`'s display form, which `search_target` matches) of
+/// every job stored before the column existed.
+fn fill_target_texts(conn: &Connection) -> Result<(), StoreError> {
+    let rows: Vec<(String, Vec<u8>)> = {
+        let mut stmt = conn.prepare("SELECT jid, target FROM jobs WHERE target_text IS NULL")?;
+        let rows = stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?;
+        rows.collect::<Result<_, _>>()?
+    };
+    let mut update = conn.prepare("UPDATE jobs SET target_text = ?2 WHERE jid = ?1")?;
+    for (jid, target) in rows {
+        match decode::<Target>(&target) {
+            Ok(target) => {
+                update.execute(params![jid, target.to_string()])?;
+            }
+            // Only the target filter misses it; the job itself is reported as corrupt when read.
+            Err(err) => tracing::warn!(%jid, cause = %err, "a stored job's target does not decode"),
+        }
+    }
+    Ok(())
+}
+
+/// An fnmatch glob (`*`, `?`, `[abc]`, `[!abc]`) as SQLite's GLOB spells it: the same, except
+/// that a set is negated by `^` instead of `!`.
+fn sqlite_glob(pattern: &str) -> String {
+    let mut out = String::with_capacity(pattern.len());
+    let mut chars = pattern.chars().peekable();
+    while let Some(c) = chars.next() {
+        out.push(c);
+        if c != '[' {
+            continue;
+        }
+        if chars.peek() == Some(&'!') {
+            chars.next();
+            out.push('^');
+        }
+        // The set runs to the next `]`, a `]` right at its start being a member.
+        if chars.peek() == Some(&']') {
+            out.extend(chars.next());
+        }
+        for c in chars.by_ref() {
+            out.push(c);
+            if c == ']' {
+                break;
+            }
+        }
+    }
+    out
 }
 
 impl Store {
@@ -186,7 +246,8 @@ impl Store {
         let tx = self.conn.savepoint()?;
         let inserted = tx.execute(
             "INSERT OR IGNORE INTO jobs (jid, fun, target, arg, kwarg, user, published_ms,
-                deadline_ms, expires_ms, timeout_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                deadline_ms, expires_ms, timeout_ms, target_text)
+                VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
             params![
                 job.jid.as_str(),
                 job.fun,
@@ -198,6 +259,7 @@ impl Store {
                 deadline_ms as i64,
                 job.expires_ms as i64,
                 job.timeout_ms as i64,
+                job.target.to_string(),
             ],
         )?;
         if inserted == 0 {
@@ -443,15 +505,51 @@ impl Store {
         Ok(jobs)
     }
 
-    /// The newest `limit` jobs with their counts.
-    pub fn list_jobs(&self, limit: u32) -> Result<Vec<JobSummary>, StoreError> {
-        let mut stmt = self.conn.prepare(
+    /// The newest jobs that pass every filter of `query`, with their counts: at most
+    /// `query.limit` of them, and never more than [`MAX_LISTED_JOBS`]. The filters are
+    /// conditions of the query itself (the globs through SQLite's GLOB), so only the jobs listed
+    /// are read.
+    pub fn list_jobs(&self, query: &JobQuery) -> Result<Vec<JobSummary>, StoreError> {
+        let mut conditions = Vec::new();
+        let mut values: Vec<rusqlite::types::Value> =
+            vec![i64::from(query.limit.min(MAX_LISTED_JOBS)).into()];
+        let mut bind = |value: rusqlite::types::Value| {
+            values.push(value);
+            format!("?{}", values.len())
+        };
+        if let Some(pattern) = &query.search_function {
+            let p = bind(sqlite_glob(pattern).into());
+            conditions.push(format!("j.fun GLOB {p}"));
+        }
+        if let Some(pattern) = &query.search_target {
+            let p = bind(sqlite_glob(pattern).into());
+            conditions.push(format!(
+                "(j.target_text GLOB {p} OR EXISTS
+                    (SELECT 1 FROM expected e WHERE e.jid = j.jid AND e.minion GLOB {p}))"
+            ));
+        }
+        let ms = |ms: u64| rusqlite::types::Value::Integer(ms.min(i64::MAX as u64) as i64);
+        if let Some(start) = query.start_time_ms {
+            let p = bind(ms(start));
+            conditions.push(format!("j.published_ms >= {p}"));
+        }
+        if let Some(end) = query.end_time_ms {
+            let p = bind(ms(end));
+            conditions.push(format!("j.published_ms <= {p}"));
+        }
+        let filter = if conditions.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", conditions.join(" AND "))
+        };
+        // Only fixed fragments and parameter numbers go into the text; values are bound.
+        let mut stmt = self.conn.prepare(&format!(
             "SELECT j.jid, j.fun, j.target, j.user, j.published_ms,
                 (SELECT COUNT(*) FROM expected e WHERE e.jid = j.jid),
                 (SELECT COUNT(*) FROM returns r WHERE r.jid = j.jid)
-             FROM jobs j ORDER BY j.jid DESC LIMIT ?1",
-        )?;
-        let rows = stmt.query_map(params![limit], |row| {
+             FROM jobs j {filter} ORDER BY j.jid DESC LIMIT ?1"
+        ))?;
+        let rows = stmt.query_map(rusqlite::params_from_iter(values), |row| {
             Ok((
                 row.get::<_, String>(0)?,
                 row.get::<_, String>(1)?,
@@ -477,6 +575,47 @@ impl Store {
                 published_ms: published_ms as u64,
                 expected,
                 returned,
+            });
+        }
+        Ok(jobs)
+    }
+
+    /// The live jobs of `live` (from the job hub: each with where its minions stand), with
+    /// what the store holds about each: function, target, user, publication time. A job the
+    /// store does not hold (pruned in the meantime) is left out; the order is kept.
+    pub fn active_jobs(
+        &self,
+        live: Vec<(Jid, Vec<MinionProgress>)>,
+    ) -> Result<Vec<ActiveJob>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT fun, target, user, published_ms FROM jobs WHERE jid = ?1")?;
+        let mut jobs = Vec::with_capacity(live.len());
+        for (jid, minions) in live {
+            let row = stmt
+                .query_row(params![jid.as_str()], |row| {
+                    Ok((
+                        row.get::<_, String>(0)?,
+                        row.get::<_, Vec<u8>>(1)?,
+                        row.get::<_, String>(2)?,
+                        row.get::<_, i64>(3)?,
+                    ))
+                })
+                .optional()?;
+            let Some((fun, target, user, published_ms)) = row else {
+                continue;
+            };
+            let target = decode(&target).map_err(|e| StoreError::Corrupt {
+                jid: jid.to_string(),
+                reason: e.to_string(),
+            })?;
+            jobs.push(ActiveJob {
+                jid,
+                fun,
+                target,
+                user,
+                published_ms: published_ms as u64,
+                minions,
             });
         }
         Ok(jobs)
@@ -993,9 +1132,198 @@ mod tests {
         let states: Vec<_> = report.minions.iter().map(|m| m.state).collect();
         assert_eq!(states, [MinionState::Returned, MinionState::NoResponse]);
         assert!(store.open_jobs().unwrap().is_empty());
-        assert_eq!(store.list_jobs(10).unwrap()[0].returned, 1);
+        assert_eq!(
+            store.list_jobs(&JobQuery::newest(10)).unwrap()[0].returned,
+            1
+        );
         assert_eq!(store.prune(1).unwrap(), 1);
         assert!(store.report(&jid).unwrap().is_none());
+    }
+
+    /// Stores a job of `fun` on `target` published at `published_ms`, expecting `expected`.
+    fn stored(store: &mut Store, micros: u64, fun: &str, target: Target, expected: &[&str]) -> Jid {
+        let jid = Jid::from_micros(micros);
+        let job = Job {
+            fun: fun.into(),
+            target,
+            ..job(&jid)
+        };
+        let expected: Vec<MinionId> = expected
+            .iter()
+            .map(|i| MinionId::new(*i).unwrap())
+            .collect();
+        store
+            .insert_job(&job, micros / 1000, micros / 1000 + 5000, &expected)
+            .unwrap();
+        jid
+    }
+
+    fn listed(store: &Store, query: JobQuery) -> Vec<String> {
+        let jobs = store.list_jobs(&query).unwrap();
+        jobs.into_iter().map(|j| j.fun).collect()
+    }
+
+    #[test]
+    fn list_jobs_filters_by_function_target_and_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path()).unwrap();
+        let glob = |s: &str| Target::Glob(s.into());
+        stored(
+            &mut store,
+            1_000_000,
+            "test.ping",
+            glob("*"),
+            &["web1", "web2", "db1"],
+        );
+        stored(&mut store, 2_000_000, "test.echo", glob("db1"), &["db1"]);
+        stored(
+            &mut store,
+            3_000_000,
+            "cmd.run",
+            Target::list_from_str("web1,web2"),
+            &["web1", "web2"],
+        );
+        stored(
+            &mut store,
+            4_000_000,
+            "test.sleep",
+            glob("web[!1]"),
+            &["web2"],
+        );
+        let query = |f: fn(&mut JobQuery)| {
+            let mut q = JobQuery::newest(100);
+            f(&mut q);
+            q
+        };
+        assert_eq!(
+            listed(&store, JobQuery::newest(100)),
+            ["test.sleep", "cmd.run", "test.echo", "test.ping"]
+        );
+        assert_eq!(
+            listed(&store, JobQuery::newest(2)),
+            ["test.sleep", "cmd.run"]
+        );
+        assert_eq!(
+            listed(&store, query(|q| q.search_function = Some("test.*".into()))),
+            ["test.sleep", "test.echo", "test.ping"]
+        );
+        assert_eq!(
+            listed(
+                &store,
+                query(|q| q.search_function = Some("test.[!p]*".into()))
+            ),
+            ["test.sleep", "test.echo"]
+        );
+        // The target as written, or an expected minion.
+        assert_eq!(
+            listed(&store, query(|q| q.search_target = Some("db1".into()))),
+            ["test.echo", "test.ping"]
+        );
+        assert_eq!(
+            listed(&store, query(|q| q.search_target = Some("L@*".into()))),
+            ["cmd.run"]
+        );
+        assert_eq!(
+            listed(&store, query(|q| q.search_target = Some("web[!1]".into()))),
+            ["test.sleep", "cmd.run", "test.ping"]
+        );
+        // Times are inclusive at both ends.
+        assert_eq!(
+            listed(
+                &store,
+                query(|q| {
+                    q.start_time_ms = Some(2_000);
+                    q.end_time_ms = Some(3_000);
+                })
+            ),
+            ["cmd.run", "test.echo"]
+        );
+        assert_eq!(
+            listed(
+                &store,
+                query(|q| {
+                    q.start_time_ms = Some(2_001);
+                    q.search_function = Some("test.*".into());
+                })
+            ),
+            ["test.sleep"]
+        );
+        assert!(listed(&store, query(|q| q.end_time_ms = Some(999))).is_empty());
+        assert_eq!(
+            listed(&store, query(|q| q.end_time_ms = Some(u64::MAX))).len(),
+            4
+        );
+        // Nothing in the patterns is SQL.
+        assert!(listed(
+            &store,
+            query(|q| q.search_function = Some("' OR 1=1 --".into()))
+        )
+        .is_empty());
+    }
+
+    #[test]
+    fn list_jobs_answers_at_most_the_cap() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path()).unwrap();
+        let many = MAX_LISTED_JOBS as u64 + 5;
+        store.conn.execute_batch("BEGIN").unwrap();
+        for i in 0..many {
+            stored(
+                &mut store,
+                1_000_000 + i,
+                "test.ping",
+                Target::Glob("*".into()),
+                &[],
+            );
+        }
+        store.conn.execute_batch("COMMIT").unwrap();
+        assert_eq!(
+            store.list_jobs(&JobQuery::newest(u32::MAX)).unwrap().len(),
+            MAX_LISTED_JOBS as usize
+        );
+    }
+
+    #[test]
+    fn fnmatch_sets_become_sqlite_sets() {
+        assert_eq!(sqlite_glob("web*"), "web*");
+        assert_eq!(sqlite_glob("web[!12]?"), "web[^12]?");
+        assert_eq!(sqlite_glob("a[]!]b[!]]c"), "a[]!]b[^]]c");
+        assert_eq!(sqlite_glob("x[!"), "x[^");
+        assert_eq!(sqlite_glob("a!b"), "a!b");
+    }
+
+    #[test]
+    fn an_old_store_gains_the_target_text_of_its_jobs() {
+        let dir = tempfile::tempdir().unwrap();
+        let jid = {
+            let mut store = Store::open(dir.path()).unwrap();
+            let jid = stored(
+                &mut store,
+                1_000_000,
+                "test.ping",
+                Target::list_from_str("a,b"),
+                &["a"],
+            );
+            // As a store from before the column was kept.
+            store
+                .conn
+                .execute_batch("ALTER TABLE jobs DROP COLUMN target_text")
+                .unwrap();
+            jid
+        };
+        let store = Store::open(dir.path()).unwrap();
+        let text: String = store
+            .conn
+            .query_row(
+                "SELECT target_text FROM jobs WHERE jid = ?1",
+                [jid.as_str()],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(text, "L@a,b");
+        let mut q = JobQuery::newest(10);
+        q.search_target = Some("L@a,*".into());
+        assert_eq!(listed(&store, q), ["test.ping"]);
     }
 
     #[test]

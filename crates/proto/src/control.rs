@@ -12,7 +12,8 @@
 //!   (up to the job's time limit) before `done`.
 //! - `lookup_job`: `done` (with `wait`: the returns stored so far, then those still coming,
 //!   then `done`).
-//! - `list_jobs`: `jobs`.
+//! - `list_jobs`: `jobs` (the newest jobs that pass the query's filters).
+//! - `active_jobs`: `active_jobs` (the jobs still live, with where each expected minion stands).
 //! - `minions`: `minions`.
 //! - `keys`: `keys` (the key list after the command), or `error`.
 
@@ -33,10 +34,9 @@ pub enum ControlRequest {
         /// Stream the returns of a job still in flight, then `done`.
         wait: bool,
     },
-    ListJobs {
-        /// At most this many, newest first.
-        limit: u32,
-    },
+    ListJobs(JobQuery),
+    /// The live jobs (answer `active_jobs`): Salt's `jobs.active`.
+    ActiveJobs {},
     Minions {},
     /// The known minions a target matches, with their liveness (answer `minions`): what
     /// `brine --batch` works through.
@@ -63,6 +63,53 @@ pub enum KeyCommand {
     Reject { id: MinionId },
     /// Every key of the id is forgotten; the group key rotates if one was accepted.
     Delete { id: MinionId },
+}
+
+/// Which jobs `list_jobs` asks for: the newest `limit` of those that pass every filter given.
+///
+/// A filter that is absent (or nil) does not filter. An unfiltered query is encoded exactly as
+/// `{type: list_jobs, limit}`: the filters are left out of the map when they are absent.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobQuery {
+    /// At most this many, newest first (the master caps it at [`MAX_LISTED_JOBS`]).
+    pub limit: u32,
+    /// A glob (`*`, `?`, `[abc]`, `[!abc]`, case-sensitive) the function must match.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub search_function: Option<String>,
+    /// A glob that the target as written (`web*`, `L@web1,web2`, `G@os:Debian`) or the id of
+    /// one of the expected minions must match.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub search_target: Option<String>,
+    /// Only jobs published at or after this time (master clock, ms since the epoch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time_ms: Option<u64>,
+    /// Only jobs published at or before this time (master clock, ms since the epoch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_time_ms: Option<u64>,
+}
+
+/// The most jobs one `list_jobs` answers with, whatever its `limit`.
+pub const MAX_LISTED_JOBS: u32 = 10_000;
+/// The longest glob `search_function` or `search_target` may be, in bytes.
+pub const MAX_SEARCH_PATTERN_BYTES: usize = 256;
+
+impl JobQuery {
+    /// The newest `limit` jobs, unfiltered.
+    pub fn newest(limit: u32) -> Self {
+        Self {
+            limit,
+            ..Self::default()
+        }
+    }
+
+    /// Whether no filter is set.
+    pub fn is_unfiltered(&self) -> bool {
+        self.search_function.is_none()
+            && self.search_target.is_none()
+            && self.start_time_ms.is_none()
+            && self.end_time_ms.is_none()
+    }
 }
 
 /// A job to run.
@@ -103,6 +150,13 @@ pub enum ControlEvent {
     Done(JobReport),
     Jobs {
         jobs: Vec<JobSummary>,
+    },
+    /// The live jobs, newest first. When they would not fit in one answer (more than
+    /// [`MAX_ACTIVE_MINIONS`] expected minions in all), the oldest are left out and counted in
+    /// `omitted`.
+    ActiveJobs {
+        jobs: Vec<ActiveJob>,
+        omitted: u32,
     },
     Minions {
         minions: Vec<MinionStatus>,
@@ -253,6 +307,35 @@ pub struct JobSummary {
     pub published_ms: u64,
     pub expected: u32,
     pub returned: u32,
+}
+
+/// The most expected minions, over all jobs, one `active_jobs` answer lists (about 9 MiB at
+/// most: well within a frame). The newest job is always listed whole.
+pub const MAX_ACTIVE_MINIONS: usize = 100_000;
+
+/// One live job of `active_jobs`: one the master is still waiting for (before its deadline,
+/// or after it for minions still running it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActiveJob {
+    pub jid: Jid,
+    pub fun: String,
+    pub target: Target,
+    pub user: String,
+    pub published_ms: u64,
+    /// Every expected minion, sorted by id, with where it stands.
+    pub minions: Vec<MinionProgress>,
+}
+
+/// Where one expected minion stands in a live job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MinionProgress {
+    pub id: MinionId,
+    /// `returned` (a return is stored: a rejection or an interruption notice too), `running`
+    /// (acknowledged, no return yet), `waiting` (no word yet, before the deadline), or the
+    /// final state it was given at the deadline (`no_response`, `not_connected`).
+    pub state: MinionState,
 }
 
 /// One minion in the master's registry.

@@ -40,8 +40,9 @@ use std::path::{Path, PathBuf};
 
 use brine_proto::codec::{BodyKind, Envelope};
 use brine_proto::control::{
-    ControlError, ControlEvent, ControlRequest, JobReport, JobSummary, KeyCommand, KeyInfo,
-    KeyState, MinionOutcome, MinionState, MinionStatus, PublishRequest,
+    ActiveJob, ControlError, ControlEvent, ControlRequest, JobQuery, JobReport, JobSummary,
+    KeyCommand, KeyInfo, KeyState, MinionOutcome, MinionProgress, MinionState, MinionStatus,
+    PublishRequest,
 };
 use brine_proto::msg::{PublicationHeader, ReplyError, SignedPublication, Tick};
 use brine_proto::{
@@ -246,7 +247,15 @@ fn control_requests() -> Vec<ControlRequest> {
             jid: jid(),
             wait: false,
         },
-        ControlRequest::ListJobs { limit: 20 },
+        ControlRequest::ListJobs(JobQuery::newest(20)),
+        ControlRequest::ListJobs(JobQuery {
+            limit: 100,
+            search_function: Some("test.*".into()),
+            search_target: Some("web[!2]*".into()),
+            start_time_ms: Some(T0_MS - 3_600_000),
+            end_time_ms: Some(T0_MS),
+        }),
+        ControlRequest::ActiveJobs {},
         ControlRequest::Minions {},
         ControlRequest::MatchTarget {
             target: Target::Grain(GrainExpr::new("role:web")),
@@ -314,6 +323,30 @@ fn control_events() -> Vec<ControlEvent> {
                     returned: 0,
                 },
             ],
+        },
+        ControlEvent::ActiveJobs {
+            jobs: vec![ActiveJob {
+                jid: jid(),
+                fun: "test.sleep".into(),
+                target: Target::Glob("web*".into()),
+                user: "root".into(),
+                published_ms: T0_MS,
+                minions: vec![
+                    MinionProgress {
+                        id: id("web1"),
+                        state: MinionState::Returned,
+                    },
+                    MinionProgress {
+                        id: id("web2"),
+                        state: MinionState::Running,
+                    },
+                    MinionProgress {
+                        id: id("web3"),
+                        state: MinionState::Waiting,
+                    },
+                ],
+            }],
+            omitted: 2,
         },
         ControlEvent::Minions {
             minions: vec![
@@ -467,7 +500,9 @@ impl Wire for ControlRequest {
         match self {
             ControlRequest::Publish(_) => "control_request_publish",
             ControlRequest::LookupJob { .. } => "control_request_lookup_job",
-            ControlRequest::ListJobs { .. } => "control_request_list_jobs",
+            ControlRequest::ListJobs(query) if query.is_unfiltered() => "control_request_list_jobs",
+            ControlRequest::ListJobs(_) => "control_request_list_jobs_filtered",
+            ControlRequest::ActiveJobs {} => "control_request_active_jobs",
             ControlRequest::Minions {} => "control_request_minions",
             ControlRequest::MatchTarget { .. } => "control_request_match_target",
             ControlRequest::Keys(KeyCommand::List {}) => "control_request_keys_list",
@@ -487,6 +522,7 @@ impl Wire for ControlEvent {
             ControlEvent::StillRunning { .. } => "control_event_still_running",
             ControlEvent::Done(_) => "control_event_done",
             ControlEvent::Jobs { .. } => "control_event_jobs",
+            ControlEvent::ActiveJobs { .. } => "control_event_active_jobs",
             ControlEvent::Minions { .. } => "control_event_minions",
             ControlEvent::Keys { .. } => "control_event_keys",
             ControlEvent::Error { .. } => "control_event_error",

@@ -7,7 +7,7 @@
 mod common;
 
 use brine_proto::codec::{BodyKind, Envelope};
-use brine_proto::control::{ControlEvent, ControlRequest, KeyCommand, PublishRequest};
+use brine_proto::control::{ControlEvent, ControlRequest, JobQuery, KeyCommand, PublishRequest};
 use brine_proto::limits::{MAX_COLLECTION_LEN, MAX_DEPTH, MAX_FRAME_BYTES, MAX_TOTAL_ITEMS};
 use brine_proto::msg::{PublicationHeader, SignedPublication};
 use brine_proto::{
@@ -592,8 +592,17 @@ fn unknown_fields_are_malformed() {
         wait: true,
     };
     malformed::<ControlRequest>(&with_unknown_field(&lookup, ""));
-    let list = ControlRequest::ListJobs { limit: 10 };
+    let list = ControlRequest::ListJobs(JobQuery::newest(10));
     malformed::<ControlRequest>(&with_unknown_field(&list, ""));
+    let search = ControlRequest::ListJobs(JobQuery {
+        limit: 10,
+        search_function: Some("test.*".into()),
+        search_target: Some("web*".into()),
+        start_time_ms: Some(1),
+        end_time_ms: Some(2),
+    });
+    malformed::<ControlRequest>(&with_unknown_field(&search, ""));
+    malformed::<ControlRequest>(&with_unknown_field(&ControlRequest::ActiveJobs {}, ""));
     for command in [
         KeyCommand::List {},
         KeyCommand::Accept {
@@ -647,6 +656,23 @@ fn unknown_fields_are_malformed() {
         }],
     };
     malformed::<ControlEvent>(&with_unknown_field(&jobs, "/jobs/0"));
+    let active = ControlEvent::ActiveJobs {
+        jobs: vec![brine_proto::control::ActiveJob {
+            jid: Jid::new(JID).unwrap(),
+            fun: "test.sleep".into(),
+            target: Target::Glob("*".into()),
+            user: "root".into(),
+            published_ms: 1,
+            minions: vec![brine_proto::control::MinionProgress {
+                id: web1(),
+                state: MinionState::Running,
+            }],
+        }],
+        omitted: 0,
+    };
+    for pointer in ["", "/jobs/0", "/jobs/0/minions/0"] {
+        malformed::<ControlEvent>(&with_unknown_field(&active, pointer));
+    }
     let minions = ControlEvent::Minions {
         minions: vec![MinionStatus {
             id: web1(),

@@ -8,6 +8,7 @@ mod common;
 use std::fmt::Debug;
 
 use brine_proto::codec::{BodyKind, Envelope};
+use brine_proto::control::{ControlRequest, JobQuery};
 use brine_proto::{decode, decode_envelope, encode, encode_envelope, DecodeError, MinionRequest};
 use proptest::prelude::*;
 use serde::{de::DeserializeOwned, Serialize};
@@ -192,6 +193,17 @@ proptest! {
     #[test]
     fn control_request_list_jobs(x in common::control_list_jobs()) { assert_round_trip(&x)?; }
     #[test]
+    fn job_query(x in common::job_query()) { assert_round_trip(&x)?; }
+    #[test]
+    fn an_unfiltered_job_query_is_the_bare_limit(limit in any::<u32>()) {
+        // The filters are left out when absent: an unfiltered query is `{type, limit}` alone.
+        let tree: serde_json::Value =
+            rmp_serde::from_slice(&encode(&ControlRequest::ListJobs(JobQuery::newest(limit)))).unwrap();
+        prop_assert_eq!(tree, serde_json::json!({"type": "list_jobs", "limit": limit}));
+    }
+    #[test]
+    fn control_request_active_jobs(x in common::control_active_jobs()) { assert_round_trip(&x)?; }
+    #[test]
     fn control_request_minions(x in common::control_minions()) { assert_round_trip(&x)?; }
     #[test]
     fn control_request_match_target(x in common::control_match_target()) { assert_round_trip(&x)?; }
@@ -219,6 +231,8 @@ proptest! {
     fn control_event_done(x in common::event_done()) { assert_round_trip(&x)?; }
     #[test]
     fn control_event_jobs(x in common::event_jobs()) { assert_round_trip(&x)?; }
+    #[test]
+    fn control_event_active_jobs(x in common::event_active_jobs()) { assert_round_trip(&x)?; }
     #[test]
     fn control_event_minions(x in common::event_minions()) { assert_round_trip(&x)?; }
     #[test]

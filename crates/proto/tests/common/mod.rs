@@ -10,8 +10,9 @@
 
 use brine_proto::codec::{BodyKind, Envelope};
 use brine_proto::control::{
-    ControlError, ControlEvent, ControlRequest, JobReport, JobSummary, KeyCommand, KeyInfo,
-    KeyState, MinionOutcome, MinionState, MinionStatus, PublishRequest,
+    ActiveJob, ControlError, ControlEvent, ControlRequest, JobQuery, JobReport, JobSummary,
+    KeyCommand, KeyInfo, KeyState, MinionOutcome, MinionProgress, MinionState, MinionStatus,
+    PublishRequest,
 };
 use brine_proto::msg::{PublicationHeader, ReplyError, SignedPublication, Tick};
 use brine_proto::{
@@ -425,8 +426,31 @@ pub fn control_lookup_job() -> impl Strategy<Value = ControlRequest> {
     (jid(), any::<bool>()).prop_map(|(jid, wait)| ControlRequest::LookupJob { jid, wait })
 }
 
+pub fn job_query() -> impl Strategy<Value = JobQuery> {
+    (
+        any::<u32>(),
+        proptest::option::of(text()),
+        proptest::option::of(text()),
+        proptest::option::of(any::<u64>()),
+        proptest::option::of(any::<u64>()),
+    )
+        .prop_map(
+            |(limit, search_function, search_target, start_time_ms, end_time_ms)| JobQuery {
+                limit,
+                search_function,
+                search_target,
+                start_time_ms,
+                end_time_ms,
+            },
+        )
+}
+
 pub fn control_list_jobs() -> impl Strategy<Value = ControlRequest> {
-    any::<u32>().prop_map(|limit| ControlRequest::ListJobs { limit })
+    job_query().prop_map(ControlRequest::ListJobs)
+}
+
+pub fn control_active_jobs() -> impl Strategy<Value = ControlRequest> {
+    Just(ControlRequest::ActiveJobs {})
 }
 
 pub fn control_minions() -> impl Strategy<Value = ControlRequest> {
@@ -483,6 +507,7 @@ pub fn control_request() -> impl Strategy<Value = ControlRequest> {
         control_publish(),
         control_lookup_job(),
         control_list_jobs(),
+        control_active_jobs(),
         control_minions(),
         control_match_target(),
         control_keys(),
@@ -577,6 +602,31 @@ pub fn job_summary() -> impl Strategy<Value = JobSummary> {
         )
 }
 
+pub fn minion_progress() -> impl Strategy<Value = MinionProgress> {
+    (minion_id(), minion_state()).prop_map(|(id, state)| MinionProgress { id, state })
+}
+
+pub fn active_job() -> impl Strategy<Value = ActiveJob> {
+    (
+        jid(),
+        text(),
+        target(),
+        text(),
+        any::<u64>(),
+        vec(minion_progress(), 0..4),
+    )
+        .prop_map(
+            |(jid, fun, target, user, published_ms, minions)| ActiveJob {
+                jid,
+                fun,
+                target,
+                user,
+                published_ms,
+                minions,
+            },
+        )
+}
+
 pub fn minion_status() -> impl Strategy<Value = MinionStatus> {
     (minion_id(), any::<bool>(), any::<u64>(), text()).prop_map(
         |(id, connected, last_seen_ms, version)| MinionStatus {
@@ -625,6 +675,11 @@ pub fn event_jobs() -> impl Strategy<Value = ControlEvent> {
     vec(job_summary(), 0..4).prop_map(|jobs| ControlEvent::Jobs { jobs })
 }
 
+pub fn event_active_jobs() -> impl Strategy<Value = ControlEvent> {
+    (vec(active_job(), 0..3), any::<u32>())
+        .prop_map(|(jobs, omitted)| ControlEvent::ActiveJobs { jobs, omitted })
+}
+
 pub fn event_minions() -> impl Strategy<Value = ControlEvent> {
     vec(minion_status(), 0..4).prop_map(|minions| ControlEvent::Minions { minions })
 }
@@ -650,6 +705,7 @@ pub fn control_event() -> impl Strategy<Value = ControlEvent> {
         event_still_running(),
         event_done(),
         event_jobs(),
+        event_active_jobs(),
         event_minions(),
         event_keys(),
         event_error(),
