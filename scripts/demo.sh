@@ -149,7 +149,7 @@ cargo build --workspace --bins || die "the build failed"
 target_dir=${CARGO_TARGET_DIR:-$(cargo metadata --format-version 1 --no-deps |
     sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')}
 BIN="$target_dir/debug"
-for exe in brine brine-run brine-key brine-master brine-minion; do
+for exe in brine brine-run brine-key brine-call brine-master brine-minion; do
     [[ -x "$BIN/$exe" ]] || die "$BIN/$exe was not built"
 done
 export PATH="$BIN:$PATH"
@@ -223,6 +223,7 @@ ret_port = $RET_PORT
 state_dir = "$WORK/$id"
 master_fingerprint = "$FINGERPRINT"
 retry_max = "1s"
+grains = { role = "${id#demo-}" }
 EOF
     brine-minion --config "$WORK/$id.toml" >"$WORK/$id.log" 2>&1 &
     PIDS+=("$!")
@@ -291,6 +292,21 @@ run 0 brine -L demo-web1,demo-db1 grains.get os
 
 say "Machine-readable output"
 run 0 brine '*' --out json test.echo hello
+
+say "Target by grain (each minion's role comes from its configuration) and by a compound expression"
+run 0 brine -G 'role:web*' test.ping
+run 0 brine -C 'G@role:web1 or (L@demo-db1 and not E@.*web)' --out txt cmd.run 'uname -n'
+
+say "Set a grain on a minion: the master hears of it at once"
+run 0 brine demo-web2 grains.setval tier front
+for _ in $(seq 50); do
+    brine --out json -t 2 -G 'tier:front' test.ping >/dev/null 2>&1 && break
+    sleep 0.1
+done
+run 0 brine -G 'tier:front' test.ping
+
+say "Run a function on this host as demo-web1, without a master (like salt-call)"
+run 0 brine-call --local --config "$WORK/demo-web1.toml" grains.item role tier
 
 say "Publish without waiting, then follow the job by its jid"
 show_command brine --async '*' test.sleep 1
