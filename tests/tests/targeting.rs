@@ -155,3 +155,27 @@ async fn bad_targets_are_usage_errors_that_say_where() {
     assert_eq!(out.code, 4, "{out:?}");
     cluster.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grains_too_large_to_report_are_refused_and_change_nothing() {
+    let cluster = fleet().await;
+    let blob = "x".repeat(60 * 1024);
+    let out = cluster
+        .brine(&["--out", "json", "web1", "grains.setval", "blob", &blob])
+        .await;
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stdout
+            .contains("more than the 49152 a minion may report"),
+        "{out:?}"
+    );
+    let out = cluster
+        .brine(&["--out", "json", "web1", "grains.get", "blob"])
+        .await;
+    assert_eq!(json(&out), json!({"web1": ""}), "{out:?}");
+    assert_eq!(
+        pinged(&cluster, &["-G", "role:web"]).await,
+        json!(["web1", "web2"])
+    );
+    cluster.stop().await;
+}

@@ -50,6 +50,8 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 use tracing::{debug, info, warn};
 use zeromq::{RouterSocket, SocketRecv, SocketSend, ZmqMessage};
 
+use brine_proto::limits::MAX_GRAINS_BYTES;
+
 use crate::sessions::Hello;
 use crate::store::ReturnOutcome;
 use crate::Shared;
@@ -58,6 +60,11 @@ use crate::Shared;
 pub const MAX_IN_FLIGHT: usize = 512;
 /// How long an answer may wait for room in its peer's queue (a peer that does not read).
 const SEND_TIMEOUT: Duration = Duration::from_secs(1);
+/// Whether `grains` fit [`MAX_GRAINS_BYTES`] (a minion keeps to it; one that does not, does not
+/// make the master hold its megabytes).
+fn grains_fit(grains: &brine_proto::Map) -> bool {
+    encode(grains).len() <= MAX_GRAINS_BYTES
+}
 
 /// A thread with a runtime of its own, for the parts of the zeromq socket that may block a
 /// thread: the accept loop and the tasks that add each new peer to the socket, the receiving
@@ -362,7 +369,15 @@ async fn handshake(shared: &Arc<Shared>, msg1: &[u8]) -> Vec<u8> {
 /// Registers a minion as connected, with the grains of its hello: its session has proven
 /// itself.
 async fn register(shared: &Arc<Shared>, id: &MinionId, hello: Hello) -> Result<(), MasterReply> {
-    let Hello { version, grains } = hello;
+    let Hello {
+        version,
+        mut grains,
+    } = hello;
+    if !grains_fit(&grains) {
+        // Registered without them: grain targets miss this minion until it sends fewer.
+        warn!(minion = %id, limit = MAX_GRAINS_BYTES, "a hello's grains are too large; keeping none");
+        grains = brine_proto::Map::new();
+    }
     let (key, version_, grains_) = (id.clone(), version.clone(), grains.clone());
     if let Err(err) = shared
         .store
@@ -487,6 +502,10 @@ async fn handle(shared: &Arc<Shared>, request: MinionRequest) -> MasterReply {
                 key: group.key_bytes().to_vec(),
             }
         }
+        MinionRequest::Grains { grains, .. } if !grains_fit(&grains) => error(
+            ReplyError::Refused,
+            format!("grains larger than {MAX_GRAINS_BYTES} bytes are not kept"),
+        ),
         MinionRequest::Grains { grains, .. } => {
             let (key, stored) = (id.clone(), grains.clone());
             match shared

@@ -10,6 +10,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use brine_proto::limits::MAX_GRAINS_BYTES;
 use brine_proto::{Map, MinionId, Value};
 use tokio::sync::watch;
 
@@ -33,6 +34,19 @@ pub enum GrainStoreError {
         path: String,
         source: std::io::Error,
     },
+    #[error(
+        "the grains would take {bytes} bytes, more than the {MAX_GRAINS_BYTES} a minion may report"
+    )]
+    TooLarge { bytes: usize },
+}
+
+/// Refuses grains the master would not keep (and a hello could not carry).
+fn check_size(grains: &Map) -> Result<(), GrainStoreError> {
+    let bytes = brine_proto::encode(grains).len();
+    if bytes > MAX_GRAINS_BYTES {
+        return Err(GrainStoreError::TooLarge { bytes });
+    }
+    Ok(())
 }
 
 /// One minion's grains: found, configured and stored.
@@ -69,7 +83,9 @@ impl GrainStore {
             found: collect_grains(id),
             stored,
         };
-        let (current, _) = watch::channel(Arc::new(layers.merged(&configured)));
+        let merged = layers.merged(&configured);
+        check_size(&merged)?;
+        let (current, _) = watch::channel(Arc::new(merged));
         Ok(Self {
             id: id.clone(),
             configured,
@@ -98,6 +114,13 @@ impl GrainStore {
         let mut layers = self.lock();
         let mut stored = layers.stored.clone();
         stored.insert(key.to_owned(), value);
+        check_size(
+            &Layers {
+                found: layers.found.clone(),
+                stored: stored.clone(),
+            }
+            .merged(&self.configured),
+        )?;
         self.write(&stored)?;
         layers.stored = stored;
         self.publish(&layers);
@@ -222,6 +245,23 @@ mod tests {
             !changes.has_changed().unwrap(),
             "nothing changed, nothing published"
         );
+    }
+
+    #[test]
+    fn grains_past_the_limit_are_refused_and_nothing_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = MinionId::new("web1").unwrap();
+        let mut huge = Map::new();
+        huge.insert("blob".into(), json!("x".repeat(MAX_GRAINS_BYTES)));
+        let err = GrainStore::open(&id, huge, dir.path()).unwrap_err();
+        assert!(matches!(err, GrainStoreError::TooLarge { .. }), "{err}");
+        let store = GrainStore::open(&id, Map::new(), dir.path()).unwrap();
+        let err = store
+            .set("blob", json!("x".repeat(MAX_GRAINS_BYTES)))
+            .unwrap_err();
+        assert!(err.to_string().contains("more than the 49152"), "{err}");
+        assert!(!store.current().contains_key("blob"));
+        assert!(!dir.path().join(GRAINS_FILE).exists(), "nothing written");
     }
 
     #[test]

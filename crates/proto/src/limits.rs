@@ -16,6 +16,10 @@ pub const MAX_DEPTH: usize = 16;
 pub const MAX_COLLECTION_LEN: usize = 65_536;
 /// The most values (of any kind, at any depth) in one message.
 pub const MAX_TOTAL_ITEMS: usize = 1_000_000;
+/// The largest grains (encoded) a minion reports: the hello that carries them travels in a
+/// Noise handshake message of at most 64 KiB, and the master keeps every minion's in memory. A
+/// host's own grains are 1–2 KiB.
+pub const MAX_GRAINS_BYTES: usize = 48 * 1024;
 
 /// Checks that `bytes` hold exactly one msgpack value within the limits above.
 pub fn check(bytes: &[u8]) -> Result<(), DecodeError> {
