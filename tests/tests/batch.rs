@@ -85,7 +85,11 @@ async fn failhard_stops_new_starts_and_names_the_minions_not_run() {
         json!("Minion did not return. [Not connected]"),
         "{out:?}"
     );
-    assert!(returns.get("m3").is_none(), "{out:?}");
+    assert_eq!(
+        returns["m3"],
+        json!("Not run: --failhard stopped the batch after m2 failed"),
+        "listed, never omitted: {out:?}"
+    );
     assert!(
         out.stderr.contains("--failhard: m2 failed; not run on: m3"),
         "{out:?}"

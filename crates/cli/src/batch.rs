@@ -190,6 +190,7 @@ pub async fn run(
         }
     }
     progress.clear(err);
+    let jid = first_jid.unwrap_or_else(|| Jid::from_micros(0));
     if let Some(failed) = stopped_by {
         if !queue.is_empty() {
             let rest: Vec<&str> = queue.iter().map(MinionId::as_str).collect();
@@ -199,9 +200,27 @@ pub async fn run(
                 rest.join(", ")
             );
         }
+        // Listed like every targeted minion, as refused: the batch never sent them the job.
+        let reason = format!("Not run: --failhard stopped the batch after {failed} failed");
+        outcomes.extend(queue.drain(..).map(|id| MinionOutcome {
+            state: MinionState::Rejected,
+            ret: Some(JobReturn {
+                id: id.clone(),
+                jid: jid.clone(),
+                fun: batch.request.fun.clone(),
+                ret: reason.clone().into(),
+                retcode: 1,
+                success: false,
+                started_ms: 0,
+                finished_ms: 0,
+                interrupted: false,
+                rejected: true,
+            }),
+            id,
+        }));
     }
     Ok(JobReport {
-        jid: first_jid.unwrap_or_else(|| Jid::from_micros(0)),
+        jid,
         fun: batch.request.fun.clone(),
         target: batch.request.target.clone(),
         arg: batch.request.arg.clone(),

@@ -1156,13 +1156,14 @@ fn write_beside(path: &Path, contents: &[u8], like: &fs::Metadata) -> Result<(),
             .tempfile_in(dir)?;
         temp.write_all(contents)?;
         let file = temp.as_file();
-        file.set_permissions(fs::Permissions::from_mode(like.mode() & 0o7777))?;
+        // Owner first: a chown clears the setuid and setgid bits, so the mode comes after it.
         // Only root can give a file away; anyone else keeps their own.
         if let Err(err) = std::os::unix::fs::fchown(file, Some(like.uid()), Some(like.gid())) {
             if err.kind() != io::ErrorKind::PermissionDenied {
                 return Err(err);
             }
         }
+        file.set_permissions(fs::Permissions::from_mode(like.mode() & 0o7777))?;
         temp.persist(path).map(drop).map_err(|err| err.error)
     };
     write().map_err(io_error("write", path))

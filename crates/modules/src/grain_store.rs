@@ -111,45 +111,47 @@ impl GrainStore {
 
     /// Stores `key` = `value` (a null value hides a found or configured grain).
     pub(crate) fn set(&self, key: &str, value: Value) -> Result<(), GrainStoreError> {
-        let mut layers = self.lock();
-        let mut stored = layers.stored.clone();
-        stored.insert(key.to_owned(), value);
-        check_size(
-            &Layers {
-                found: layers.found.clone(),
-                stored: stored.clone(),
-            }
-            .merged(&self.configured),
-        )?;
-        self.write(&stored)?;
-        layers.stored = stored;
-        self.publish(&layers);
-        Ok(())
+        self.change(None, |stored| {
+            stored.insert(key.to_owned(), value);
+            true
+        })
+        .map(drop)
     }
 
     /// Forgets a stored grain; a found or configured one of that name shows again. False when
     /// none was stored.
     pub(crate) fn forget(&self, key: &str) -> Result<bool, GrainStoreError> {
-        let mut layers = self.lock();
-        if !layers.stored.contains_key(key) {
-            return Ok(false);
-        }
-        let mut stored = layers.stored.clone();
-        stored.remove(key);
-        self.write(&stored)?;
-        layers.stored = stored;
-        self.publish(&layers);
-        Ok(true)
+        self.change(None, |stored| stored.remove(key).is_some())
     }
 
     /// Finds out the host's grains again (`saltutil.refresh_grains`) and rereads the file.
     pub(crate) fn refresh(&self) -> Result<(), GrainStoreError> {
-        let stored = read_stored(&self.path)?;
+        self.change(Some(collect_grains(&self.id)), |_| false)
+            .map(drop)
+    }
+
+    /// One change: the file read again (`brine-call` may have written it), `edit` applied (true
+    /// when it changed the stored grains, which are then written), the size checked before
+    /// anything is kept, the result published.
+    fn change(
+        &self,
+        found: Option<Map>,
+        edit: impl FnOnce(&mut Map) -> bool,
+    ) -> Result<bool, GrainStoreError> {
         let mut layers = self.lock();
-        layers.found = collect_grains(&self.id);
-        layers.stored = stored;
+        let mut stored = read_stored(&self.path)?;
+        let edited = edit(&mut stored);
+        let next = Layers {
+            found: found.unwrap_or_else(|| layers.found.clone()),
+            stored,
+        };
+        check_size(&next.merged(&self.configured))?;
+        if edited {
+            self.write(&next.stored)?;
+        }
+        *layers = next;
         self.publish(&layers);
-        Ok(())
+        Ok(edited)
     }
 
     fn publish(&self, layers: &Layers) {
@@ -171,7 +173,10 @@ impl GrainStore {
         };
         let mut text = serde_json::to_string_pretty(stored).expect("a map always serializes");
         text.push('\n');
-        let partial = self.path.with_extension("json.new");
+        // A name of this process's own: brine-call and the daemon may write at the same time.
+        let partial = self
+            .path
+            .with_extension(format!("json.{}.new", std::process::id()));
         let dir = self.path.parent().unwrap_or(Path::new("."));
         std::fs::create_dir_all(dir)
             .and_then(|()| std::fs::write(&partial, text))
@@ -262,6 +267,18 @@ mod tests {
         assert!(err.to_string().contains("more than the 49152"), "{err}");
         assert!(!store.current().contains_key("blob"));
         assert!(!dir.path().join(GRAINS_FILE).exists(), "nothing written");
+        // The file grown by hand: a refresh refuses it and keeps what was reported.
+        let blob = "x".repeat(MAX_GRAINS_BYTES);
+        std::fs::write(
+            dir.path().join(GRAINS_FILE),
+            format!("{{\"blob\": \"{blob}\"}}"),
+        )
+        .unwrap();
+        assert!(matches!(
+            store.refresh(),
+            Err(GrainStoreError::TooLarge { .. })
+        ));
+        assert!(!store.current().contains_key("blob"));
     }
 
     #[test]

@@ -93,28 +93,30 @@ pub(crate) const FUNCTIONS: &[Function] = &[
     },
 ];
 
-pub(crate) fn call(ctx: &Context, fun: Fun, args: Args) -> Result<Outcome, Error> {
+pub(crate) async fn call(ctx: &Context, fun: Fun, args: Args) -> Result<Outcome, Error> {
     let store = || {
         ctx.grain_store
-            .as_deref()
+            .clone()
             .ok_or_else(|| Error::Unavailable("grains cannot be changed here".into()))
     };
     match fun {
         Fun::SetVal => {
             let key = args.required_string("key")?;
             let value = args.value("val").cloned().unwrap_or(Value::Null);
-            store()?.set(&key, value.clone())?;
+            let (store, k, v) = (store()?, key.clone(), value.clone());
+            // A file write and its fsync: off the minion's one runtime worker.
+            crate::blocking(move || Ok(store.set(&k, v)?)).await?;
             let mut ret = Map::new();
             ret.insert(key, value);
             Ok(Outcome::ok(ret))
         }
         Fun::DelVal => {
             let key = args.required_string("key")?;
-            let store = store()?;
+            let (store, k) = (store()?, key.clone());
             if args.bool("destructive", false)? {
-                store.forget(&key)?;
+                crate::blocking(move || Ok(store.forget(&k)?)).await?;
             } else {
-                store.set(&key, Value::Null)?;
+                crate::blocking(move || Ok(store.set(&k, Value::Null)?)).await?;
             }
             let mut ret = Map::new();
             ret.insert(key, Value::Null);

@@ -260,8 +260,8 @@ pub async fn execute(ctx: &Context, fun: &str, arg: Vec<Value>, kwarg: Map) -> O
     let result = match function.handler {
         Handler::Test(f) => test::call(f, args).await,
         Handler::Cmd(f) => cmd::call(ctx, f, args).await,
-        Handler::Grains(f) => grains::call(ctx, f, args),
-        Handler::Saltutil(f) => saltutil::call(ctx, f, args),
+        Handler::Grains(f) => grains::call(ctx, f, args).await,
+        Handler::Saltutil(f) => saltutil::call(ctx, f, args).await,
         Handler::Sys(f) => sys::call(f, args),
         Handler::Pkg(f) => pkg::call(ctx, f, args).await,
         Handler::Service(f) => service::call(f, args).await,

@@ -57,7 +57,7 @@ pub(crate) const FUNCTIONS: &[Function] = &[
     },
 ];
 
-pub(crate) fn call(ctx: &Context, fun: Fun, args: Args) -> Result<Outcome, Error> {
+pub(crate) async fn call(ctx: &Context, fun: Fun, args: Args) -> Result<Outcome, Error> {
     let running = || ctx.jobs.as_ref().map(|j| j.running()).unwrap_or_default();
     match fun {
         Fun::Running => Ok(Outcome::ok(
@@ -81,9 +81,10 @@ pub(crate) fn call(ctx: &Context, fun: Fun, args: Args) -> Result<Outcome, Error
         Fun::RefreshGrains => {
             let store = ctx
                 .grain_store
-                .as_deref()
+                .clone()
                 .ok_or_else(|| Error::Unavailable("grains cannot be refreshed here".into()))?;
-            store.refresh()?;
+            // It reads /proc, the interfaces and a file: off the minion's one runtime worker.
+            crate::blocking(move || Ok(store.refresh()?)).await?;
             Ok(Outcome::ok(true))
         }
     }

@@ -30,6 +30,10 @@ use crate::Map;
 /// The longest target expression accepted (in bytes), also after nodegroups are expanded.
 pub const MAX_TARGET_LEN: usize = 4096;
 
+/// The most patterns (globs and regular expressions, each grain expression's splits counted)
+/// one compound target may compile: every minion compiles every publication's target.
+pub const MAX_TARGET_PATTERNS: usize = 64;
+
 /// The delimiter of grain expressions unless `--delimiter` names another, as in Salt.
 pub const DEFAULT_DELIMITER: char = ':';
 
@@ -277,6 +281,15 @@ impl Leaf {
             expr: expr.to_owned(),
             reason: e.to_string(),
         })
+    }
+
+    /// The regular expressions and glob patterns this leaf compiled.
+    fn patterns(&self) -> usize {
+        match self {
+            Leaf::Grain(g) => g.patterns(),
+            Leaf::Glob(_) | Leaf::Regex(_) => 1,
+            Leaf::List(_) | Leaf::Ipcidr(_) => 0,
+        }
     }
 
     fn matches(&self, id: &str, grains: &Map) -> bool {

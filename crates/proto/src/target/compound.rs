@@ -15,7 +15,10 @@
 use std::collections::BTreeMap;
 
 use super::grain::GrainMatcher;
-use super::{split_list, GrainExpr, Leaf, Node, TargetError, DEFAULT_DELIMITER};
+use super::{
+    split_list, GrainExpr, Leaf, Node, TargetError, DEFAULT_DELIMITER, MAX_TARGET_LEN,
+    MAX_TARGET_PATTERNS,
+};
 
 /// How deeply parentheses and `not` may nest: the parser recurses once per level.
 const MAX_DEPTH: usize = 64;
@@ -110,6 +113,8 @@ struct Parser<'a> {
     tokens: Vec<Token<'a>>,
     next: usize,
     nodegroups: Nodegroups,
+    /// Patterns compiled so far, against [`MAX_TARGET_PATTERNS`].
+    patterns: usize,
 }
 
 /// What `N@name` means to the parser.
@@ -200,9 +205,18 @@ impl<'a> Parser<'a> {
                     None => Err(self.error(token.pos, "this '(' is never closed")),
                 }
             }
-            Kind::Word(word) => leaf(word, self.nodegroups)
-                .map(Node::Leaf)
-                .map_err(|reason| self.error(token.pos, reason)),
+            Kind::Word(word) => {
+                let leaf =
+                    leaf(word, self.nodegroups).map_err(|reason| self.error(token.pos, reason))?;
+                self.patterns += leaf.patterns();
+                if self.patterns > MAX_TARGET_PATTERNS {
+                    return Err(self.error(
+                        token.pos,
+                        format!("more than {MAX_TARGET_PATTERNS} patterns in one target"),
+                    ));
+                }
+                Ok(Node::Leaf(leaf))
+            }
             Kind::Close | Kind::And | Kind::Or => Err(self.error(
                 token.pos,
                 format!("expected a target, found {:?}", token.text()),
@@ -218,6 +232,7 @@ pub(super) fn parse(expr: &str, nodegroups: Nodegroups) -> Result<Node, TargetEr
         tokens: lex(expr),
         next: 0,
         nodegroups,
+        patterns: 0,
     };
     if parser.tokens.is_empty() {
         return Err(parser.error(0, "the expression is empty"));
@@ -312,7 +327,14 @@ pub(super) fn expand(
         reason,
     };
     let mut words = Vec::with_capacity(tokens.len());
+    let mut len = 0;
     for token in &tokens {
+        // Stop as soon as the expansion is too long: nodegroups that name each other several
+        // times would otherwise grow it exponentially before the length is checked.
+        if len > MAX_TARGET_LEN {
+            return Err(TargetError::TooLong);
+        }
+        len += words.last().map_or(0, |w: &String| w.len() + 1);
         let Kind::Word(word) = token.kind else {
             words.push(token.text().to_owned());
             continue;
@@ -440,6 +462,29 @@ mod tests {
             message,
             "invalid compound target: expected a target after \"and\", found the end\n  web* and\n          ^"
         );
+    }
+
+    #[test]
+    fn hostile_targets_cost_a_bounded_amount_of_work() {
+        // Thousands of delimiters compile at most MAX_DEPTH patterns.
+        let many = format!("P@k{}", ":a".repeat(2000));
+        let started = std::time::Instant::now();
+        assert!(Target::Compound(many).compile().is_ok());
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
+        let words = vec!["P@k:a:b:c:d:e:f:g:h"; 20].join(" or ");
+        let (_, reason) = error(&words);
+        assert!(reason.contains("more than 64 patterns"), "{reason}");
+        // Nodegroups that name each other ten times, eight deep, stop at the length limit.
+        let mut groups = BTreeMap::new();
+        groups.insert("g0".to_owned(), "web1".to_owned());
+        for level in 1..8 {
+            let names = vec![format!("N@g{}", level - 1); 10].join(" or ");
+            groups.insert(format!("g{level}"), names);
+        }
+        let started = std::time::Instant::now();
+        let expanded = Target::Nodegroup("g7".into()).expand_nodegroups(&groups);
+        assert_eq!(expanded, Err(TargetError::TooLong));
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
     }
 
     #[test]

@@ -79,9 +79,12 @@ impl GrainMatcher {
                 "a grain target is key{d}value (nested keys key{d}key{d}value)"
             )));
         }
-        let mut splits = Vec::with_capacity(parts.len() - 1);
+        // A key path deeper than a message may nest never resolves: at most that many splits
+        // (and compiled patterns) per expression, however many delimiters it holds.
+        let deepest = parts.len().min(crate::limits::MAX_DEPTH + 1);
+        let mut splits = Vec::with_capacity(deepest - 1);
         let mut first_error = None;
-        for at in 1..parts.len() {
+        for at in 1..deepest {
             let value = parts[at..].join(&d.to_string());
             match compile(&value) {
                 Ok(pattern) => splits.push((parts[..at].join(&d.to_string()), pattern)),
@@ -98,6 +101,11 @@ impl GrainMatcher {
             delimiter: d,
             splits,
         })
+    }
+
+    /// How many patterns were compiled (what a target's budget counts).
+    pub(super) fn patterns(&self) -> usize {
+        self.splits.len()
     }
 
     pub(super) fn matches(&self, grains: &Map) -> bool {
