@@ -157,8 +157,12 @@ fn add_missing_columns(conn: &Connection) -> Result<(), StoreError> {
         .prepare("SELECT 1 FROM pragma_table_info('jobs') WHERE name = 'target_text'")?
         .exists([])?;
     if !has_target_text {
-        conn.execute_batch("ALTER TABLE jobs ADD COLUMN target_text TEXT")?;
-        fill_target_texts(conn)?;
+        // The column and its values in one transaction: a crash between them would leave the
+        // column, so nothing would ever fill it.
+        let tx = conn.unchecked_transaction()?;
+        tx.execute_batch("ALTER TABLE jobs ADD COLUMN target_text TEXT")?;
+        fill_target_texts(&tx)?;
+        tx.commit()?;
     }
     Ok(())
 }
