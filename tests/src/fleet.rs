@@ -32,7 +32,7 @@ use std::process::Stdio;
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use brine_proto::control::{ControlEvent, ControlRequest, JobReport, MinionStatus, PublishRequest};
+use brine_proto::control::{ControlEvent, ControlRequest, JobReport, MinionStatus};
 use brine_proto::{Jid, Map, Target, Value};
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
@@ -650,20 +650,8 @@ impl Handle {
         kwarg: Map,
         timeout: Duration,
     ) -> Jid {
-        let events = self
-            .control(ControlRequest::Publish(PublishRequest {
-                target,
-                fun: fun.into(),
-                arg,
-                kwarg,
-                timeout_ms: timeout.as_millis() as u64,
-                wait: false,
-            }))
-            .await;
-        match events.first() {
-            Some(ControlEvent::Published { jid, .. }) => jid.clone(),
-            _ => panic!("not published: {events:?}"),
-        }
+        let request = crate::publish_no_wait(target, fun, arg, kwarg, timeout);
+        crate::published_jid(&self.control(request).await)
     }
 
     /// The job's record now (`lookup_job` without wait); None when the master cannot say.

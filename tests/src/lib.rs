@@ -13,7 +13,7 @@ use std::time::Duration;
 use brine_master::{Master, MasterConfig};
 use brine_minion::MinionConfig;
 use brine_proto::control::{ControlEvent, ControlRequest, MinionState, PublishRequest};
-use brine_proto::{Map, MinionId, Target, Value};
+use brine_proto::{Jid, Map, MinionId, Target, Value};
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
 use tokio::task::JoinHandle;
@@ -403,4 +403,30 @@ pub fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .expect("a free port")
         .port()
+}
+
+/// The request that publishes `fun` and answers `published` without waiting for returns.
+pub fn publish_no_wait(
+    target: Target,
+    fun: &str,
+    arg: Vec<Value>,
+    kwarg: Map,
+    timeout: Duration,
+) -> ControlRequest {
+    ControlRequest::Publish(PublishRequest {
+        target,
+        fun: fun.into(),
+        arg,
+        kwarg,
+        timeout_ms: timeout.as_millis() as u64,
+        wait: false,
+    })
+}
+
+/// The jid of the one `published` event a [`publish_no_wait`] request is answered with.
+pub fn published_jid(events: &[ControlEvent]) -> Jid {
+    match events {
+        [ControlEvent::Published { jid, .. }] => jid.clone(),
+        other => panic!("not published: {other:?}"),
+    }
 }

@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
-use brine_proto::control::{ControlEvent, ControlRequest, JobReport, MinionState, PublishRequest};
+use brine_proto::control::{ControlRequest, JobReport, MinionState};
 use brine_proto::{Jid, Map, Target, Value};
-use brine_tests::{json, report, within, Cluster, Output};
+use brine_tests::{json, publish_no_wait, published_jid, report, within, Cluster, Output};
 use serde_json::json;
 
 /// How often a test looks again at something that changes by itself.
@@ -20,21 +20,8 @@ async fn publish_async(
     kwarg: Map,
     timeout: Duration,
 ) -> Jid {
-    let events = cluster
-        .master
-        .control(ControlRequest::Publish(PublishRequest {
-            target,
-            fun: fun.into(),
-            arg,
-            kwarg,
-            timeout_ms: timeout.as_millis() as u64,
-            wait: false,
-        }))
-        .await;
-    match &events[..] {
-        [ControlEvent::Published { jid, .. }] => jid.clone(),
-        other => panic!("not published: {other:?}"),
-    }
+    let request = publish_no_wait(target, fun, arg, kwarg, timeout);
+    published_jid(&cluster.master.control(request).await)
 }
 
 /// Publishes and waits for the job's end; gives its record.
