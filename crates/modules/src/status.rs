@@ -4,7 +4,7 @@
 use std::io;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use brine_proto::{Map, Value};
+use brine_proto::{Jid, Map, Value};
 
 use crate::args::{Args, Signature};
 use crate::{blocking, Error, Function, Handler, Outcome};
@@ -120,34 +120,23 @@ fn uptime_map(seconds: u64, now: f64, users: usize) -> Map {
 
 /// Python's `datetime.utcfromtimestamp(secs).isoformat()`: microseconds only when not zero.
 fn iso_utc(secs: f64) -> String {
-    let micros = (secs * 1e6).round() as i64;
-    let (whole, fraction) = (micros.div_euclid(1_000_000), micros.rem_euclid(1_000_000));
-    let (days, rest) = (whole.div_euclid(86_400), whole.rem_euclid(86_400));
-    let (year, month, day) = civil_from_days(days);
+    let micros = (secs * 1e6).round().max(0.0) as u64;
+    // A jid is exactly a UTC time stamp `%Y%m%d%H%M%S%f`: its calendar arithmetic serves here.
+    let stamp = Jid::from_micros(micros).to_string();
+    let (date, rest) = stamp.split_at(stamp.len() - 12);
+    let (year, month_day) = date.split_at(date.len() - 4);
     let base = format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}",
-        rest / 3600,
-        rest % 3600 / 60,
-        rest % 60
+        "{year}-{}-{}T{}:{}:{}",
+        &month_day[..2],
+        &month_day[2..],
+        &rest[..2],
+        &rest[2..4],
+        &rest[4..6]
     );
-    match fraction {
-        0 => base,
-        f => format!("{base}.{f:06}"),
+    match &rest[6..] {
+        "000000" => base,
+        fraction => format!("{base}.{fraction}"),
     }
-}
-
-/// The proleptic Gregorian date `days` after 1970-01-01 (Howard Hinnant's algorithm).
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
 }
 
 /// The size of glibc's `struct utmp` on Linux (the same on x86_64, aarch64 and i386).
