@@ -13,7 +13,6 @@
 //! store, register it with the job hub, and only then publish it. A store failure answers
 //! `error storage` and publishes nothing.
 
-use std::collections::BTreeSet;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::Arc;
@@ -24,7 +23,7 @@ use brine_proto::control::{
     MAX_ACTIVE_MINIONS, MAX_SEARCH_PATTERN_BYTES,
 };
 use brine_proto::limits::MAX_FRAME_BYTES;
-use brine_proto::{decode, encode, now_ms, Job, MinionId, Publication};
+use brine_proto::{decode, encode, now_ms, Job, Publication};
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
 use tokio::net::{UnixListener, UnixStream};
@@ -321,10 +320,7 @@ async fn serve_client(
                     return send_error(conn, ControlError::BadRequest, err.to_string()).await
                 }
             };
-            let matched: BTreeSet<MinionId> =
-                shared.registry.matching(&matcher).into_iter().collect();
-            let mut minions = shared.registry.snapshot();
-            minions.retain(|m| matched.contains(&m.id));
+            let minions = shared.registry.matching_statuses(&matcher);
             send(conn, &ControlEvent::Minions { minions }).await
         }
         ControlRequest::Keys(command) => serve_keys(shared, guard, conn, command, caller).await,

@@ -139,9 +139,19 @@ impl Registry {
 
     /// Every known minion with its liveness, sorted by id.
     pub fn snapshot(&self) -> Vec<MinionStatus> {
+        self.statuses(|_, _| true)
+    }
+
+    /// The known minions the target matches, with their liveness, sorted by id.
+    pub fn matching_statuses(&self, matcher: &TargetMatcher) -> Vec<MinionStatus> {
+        self.statuses(|id, entry| matcher.matches(id.as_str(), &entry.grains))
+    }
+
+    fn statuses(&self, keep: impl Fn(&MinionId, &Entry) -> bool) -> Vec<MinionStatus> {
         let minions = self.lock();
         let mut all: Vec<MinionStatus> = minions
             .iter()
+            .filter(|(id, entry)| keep(id, entry))
             .map(|(id, entry)| MinionStatus {
                 id: id.clone(),
                 connected: self.entry_connected(entry),

@@ -122,7 +122,7 @@ pub(crate) async fn call(ctx: &Context, fun: Fun, args: Args) -> Result<Outcome,
             ret.insert(key, Value::Null);
             Ok(Outcome::ok(ret))
         }
-        Fun::Items => Ok(Outcome::ok(ctx.grains.clone())),
+        Fun::Items => Ok(Outcome::ok(Map::clone(&ctx.grains))),
         Fun::Item => {
             let mut ret = Map::new();
             for key in &args.varargs {

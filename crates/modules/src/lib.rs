@@ -39,8 +39,8 @@ pub use grains::collect_grains;
 #[derive(Debug, Clone)]
 pub struct Context {
     pub id: MinionId,
-    /// The grains when the call started.
-    pub grains: Map,
+    /// The grains when the call started (shared with the grain store: a job does not copy them).
+    pub grains: Arc<Map>,
     /// Where `grains.setval`, `grains.delval` and `saltutil.refresh_grains` change the grains;
     /// none: they cannot be changed.
     pub grain_store: Option<Arc<GrainStore>>,
@@ -54,7 +54,7 @@ impl Context {
     pub fn new(id: MinionId, grains: Map) -> Self {
         Self {
             id,
-            grains,
+            grains: Arc::new(grains),
             grain_store: None,
             jobs: None,
         }
@@ -63,7 +63,7 @@ impl Context {
     /// A context whose grains are the store's, as they are now.
     pub fn with_store(id: MinionId, store: Arc<GrainStore>) -> Self {
         Self {
-            grains: Map::clone(&store.current()),
+            grains: store.current(),
             grain_store: Some(store),
             ..Self::new(id, Map::new())
         }

@@ -1638,7 +1638,7 @@ kernel.x86_64                             5.14.0-427.13.1.el9_4          baseos
             json!("pkg.list_pkgs: no package manager for os_family 'Arch': pkg.* knows apt (Debian) and dnf (RedHat)")
         );
         let mut ctx = ctx_with_family("x");
-        ctx.grains.remove("os_family");
+        std::sync::Arc::make_mut(&mut ctx.grains).remove("os_family");
         let out = call(&ctx, "pkg.install", vec![json!("hello")], json!({})).await;
         assert!(
             out.ret.as_str().unwrap().contains("os_family ''"),
