@@ -392,10 +392,14 @@ pub fn zmtp_stream(data: &[u8]) {
         max_frames_per_message: 2,
         max_message: 24,
         max_command: 64,
+        max_messages: 3,
+        subscriptions_only: false,
+        early_messages: 1,
+        max_early_message: 8,
     };
     for limits in [
-        stream_limits(&GuardLimits::return_port()),
-        stream_limits(&GuardLimits::publish_port()),
+        GuardLimits::return_port().stream(),
+        GuardLimits::publish_port().stream(),
         tiny,
     ] {
         let mut whole = ClientStream::new(limits);
@@ -415,15 +419,6 @@ pub fn zmtp_stream(data: &[u8]) {
                 "a refused stream came back"
             );
         }
-    }
-}
-
-fn stream_limits(limits: &GuardLimits) -> StreamLimits {
-    StreamLimits {
-        max_frame: limits.max_frame,
-        max_frames_per_message: limits.max_frames_per_message,
-        max_message: limits.max_message,
-        max_command: limits.max_command,
     }
 }
 

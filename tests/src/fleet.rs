@@ -831,6 +831,8 @@ pub struct Fleet {
     pub master_env: Vec<(String, String)>,
     /// The master's `tick_interval` (and `keepalive_interval`) from its next start.
     pub tick_interval: String,
+    /// More lines of master.toml, from its next start.
+    pub master_extra: String,
     master: Option<Child>,
     minions: BTreeMap<String, MinionSlot>,
     mounts: Vec<Tmpfs>,
@@ -937,6 +939,7 @@ impl Fleet {
             master_log: dir.join("master.log"),
             master_env: Vec::new(),
             tick_interval: "200ms".into(),
+            master_extra: String::new(),
             master: None,
             minions: BTreeMap::new(),
             mounts: Vec::new(),
@@ -966,7 +969,7 @@ impl Fleet {
             "interface = \"127.0.0.1\"\npublish_port = {}\nret_port = {}\nsocket = {}\n\
              socket_group = \"\"\nstate_dir = {}\ntick_interval = {}\n\
              keepalive_interval = {}\nshutdown_grace = \"2s\"\nauto_accept = true\n\
-             log_level = {}\n",
+             log_level = {}\n{}\n",
             self.publish_port,
             self.ret_port,
             toml_str(&self.handle.socket.display().to_string()),
@@ -974,6 +977,7 @@ impl Fleet {
             toml_str(&self.tick_interval),
             toml_str(&self.tick_interval),
             toml_str(&log_level()),
+            self.master_extra,
         );
         std::fs::write(&self.master_config, config).expect("writing master.toml");
     }

@@ -39,14 +39,15 @@ pub fn is_valid_log_filter(filter: &str) -> bool {
 }
 
 /// Logs to stderr (journald reads it) with `log_level`, unless `RUST_LOG` is set. The zeromq
-/// crate's own chatter (every peer that comes and goes) is kept to warnings unless the
-/// filter names it.
+/// crate's own chatter is kept to errors unless the filter names it: it logs every peer that
+/// comes and goes, and a warning for every malformed frame a peer sends, which a peer could
+/// turn into millions of lines (the guard refuses such frames first; this is the second wall).
 pub fn init_logging(log_level: &str) {
     let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| {
         if log_level.contains("zeromq") {
             log_level.to_string()
         } else {
-            format!("{log_level},zeromq=warn")
+            format!("{log_level},zeromq=error")
         }
     });
     tracing_subscriber::fmt()

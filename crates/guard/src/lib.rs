@@ -57,6 +57,17 @@ pub struct GuardLimits {
     pub max_message: u64,
     /// Largest command frame (the READY command of the handshake), in bytes; at most 64 KiB.
     pub max_command: u64,
+    /// Most messages one connection may send in its life (`u64::MAX`: no limit).
+    pub max_messages: u64,
+    /// Every message must be a ZMTP 3.0 subscription or cancellation (a publishing port).
+    pub subscriptions_only: bool,
+    /// The first `early_messages` messages of a connection may be at most
+    /// `max_early_message` bytes each: what a peer says before it can have authenticated.
+    pub early_messages: u64,
+    pub max_early_message: u64,
+    /// The upstream zeromq socket's type (`"ROUTER"`, `"PUB"`), which the guard answers each
+    /// peer's handshake as.
+    pub socket_type: &'static str,
     /// The greeting and the READY command must have arrived this long after accept.
     pub handshake_timeout: Duration,
     /// The first complete message must have arrived this long after accept.
@@ -83,6 +94,13 @@ impl GuardLimits {
             max_frames_per_message: 8,
             max_message: RETURN_MAX_FRAME + 64 * 1024,
             max_command: 4096,
+            max_messages: u64::MAX,
+            subscriptions_only: false,
+            // brine's minion asks for the master's keys, then sends its Noise handshake (at
+            // most 64 KiB): nothing larger comes before a session exists.
+            early_messages: 2,
+            max_early_message: 72 * 1024,
+            socket_type: "ROUTER",
             handshake_timeout: Duration::from_secs(10),
             first_message_timeout: Duration::from_secs(10),
             write_stall_timeout: Duration::from_secs(15),
@@ -92,12 +110,17 @@ impl GuardLimits {
         }
     }
 
-    /// For the PUB (publish) port: subscribers only send subscriptions, a few bytes each.
+    /// For the PUB (publish) port: subscribers send only subscriptions, a few bytes each. A
+    /// brine minion sends one per connection; every subscription costs the zeromq socket
+    /// memory and a lock for as long as the connection lives, so a peer gets a few, no more.
     pub fn publish_port() -> Self {
         Self {
-            max_frame: 1024,
-            max_frames_per_message: 4,
-            max_message: 1024,
+            max_frame: 256,
+            max_frames_per_message: 1,
+            max_message: 256,
+            max_messages: 16,
+            subscriptions_only: true,
+            socket_type: "PUB",
             ..Self::return_port()
         }
     }
@@ -107,6 +130,14 @@ impl GuardLimits {
         let fail = |what| Err(InvalidLimits(what));
         if self.max_frames_per_message == 0 {
             return fail("max_frames_per_message must be at least 1");
+        }
+        if self.max_messages == 0 {
+            return fail("max_messages must be at least 1");
+        }
+        if !(1..=64).contains(&self.socket_type.len())
+            || !self.socket_type.bytes().all(|b| b.is_ascii_uppercase())
+        {
+            return fail("socket_type must be a zeromq socket type such as ROUTER");
         }
         if self.max_message < self.max_frame {
             return fail("max_message must be at least max_frame");
@@ -132,12 +163,17 @@ impl GuardLimits {
         Ok(())
     }
 
-    fn stream(&self) -> StreamLimits {
+    /// What the stream parser checks, from these limits.
+    pub fn stream(&self) -> StreamLimits {
         StreamLimits {
             max_frame: self.max_frame,
             max_frames_per_message: self.max_frames_per_message,
             max_message: self.max_message,
             max_command: self.max_command,
+            max_messages: self.max_messages,
+            subscriptions_only: self.subscriptions_only,
+            early_messages: self.early_messages,
+            max_early_message: self.max_early_message,
         }
     }
 }
@@ -218,6 +254,7 @@ impl Guard {
         listener.set_nonblocking(true)?;
         let listener = TcpListener::from_std(listener)?;
         let local_addr = listener.local_addr()?;
+        let answer = protocol::server_handshake(limits.socket_type);
         let shared = Arc::new(Shared {
             name,
             upstream,
@@ -225,6 +262,7 @@ impl Guard {
             cancel,
             counters: Counters::default(),
             log: LogLimiter::new(),
+            answer,
         });
         let span = tracing::info_span!("guard", guard = name, %local_addr, %upstream);
         tracker.spawn(accept_loop(listener, Arc::clone(&shared), tracker.clone()).instrument(span));
@@ -260,6 +298,8 @@ struct Shared {
     cancel: CancellationToken,
     counters: Counters,
     log: LogLimiter,
+    /// The greeting and READY the guard answers each peer with, as the upstream socket.
+    answer: Vec<u8>,
 }
 
 #[derive(Debug, Default)]

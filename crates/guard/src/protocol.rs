@@ -28,6 +28,11 @@
 //!    [`StreamLimits::max_message`] bytes is refused as soon as its header says so, before
 //!    the body is sent. Command frames after READY are refused too: the zeromq crate knows no
 //!    command but READY, so PING, SUBSCRIBE and ERROR could only break the connection later.
+//!    A connection may send at most [`StreamLimits::max_messages`] messages: a subscriber has
+//!    nothing to say beyond its few subscriptions.
+//! 4. **On a publishing port** ([`StreamLimits::subscriptions_only`]) every message is one
+//!    frame whose first body byte is `0x01` (subscribe) or `0x00` (cancel), the ZMTP 3.0 form
+//!    of a subscription; anything else is refused before the zeromq crate logs it.
 //!
 //! Bodies are skipped, never stored: the parser's state is a few integers, whatever the
 //! peer sends. After a [`Violation`] the stream is dead and every further call returns it
@@ -60,6 +65,15 @@ pub struct StreamLimits {
     pub max_message: u64,
     /// Largest command frame body (the READY command), in bytes.
     pub max_command: u64,
+    /// Most messages one connection may send in its life.
+    pub max_messages: u64,
+    /// Every message must be a subscription or a cancellation: one frame, first byte `0x01`
+    /// or `0x00`.
+    pub subscriptions_only: bool,
+    /// The first `early_messages` messages (what a peer says before it can have proven
+    /// anything) may be at most `max_early_message` bytes each.
+    pub early_messages: u64,
+    pub max_early_message: u64,
 }
 
 /// Why a connection's byte stream was refused.
@@ -89,6 +103,10 @@ pub enum Violation {
     TooManyFrames { limit: usize },
     #[error("message of at least {size} bytes exceeds the limit of {limit}")]
     MessageTooLarge { size: u64, limit: u64 },
+    #[error("more than {limit} messages on one connection")]
+    TooManyMessages { limit: u64 },
+    #[error("not a subscription: {0}")]
+    NotASubscription(&'static str),
 }
 
 /// The 20-byte mechanism field of a refused greeting, shown printable.
@@ -121,6 +139,8 @@ enum State {
     Ready { part: ReadyPart, left: u64 },
     /// Inside a message frame's body, `left` bytes still to come.
     Body { left: u64, last: bool },
+    /// The first body byte of a subscription frame (`left` bytes in all).
+    SubscriptionFlag { left: u64, last: bool },
     /// Refused; the connection must be closed.
     Failed,
 }
@@ -226,6 +246,22 @@ impl ClientStream {
                 }
             }
             State::Ready { part, left } => self.ready(part, left - 1, byte),
+            State::SubscriptionFlag { left, last } => {
+                if byte > 1 {
+                    return Err(Violation::NotASubscription(
+                        "first byte is not 0x01 or 0x00",
+                    ));
+                }
+                if left == 1 {
+                    self.end_frame(last);
+                } else {
+                    self.state = State::Body {
+                        left: left - 1,
+                        last,
+                    };
+                }
+                Ok(())
+            }
             // `feed` skips bodies and stops at a failure.
             State::Body { .. } | State::Failed => unreachable!("handled by feed"),
         }
@@ -271,6 +307,10 @@ impl ClientStream {
             }
         } else if command {
             return Err(Violation::UnexpectedCommand);
+        } else if self.frames_in_message == 0 && self.messages >= self.limits.max_messages {
+            return Err(Violation::TooManyMessages {
+                limit: self.limits.max_messages,
+            });
         } else if self.frames_in_message >= self.limits.max_frames_per_message {
             return Err(Violation::TooManyFrames {
                 limit: self.limits.max_frames_per_message,
@@ -310,16 +350,29 @@ impl ClientStream {
         }
         // Both are bounded by the limits already checked, so this cannot overflow.
         let message_bytes = self.message_bytes + size;
-        if message_bytes > self.limits.max_message {
+        let limit = if self.messages < self.limits.early_messages {
+            self.limits.max_early_message.min(self.limits.max_message)
+        } else {
+            self.limits.max_message
+        };
+        if message_bytes > limit {
             return Err(Violation::MessageTooLarge {
                 size: message_bytes,
-                limit: self.limits.max_message,
+                limit,
             });
         }
         self.message_bytes = message_bytes;
         self.frames_in_message += 1;
         let last = flags & MORE == 0;
-        if size == 0 {
+        if self.limits.subscriptions_only {
+            if !last {
+                return Err(Violation::NotASubscription("more than one frame"));
+            }
+            if size == 0 {
+                return Err(Violation::NotASubscription("empty frame"));
+            }
+            self.state = State::SubscriptionFlag { left: size, last };
+        } else if size == 0 {
             self.end_frame(last);
         } else {
             self.state = State::Body { left: size, last };
@@ -438,6 +491,79 @@ impl ClientStream {
     }
 }
 
+/// The server's half of a NULL-mechanism handshake, as a zeromq socket of `socket_type` sends
+/// it: a ZMTP 3.0 greeting and a READY command. The guard answers every peer with it itself, so
+/// that the zeromq socket sees no peer before that peer's first message has been checked.
+pub fn server_handshake(socket_type: &str) -> Vec<u8> {
+    let mut bytes = vec![0u8; GREETING_LEN];
+    bytes[0] = 0xFF;
+    bytes[9] = 0x7F;
+    bytes[MAJOR_AT] = 3;
+    bytes[MECHANISM.start..MECHANISM.start + 4].copy_from_slice(b"NULL");
+    let mut body = vec![READY.len() as u8];
+    body.extend_from_slice(READY);
+    body.push(11);
+    body.extend_from_slice(b"Socket-Type");
+    body.extend_from_slice(&(socket_type.len() as u32).to_be_bytes());
+    body.extend_from_slice(socket_type.as_bytes());
+    assert!(body.len() <= 255, "a socket type is a short word");
+    bytes.extend_from_slice(&[COMMAND, body.len() as u8]);
+    bytes.extend_from_slice(&body);
+    bytes
+}
+
+/// Finds the end of the upstream socket's own greeting and READY command, which the guard has
+/// answered the peer with already ([`server_handshake`]): what follows is relayed.
+#[derive(Debug, Clone, Default)]
+pub struct UpstreamHandshake {
+    /// Greeting bytes seen.
+    greeting: usize,
+    /// The READY frame's size bytes still to come, and the size so far.
+    size_left: Option<(u8, u64)>,
+    /// The READY frame's body bytes still to come.
+    body_left: Option<u64>,
+}
+
+impl UpstreamHandshake {
+    /// Takes the next bytes from upstream: `Some(n)` when the handshake ended after `n` of
+    /// them (the rest is the peer's), `None` when it goes on. A zeromq socket that sends
+    /// something else is a bug of ours, refused as such.
+    pub fn feed(&mut self, data: &[u8]) -> Result<Option<usize>, &'static str> {
+        for (at, &byte) in data.iter().enumerate() {
+            if self.greeting < GREETING_LEN {
+                self.greeting += 1;
+                continue;
+            }
+            match (self.size_left, self.body_left) {
+                (None, None) => {
+                    self.size_left = match byte {
+                        COMMAND => Some((1, 0)),
+                        b if b == COMMAND | LONG => Some((8, 0)),
+                        _ => return Err("the upstream socket did not send READY"),
+                    };
+                }
+                (Some((left, size)), None) => {
+                    let size = size << 8 | u64::from(byte);
+                    if left > 1 {
+                        self.size_left = Some((left - 1, size));
+                    } else if size == 0 {
+                        return Err("the upstream socket sent an empty command");
+                    } else {
+                        self.body_left = Some(size);
+                    }
+                }
+                (_, Some(left)) => {
+                    if left == 1 {
+                        return Ok(Some(at + 1));
+                    }
+                    self.body_left = Some(left - 1);
+                }
+            }
+        }
+        Ok(None)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -448,6 +574,19 @@ mod tests {
         max_frames_per_message: 8,
         max_message: 4096,
         max_command: 512,
+        max_messages: u64::MAX,
+        subscriptions_only: false,
+        early_messages: 0,
+        max_early_message: 0,
+    };
+
+    const SUBSCRIBER: StreamLimits = StreamLimits {
+        max_frame: 256,
+        max_frames_per_message: 1,
+        max_message: 256,
+        max_messages: 4,
+        subscriptions_only: true,
+        ..LIMITS
     };
 
     fn greeting() -> Vec<u8> {
@@ -781,6 +920,62 @@ mod tests {
     fn commands_after_the_handshake_are_refused() {
         let bytes = [handshake(), command(b"\x04PING\x00\x00")].concat();
         assert_eq!(feed(&bytes).1, Err(Violation::UnexpectedCommand));
+    }
+
+    fn subscriber(bytes: &[u8]) -> (ClientStream, Result<(), Violation>) {
+        let mut stream = ClientStream::new(SUBSCRIBER);
+        let verdict = stream.feed(bytes);
+        (stream, verdict)
+    }
+
+    #[test]
+    fn a_subscriber_may_subscribe_and_cancel() {
+        let bytes = [
+            handshake(),
+            frame(b"\x01", false),
+            frame(b"\x01topic", false),
+            frame(b"\x00topic", false),
+        ]
+        .concat();
+        let (stream, verdict) = subscriber(&bytes);
+        assert_eq!(verdict, Ok(()));
+        assert_eq!(stream.messages(), 3);
+    }
+
+    #[test]
+    fn a_subscriber_sends_only_subscriptions() {
+        let cases = [
+            (frame(b"\x02x", false), "first byte is not 0x01 or 0x00"),
+            (frame(b"", false), "empty frame"),
+            (frame(b"\x01", true), "more than one frame"),
+        ];
+        for (message, reason) in cases {
+            let bytes = [handshake(), frame(b"\x01", false), message].concat();
+            assert_eq!(
+                subscriber(&bytes).1,
+                Err(Violation::NotASubscription(reason))
+            );
+        }
+        // The frame limit holds for subscriptions too.
+        let long = [handshake(), frame(&[1; 300], false)].concat();
+        assert!(matches!(
+            subscriber(&long).1,
+            Err(Violation::FrameTooLarge { size: 300, .. })
+        ));
+    }
+
+    #[test]
+    fn a_connection_sends_at_most_max_messages() {
+        let one = frame(b"\x01a", false);
+        let allowed = [handshake(), one.repeat(4)].concat();
+        assert_eq!(subscriber(&allowed).1, Ok(()));
+        // The fifth is refused at its first byte, before any of it is passed on.
+        let mut stream = ClientStream::new(SUBSCRIBER);
+        stream.feed(&allowed).unwrap();
+        assert_eq!(
+            stream.feed(&one[..1]),
+            Err(Violation::TooManyMessages { limit: 4 })
+        );
     }
 
     fn valid_stream() -> Vec<u8> {

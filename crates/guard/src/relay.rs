@@ -3,11 +3,14 @@
 //!
 //! A connection goes through three steps:
 //!
-//! 1. Until the peer's 10-byte ZMTP signature has arrived and checked out, nothing is
-//!    connected upstream: port scanners, HTTP probes and silent connections never reach the
-//!    zeromq socket. (libzmq peers send the signature and then wait for ours, so waiting for
-//!    more than the signature here could deadlock them.)
-//! 2. The guard connects to the upstream socket on loopback and passes on what it has read.
+//! 1. The guard answers the peer's handshake itself, as the upstream socket would (its greeting
+//!    once the peer's 10-byte signature has checked out, since libzmq waits for ours before it
+//!    sends the rest; and the READY command), and reads on until the peer's first message is
+//!    complete. Until then nothing is connected upstream: port scanners, HTTP probes, silent
+//!    connections and peers that send garbage never reach the zeromq socket, whose peer
+//!    bookkeeping takes locks on every connection that comes and goes.
+//! 2. The guard connects to the upstream socket on loopback, passes on what it has read, and
+//!    skips the socket's own greeting and READY (the peer has had the guard's).
 //! 3. Both directions run side by side until either side closes, the peer breaks the
 //!    protocol or a limit, a deadline passes, or the guard shuts down. Peer→upstream bytes are
 //!    checked by the [`ClientStream`] parser before they are written; a read that contains a
@@ -30,7 +33,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::{timeout, timeout_at, Instant};
 use tracing::{debug, warn};
 
-use crate::protocol::{ClientStream, Violation};
+use crate::protocol::{ClientStream, UpstreamHandshake, Violation};
 use crate::Shared;
 
 /// Why a connection ended.
@@ -152,22 +155,41 @@ async fn relay(peer: &mut TcpStream, shared: &Shared, accepted: Instant) -> Clos
     let mut stream = ClientStream::new(shared.limits.stream());
     let (mut peer_rx, mut peer_tx) = peer.split();
 
-    // 1. The signature, before anything is connected upstream.
+    // 1. The peer's handshake and first message, answered by the guard itself: nothing is
+    //    connected upstream before the whole of it has checked out.
     let mut first = BytesMut::new();
-    while !stream.signature_seen() {
-        let from = first.len();
+    let mut answered = false;
+    while stream.messages() == 0 {
         let deadline = deadline(shared, accepted, &stream);
-        match read_before(&mut peer_rx, &mut first, chunk, deadline).await {
+        let mut piece = BytesMut::new();
+        match read_before(&mut peer_rx, &mut piece, chunk, deadline).await {
             Ok(0) => return Close::PeerClosed,
             Ok(_) => {}
             Err(close) => return close,
         }
-        if let Err(violation) = stream.feed(&first[from..]) {
+        if let Err(violation) = stream.feed(&piece) {
             return Close::Violation(violation);
+        }
+        first.extend_from_slice(&piece);
+        if !answered && stream.signature_seen() {
+            // libzmq waits for our signature before it sends the rest of its greeting; the
+            // zeromq crate for our greeting before its READY, and for our READY before its
+            // first message.
+            match timeout(
+                shared.limits.write_stall_timeout,
+                peer_tx.write_all(&shared.answer),
+            )
+            .await
+            {
+                Ok(Ok(())) => answered = true,
+                Ok(Err(_)) => return Close::PeerClosed,
+                Err(_) => return Close::WriteStalled,
+            }
         }
     }
 
-    // 2. The upstream connection, within the handshake deadline.
+    // 2. The upstream connection, within the handshake deadline: the peer's bytes so far go
+    //    up, the socket's own greeting and READY (the peer has had ours) are skipped.
     let connect = TcpStream::connect(shared.upstream);
     let mut upstream = match timeout_at(accepted + shared.limits.handshake_timeout, connect).await {
         Ok(Ok(upstream)) => upstream,
@@ -186,11 +208,43 @@ async fn relay(peer: &mut TcpStream, shared: &Shared, accepted: Instant) -> Clos
         .forwarded
         .fetch_add(first.len() as u64, Ordering::SeqCst);
     drop(first);
+    let skip = skip_upstream_handshake(&mut upstream_rx, chunk);
+    let rest = match timeout(shared.limits.handshake_timeout, skip).await {
+        Ok(Ok(rest)) => rest,
+        Ok(Err(close)) => return close,
+        Err(_) => return Close::UpstreamUnreachable(io::ErrorKind::TimedOut.into()),
+    };
+    if !rest.is_empty() && peer_tx.write_all(&rest).await.is_err() {
+        return Close::PeerClosed;
+    }
 
     // 3. Both directions.
     tokio::select! {
         close = peer_to_upstream(&mut peer_rx, &mut upstream_tx, &mut stream, shared, accepted) => close,
         close = upstream_to_peer(&mut upstream_rx, &mut peer_tx, shared) => close,
+    }
+}
+
+/// Reads the upstream socket's greeting and READY; returns what came after them.
+async fn skip_upstream_handshake(
+    upstream: &mut ReadHalf<'_>,
+    chunk: usize,
+) -> Result<BytesMut, Close> {
+    let mut skipper = UpstreamHandshake::default();
+    loop {
+        let mut buf = BytesMut::new();
+        match read_some(upstream, &mut buf, chunk).await {
+            Ok(0) | Err(_) => return Err(Close::UpstreamClosed),
+            Ok(_) => {}
+        }
+        match skipper.feed(&buf) {
+            Ok(Some(end)) => return Ok(buf.split_off(end)),
+            Ok(None) => {}
+            Err(reason) => {
+                warn!(%reason, "the upstream socket broke its handshake");
+                return Err(Close::UpstreamClosed);
+            }
+        }
     }
 }
 

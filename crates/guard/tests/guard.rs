@@ -114,6 +114,8 @@ fn test_limits() -> GuardLimits {
         max_message: 17 * 1024 * 1024,
         handshake_timeout: Duration::from_secs(30),
         first_message_timeout: Duration::from_secs(30),
+        // Large first messages are what most of these tests send (the early limit has its own).
+        early_messages: 0,
         ..GuardLimits::return_port()
     }
 }
@@ -244,11 +246,9 @@ async fn a_frame_header_claiming_2_pow_60_bytes_is_cut_off() {
     assert!(after.is_empty());
     let stats = harness.guard.stats();
     assert_eq!(stats.violations, 1);
-    // The header never went upstream: only the greeting and READY did.
-    assert_eq!(
-        stats.forwarded,
-        (greeting().len() + ready("REQ").len()) as u64
-    );
+    // Nothing went upstream: the guard answered the handshake itself, and the first message
+    // never checked out.
+    assert_eq!(stats.forwarded, 0);
 
     harness.good_client_works().await;
     assert_eq!(harness.messages(), 1, "the REP saw only the good request");
@@ -278,13 +278,8 @@ async fn fifty_mib_of_empty_frames_stop_at_the_frame_limit() {
     assert!(after.is_empty());
     let stats = harness.guard.stats();
     assert_eq!(stats.violations, 1);
-    // At most the limit's worth of frames (2 bytes each) passed the guard.
-    let handshake = (greeting().len() + ready("REQ").len()) as u64;
-    assert!(
-        stats.forwarded <= handshake + 2 * max_frames as u64,
-        "{} bytes forwarded",
-        stats.forwarded
-    );
+    // The endless first message never went upstream, nor the handshake before it.
+    assert_eq!(stats.forwarded, 0, "the limit is {max_frames} frames");
     assert_eq!(harness.messages(), 0);
 
     harness.good_client_works().await;
@@ -522,4 +517,30 @@ async fn a_peer_that_stops_reading_is_cut_off_and_frees_the_rep_socket() {
     assert_eq!(harness.guard.stats().stalls, 1);
 
     harness.good_client_works().await;
+}
+
+#[tokio::test]
+async fn the_first_messages_are_small_and_later_ones_may_be_large() {
+    let limits = GuardLimits {
+        early_messages: 2,
+        max_early_message: 1024,
+        ..test_limits()
+    };
+    let harness = Harness::start(limits).await;
+    // Two small requests, then a large one: served.
+    let mut req = req(harness.addr()).await;
+    round_trip(&mut req, vec![1; 1024]).await;
+    round_trip(&mut req, vec![2; 1000]).await;
+    round_trip(&mut req, vec![3; 1024 * 1024]).await;
+    // A large first message is refused at its header, before any of it went upstream.
+    let mut attacker = raw_handshake(harness.addr()).await;
+    let mut request = vec![0x02];
+    request.extend_from_slice(&(1025u64).to_be_bytes());
+    within("send the header", attacker.write_all(&request))
+        .await
+        .unwrap();
+    let (_, after) = until_closed(&mut attacker, Instant::now()).await;
+    assert!(after.is_empty());
+    assert_eq!(harness.guard.stats().violations, 1);
+    assert_eq!(harness.messages(), 3);
 }

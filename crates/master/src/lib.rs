@@ -20,6 +20,7 @@ pub mod publish;
 pub mod registry;
 pub mod rep;
 pub mod sessions;
+pub mod socket_thread;
 pub mod store;
 
 use std::collections::BTreeMap;
@@ -44,6 +45,7 @@ pub use config::MasterConfig;
 use jobs::JobHub;
 use registry::Registry;
 use sessions::Sessions;
+use socket_thread::SocketThread;
 use store::{Store, StoreError, StoreHandle};
 
 /// Why the master could not start or stopped with an error.
@@ -197,8 +199,9 @@ pub struct Master {
     shared: Arc<Shared>,
     publish_rx: mpsc::Receiver<Publication>,
     pub_socket: PubSocket,
+    pub_threads: [SocketThread; 2],
     rep_socket: RouterSocket,
-    rep_connections: rep::SocketThread,
+    rep_connections: SocketThread,
     control: tokio::net::UnixListener,
     publish_addr: SocketAddr,
     ret_addr: SocketAddr,
@@ -282,14 +285,24 @@ impl Master {
         // behind them (see brine_guard: the crate alone trusts its peers' frame sizes).
         let cancel = CancellationToken::new();
         let tasks = TaskTracker::new();
-        let mut pub_socket = PubSocket::new();
-        let pub_inner = bind_behind_guard(&mut pub_socket, "the publish socket").await?;
-        // The return socket's connection tasks run on a thread of their own (see rep::SocketThread).
-        let rep_connections =
-            rep::SocketThread::start("brine-rep-conn").map_err(|source| MasterError::Thread {
-                what: "the return socket's connection thread",
-                source,
-            })?;
+        // The publish socket's fan-out task runs on one thread of its own, its connection
+        // tasks (subscriptions, peers coming and going) on another (see socket_thread):
+        // the crate takes blocking locks in both, which must never stop the master's runtime.
+        let socket_thread = |name: &'static str| {
+            SocketThread::start(name).map_err(|source| MasterError::Thread { what: name, source })
+        };
+        let pub_fanout = socket_thread("brine-pub-fanout")?;
+        let pub_connections = socket_thread("brine-pub-conn")?;
+        let pub_socket = pub_fanout.run(async { PubSocket::new() }).await;
+        let (pub_socket, pub_inner) = pub_connections
+            .run(async {
+                let mut socket = pub_socket;
+                let addr = bind_behind_guard(&mut socket, "the publish socket").await?;
+                Ok::<_, MasterError>((socket, addr))
+            })
+            .await?;
+        // The return socket's connection tasks run on a thread of their own (see socket_thread).
+        let rep_connections = socket_thread("brine-rep-conn")?;
         let (rep_socket, rep_inner) = rep_connections
             .run(async {
                 let mut socket = RouterSocket::new();
@@ -351,6 +364,7 @@ impl Master {
             shared,
             publish_rx,
             pub_socket,
+            pub_threads: [pub_fanout, pub_connections],
             rep_socket,
             rep_connections,
             control,
@@ -381,6 +395,7 @@ impl Master {
             shared,
             publish_rx,
             pub_socket,
+            pub_threads,
             rep_socket,
             rep_connections,
             control,
@@ -391,9 +406,12 @@ impl Master {
 
         resume_open_jobs(&shared).await?;
 
-        shared
-            .tasks
-            .spawn(publish::run(Arc::clone(&shared), pub_socket, publish_rx));
+        shared.tasks.spawn(publish::run(
+            Arc::clone(&shared),
+            pub_socket,
+            pub_threads,
+            publish_rx,
+        ));
         shared
             .tasks
             .spawn(rep::run(Arc::clone(&shared), rep_socket, rep_connections));

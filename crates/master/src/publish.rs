@@ -18,11 +18,15 @@ use tokio::sync::mpsc;
 use tracing::{debug, warn};
 use zeromq::{PubSocket, SocketSend, ZmqMessage};
 
+use crate::socket_thread::SocketThread;
 use crate::Shared;
 
+/// Publishes until the master is cancelled; then closes the socket and stops its threads
+/// (its fan-out task and its connection tasks run there, see `socket_thread`).
 pub async fn run(
     shared: Arc<Shared>,
     mut socket: PubSocket,
+    threads: [SocketThread; 2],
     mut publications: mpsc::Receiver<Publication>,
 ) {
     let tick_interval = shared.config.tick_interval;
@@ -50,6 +54,10 @@ pub async fn run(
         if let Err(err) = socket.send(message).await {
             warn!(cause = %err, "publish failed");
         }
+    }
+    drop(socket);
+    for thread in threads {
+        thread.stop().await;
     }
 }
 

@@ -31,12 +31,11 @@
 //!
 //! Each request needs at most one short store call; ending a job runs in its own task.
 //!
-//! The socket lives on three threads of its own ([`SocketThread`]): its connection tasks, the
+//! The socket lives on three threads of its own ([`SocketThread`], see `socket_thread`): its connection tasks, the
 //! loop that receives, and the loop that sends. The zeromq crate blocks a thread on a lock in
 //! places (see [`SocketThread`]); on threads of their own, none of that can stall the master's
 //! runtime or wait on itself.
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -45,14 +44,14 @@ use brine_proto::control::KeyState;
 use brine_proto::msg::ReplyError;
 use brine_proto::{decode, encode, now_ms, Envelope, MasterReply, MinionId, MinionRequest};
 use bytes::Bytes;
-use tokio::runtime::Handle;
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{mpsc, Semaphore};
 use tracing::{debug, info, warn};
 use zeromq::{RouterSocket, SocketRecv, SocketSend, ZmqMessage};
 
 use brine_proto::limits::MAX_GRAINS_BYTES;
 
 use crate::sessions::Hello;
+use crate::socket_thread::SocketThread;
 use crate::store::ReturnOutcome;
 use crate::Shared;
 
@@ -64,76 +63,6 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(1);
 /// make the master hold its megabytes).
 fn grains_fit(grains: &brine_proto::Map) -> bool {
     encode(grains).len() <= MAX_GRAINS_BYTES
-}
-
-/// A thread with a runtime of its own, for the parts of the zeromq socket that may block a
-/// thread: the accept loop and the tasks that add each new peer to the socket, the receiving
-/// loop, the sending loop.
-///
-/// Why: zeromq 0.7 keeps a socket's peers in an `scc::HashMap` whose bucket locks are fair:
-/// releasing one hands it to the first waiter and wakes it. The waiters are the connection
-/// tasks (`upsert_async` of a new peer) and the sender (`get_async` of the answer's peer).
-/// When a peer leaves, the receiving side removes it with the *blocking* `remove_sync`. If the
-/// lock it waits for was just handed to a task woken on the same thread (a tokio worker puts
-/// it in its LIFO slot, which no other worker may steal), that thread waits for itself: the
-/// port is dead for good (this happened with REP under connection churn). On a thread of its
-/// own, each part waits only on the others, which always run.
-#[derive(Debug)]
-pub struct SocketThread {
-    handle: Handle,
-    /// Dropping it stops the thread.
-    _stop: oneshot::Sender<()>,
-    stopped: oneshot::Receiver<()>,
-}
-
-impl SocketThread {
-    /// Starts the thread.
-    pub fn start(name: &str) -> std::io::Result<Self> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        let handle = runtime.handle().clone();
-        let (stop, stop_rx) = oneshot::channel::<()>();
-        let (stopped_tx, stopped) = oneshot::channel::<()>();
-        std::thread::Builder::new()
-            .name(name.into())
-            .spawn(move || {
-                runtime.block_on(async {
-                    let _ = stop_rx.await;
-                });
-                // Dropping the runtime ends what is left of its tasks.
-                drop(runtime);
-                let _ = stopped_tx.send(());
-            })?;
-        Ok(Self {
-            handle,
-            _stop: stop,
-            stopped,
-        })
-    }
-
-    /// Runs `fut` on this thread and returns its output.
-    pub async fn run<T: Send + 'static>(&self, fut: impl Future<Output = T> + Send + 'static) -> T {
-        match self.handle.spawn(fut).await {
-            Ok(output) => output,
-            Err(err) => match err.try_into_panic() {
-                Ok(panic) => std::panic::resume_unwind(panic),
-                // Only dropping `self` stops the thread.
-                Err(err) => unreachable!("a socket thread stopped: {err}"),
-            },
-        }
-    }
-
-    /// Stops the thread and waits for it.
-    async fn stop(self) {
-        let Self {
-            handle,
-            _stop: stop,
-            stopped,
-        } = self;
-        drop((handle, stop));
-        let _ = stopped.await;
-    }
 }
 
 /// One request as it arrived: the peer's routing id and the frames after the delimiter.

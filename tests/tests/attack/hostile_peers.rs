@@ -1,57 +1,20 @@
-//! The real `brine-master` process under hostile peers on its TCP ports: it keeps running,
-//! stays under 64 MB, disconnects the attackers, and closes idle unauthenticated connections.
+//! Hostile peers on the TCP ports: a frame header claiming 2^60 bytes, a flood of empty
+//! frames, silent connections. The master keeps running, stays under 64 MB, disconnects the
+//! attackers, and closes idle unauthenticated connections.
 
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use brine_proto::control::{ControlEvent, ControlRequest};
 use brine_tests::{binary, control, free_port, within};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-/// A ZMTP 3.0 greeting (NULL mechanism, as a client) and a READY command for a REQ socket.
+use crate::rss_of;
+use crate::zmtp::closed_within;
+
 fn greeting_and_ready() -> Vec<u8> {
-    let mut bytes = vec![0xff, 0, 0, 0, 0, 0, 0, 0, 1, 0x7f, 3, 0];
-    let mut mechanism = b"NULL".to_vec();
-    mechanism.resize(20, 0);
-    bytes.extend(mechanism);
-    bytes.push(0); // as-server
-    bytes.extend([0u8; 31]);
-    let mut ready = vec![5];
-    ready.extend(b"READY");
-    ready.push(11);
-    ready.extend(b"Socket-Type");
-    ready.extend(3u32.to_be_bytes());
-    ready.extend(b"REQ");
-    bytes.push(0x04); // short command
-    bytes.push(ready.len() as u8);
-    bytes.extend(ready);
-    bytes
-}
-
-/// The master's resident set size, in bytes (peak).
-fn peak_rss(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
-    let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
-    kib * 1024
-}
-
-/// Waits until the peer closes the connection; returns how long that took.
-async fn closed_within(stream: &mut TcpStream, limit: Duration) -> Duration {
-    let started = Instant::now();
-    let mut buf = [0u8; 4096];
-    tokio::time::timeout(limit, async {
-        loop {
-            match stream.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
-            }
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("the master kept the connection open for {limit:?}"));
-    started.elapsed()
+    crate::zmtp::handshake("REQ")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -132,7 +95,7 @@ async fn the_master_survives_hostile_peers_within_64_mb() {
         matches!(events.first(), Some(ControlEvent::Minions { .. })),
         "{events:?}"
     );
-    let rss = peak_rss(pid);
+    let rss = rss_of(pid).peak;
     eprintln!("master peak RSS after the attacks: {} KiB", rss / 1024);
     assert!(
         rss < 64 * 1024 * 1024,

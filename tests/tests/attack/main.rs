@@ -1,0 +1,31 @@
+//! The real `brine-master` process under attack. Each module reproduces attacks that were
+//! found against it (issue 11 lists them) and asserts that the master survives them: it keeps
+//! serving real minions and root, and stays within its memory and log bounds.
+
+mod hostile_peers;
+mod publish_port;
+mod zmtp;
+
+/// The memory figures of a process's `/proc/<pid>/status`, in bytes.
+#[derive(Debug, Clone, Copy)]
+struct Rss {
+    /// Resident now (`VmRSS`).
+    now: u64,
+    /// The peak (`VmHWM`).
+    peak: u64,
+}
+
+fn rss_of(pid: u32) -> Rss {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |name: &str| {
+        let line = status.lines().find(|l| l.starts_with(name)).unwrap();
+        let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+        kib * 1024
+    };
+    Rss {
+        now: field("VmRSS:"),
+        peak: field("VmHWM:"),
+    }
+}
+
+const MIB: u64 = 1024 * 1024;
