@@ -833,6 +833,8 @@ pub struct Fleet {
     pub tick_interval: String,
     /// More lines of master.toml, from its next start.
     pub master_extra: String,
+    /// The master's open-file limit (soft and hard) from its next start.
+    pub master_nofile: Option<u64>,
     master: Option<Child>,
     minions: BTreeMap<String, MinionSlot>,
     mounts: Vec<Tmpfs>,
@@ -854,8 +856,15 @@ fn log_level() -> String {
     std::env::var("FAULT_LOG").unwrap_or_else(|_| "info".into())
 }
 
-/// Starts `bin --config config`, its stdout and stderr appended to `log`.
-fn spawn(bin: &Path, config: &Path, log: &Path, env: &[(String, String)]) -> Child {
+/// Starts `bin --config config`, its stdout and stderr appended to `log`; under
+/// `prlimit --nofile=N:N` when `nofile` is given (the process keeps its pid).
+fn spawn(
+    bin: &Path,
+    config: &Path,
+    log: &Path,
+    env: &[(String, String)],
+    nofile: Option<u64>,
+) -> Child {
     let mut file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -868,7 +877,15 @@ fn spawn(bin: &Path, config: &Path, log: &Path, env: &[(String, String)]) -> Chi
         SystemTime::now()
     );
     let err = file.try_clone().expect("log file handle");
-    Command::new(bin)
+    let mut command = match nofile {
+        Some(n) => {
+            let mut prlimit = Command::new("prlimit");
+            prlimit.arg(format!("--nofile={n}:{n}")).arg("--").arg(bin);
+            prlimit
+        }
+        None => Command::new(bin),
+    };
+    command
         .arg("--config")
         .arg(config)
         .env_remove("RUST_LOG")
@@ -940,6 +957,7 @@ impl Fleet {
             master_env: Vec::new(),
             tick_interval: "200ms".into(),
             master_extra: String::new(),
+            master_nofile: None,
             master: None,
             minions: BTreeMap::new(),
             mounts: Vec::new(),
@@ -995,6 +1013,7 @@ impl Fleet {
             &self.master_config,
             &self.master_log,
             &self.master_env,
+            self.master_nofile,
         );
         self.master = Some(child);
         let started = Instant::now();
@@ -1118,7 +1137,7 @@ impl Fleet {
         let bin = self.handle.bins.minion.clone();
         let slot = self.slot(id);
         assert!(slot.child.is_none(), "minion {id} runs already");
-        slot.child = Some(spawn(&bin, &slot.config, &slot.log, &slot.env));
+        slot.child = Some(spawn(&bin, &slot.config, &slot.log, &slot.env, None));
     }
 
     /// Replaces the environment the minion `id` gets at its next start.

@@ -20,6 +20,7 @@
 //! The zeromq socket sees every peer as a connection from 127.0.0.1; brine never trusts ZMTP
 //! identities, so nothing is lost.
 
+mod occupancy;
 pub mod protocol;
 mod relay;
 
@@ -35,6 +36,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, warn, Instrument};
 
+use occupancy::{Occupancy, Source, Verdict};
 use protocol::StreamLimits;
 
 /// Largest frame on the return port: brine's own limit for one envelope
@@ -75,9 +77,14 @@ pub struct GuardLimits {
     /// A write toward the peer that makes no progress for this long closes the connection
     /// (a peer that does not read must not hold our socket's send queue forever).
     pub write_stall_timeout: Duration,
-    /// Most connections open at once; more wait in the listen backlog. Each costs two file
-    /// descriptors in the guard and one in the zeromq socket.
+    /// Most connections open at once. Each costs two file descriptors in the guard and one in
+    /// the zeromq socket. When they are all taken, a connection from a host that holds fewer
+    /// than the busiest host closes the busiest host's oldest one; any other is closed at once
+    /// (see `occupancy`).
     pub max_connections: usize,
+    /// A connection that has sent messages and then sends none for this long is closed
+    /// (`None`: never; a subscriber has nothing to say after its subscription).
+    pub idle_timeout: Option<Duration>,
     /// Size of a read, in bytes, and so the most the guard holds per connection direction,
     /// and only while bytes are passing: an idle connection holds no buffer.
     pub read_chunk: usize,
@@ -105,6 +112,8 @@ impl GuardLimits {
             first_message_timeout: Duration::from_secs(10),
             write_stall_timeout: Duration::from_secs(15),
             max_connections: 16_384,
+            // A minion sends a keepalive every 10 s; the master sets this from its own interval.
+            idle_timeout: Some(Duration::from_secs(60)),
             read_chunk: 64 * 1024,
             tcp_keepalive: Some(Duration::from_secs(60)),
         }
@@ -121,6 +130,7 @@ impl GuardLimits {
             max_messages: 16,
             subscriptions_only: true,
             socket_type: "PUB",
+            idle_timeout: None,
             ..Self::return_port()
         }
     }
@@ -156,6 +166,9 @@ impl GuardLimits {
         }
         if !(1024..=MAX_READ_CHUNK).contains(&self.read_chunk) {
             return fail("read_chunk must be between 1 KiB and 1 MiB");
+        }
+        if self.idle_timeout.is_some_and(|idle| idle.is_zero()) {
+            return fail("idle_timeout must be longer than zero");
         }
         if self.tcp_keepalive.is_some_and(|idle| idle.is_zero()) {
             return fail("tcp_keepalive must be longer than zero");
@@ -226,6 +239,12 @@ pub struct GuardStats {
     pub timeouts: u64,
     /// Connections closed because the peer stopped reading.
     pub stalls: u64,
+    /// Connections closed because they sent nothing for `idle_timeout`.
+    pub idle: u64,
+    /// Connections closed to make room for a host that held fewer.
+    pub evicted: u64,
+    /// Connections closed at once because the port was full and their host held the most.
+    pub refused: u64,
     /// Connections closed because the upstream socket could not be reached.
     pub upstream_failures: u64,
     /// Bytes checked and forwarded from peers to the upstream socket.
@@ -263,6 +282,7 @@ impl Guard {
             counters: Counters::default(),
             log: LogLimiter::new(),
             answer,
+            occupancy: Arc::default(),
         });
         let span = tracing::info_span!("guard", guard = name, %local_addr, %upstream);
         tracker.spawn(accept_loop(listener, Arc::clone(&shared), tracker.clone()).instrument(span));
@@ -283,6 +303,9 @@ impl Guard {
             violations: c.violations.load(Ordering::SeqCst),
             timeouts: c.timeouts.load(Ordering::SeqCst),
             stalls: c.stalls.load(Ordering::SeqCst),
+            idle: c.idle.load(Ordering::SeqCst),
+            evicted: c.evicted.load(Ordering::SeqCst),
+            refused: c.refused.load(Ordering::SeqCst),
             upstream_failures: c.upstream_failures.load(Ordering::SeqCst),
             forwarded: c.forwarded.load(Ordering::SeqCst),
         }
@@ -300,6 +323,8 @@ struct Shared {
     log: LogLimiter,
     /// The greeting and READY the guard answers each peer with, as the upstream socket.
     answer: Vec<u8>,
+    /// Who holds the connections.
+    occupancy: Arc<Occupancy>,
 }
 
 #[derive(Debug, Default)]
@@ -309,34 +334,21 @@ struct Counters {
     violations: AtomicU64,
     timeouts: AtomicU64,
     stalls: AtomicU64,
+    idle: AtomicU64,
+    evicted: AtomicU64,
+    refused: AtomicU64,
     upstream_failures: AtomicU64,
     forwarded: AtomicU64,
 }
 
-/// Accepts while there is room, one task per connection, until cancelled.
+/// How long a newcomer waits for the room an eviction makes.
+const EVICTION_WAIT: Duration = Duration::from_secs(1);
+
+/// Accepts connections until cancelled, one task each; when the port is full, shares it
+/// fairly between hosts (see `occupancy`).
 async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, tracker: TaskTracker) {
     let room = Arc::new(Semaphore::new(shared.limits.max_connections));
     loop {
-        // Wait for room before accepting: beyond the cap, peers wait in the kernel's backlog
-        // and cost no file descriptor here.
-        let permit = match Arc::clone(&room).try_acquire_owned() {
-            Ok(permit) => permit,
-            Err(_) => {
-                if shared.log.admit(shared.name) {
-                    warn!(
-                        max_connections = shared.limits.max_connections,
-                        "connection cap reached; new connections wait"
-                    );
-                }
-                tokio::select! {
-                    _ = shared.cancel.cancelled() => break,
-                    permit = Arc::clone(&room).acquire_owned() => match permit {
-                        Ok(permit) => permit,
-                        Err(_) => break,
-                    },
-                }
-            }
-        };
         let (stream, peer) = tokio::select! {
             _ = shared.cancel.cancelled() => break,
             accepted = listener.accept() => match accepted {
@@ -347,9 +359,42 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, tracker: TaskTr
                 }
             },
         };
+        let source = Source::of(peer.ip());
+        let permit = match Arc::clone(&room).try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                let verdict = shared.occupancy.make_room(source);
+                let permit = match verdict {
+                    Verdict::Refuse => None,
+                    Verdict::Evicted => tokio::select! {
+                        _ = shared.cancel.cancelled() => break,
+                        permit = tokio::time::timeout(EVICTION_WAIT, Arc::clone(&room).acquire_owned()) => {
+                            permit.ok().and_then(Result::ok)
+                        }
+                    },
+                };
+                match permit {
+                    Some(permit) => permit,
+                    None => {
+                        shared.counters.refused.fetch_add(1, Ordering::SeqCst);
+                        if shared.log.admit(shared.name) {
+                            warn!(
+                                %peer,
+                                max_connections = shared.limits.max_connections,
+                                "connection cap reached and this host holds the most; closed"
+                            );
+                        }
+                        drop(stream);
+                        continue;
+                    }
+                }
+            }
+        };
         shared.counters.accepted.fetch_add(1, Ordering::SeqCst);
+        let seat = shared.occupancy.sit(source);
         let span = tracing::debug_span!("connection", %peer);
-        tracker.spawn(relay::serve(stream, peer, Arc::clone(&shared), permit).instrument(span));
+        tracker
+            .spawn(relay::serve(stream, peer, Arc::clone(&shared), permit, seat).instrument(span));
     }
     debug!("stopped accepting");
 }

@@ -33,6 +33,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::{timeout, timeout_at, Instant};
 use tracing::{debug, warn};
 
+use crate::occupancy::Seat;
 use crate::protocol::{ClientStream, UpstreamHandshake, Violation};
 use crate::Shared;
 
@@ -53,16 +54,22 @@ enum Close {
     FirstMessageTimeout,
     /// The peer stopped reading what we send it.
     WriteStalled,
+    /// The peer sent no message for the idle timeout.
+    Idle,
+    /// Its room went to a host that held fewer connections.
+    Evicted,
     /// The guard is shutting down.
     Shutdown,
 }
 
-/// Serves one accepted connection; `_permit` holds its place under the connection cap.
+/// Serves one accepted connection; `_permit` holds its place under the connection cap, `seat`
+/// its host's share of it.
 pub(crate) async fn serve(
     mut peer: TcpStream,
     addr: SocketAddr,
     shared: Arc<Shared>,
     _permit: OwnedSemaphorePermit,
+    seat: Seat,
 ) {
     let accepted = Instant::now();
     shared.counters.active.fetch_add(1, Ordering::SeqCst);
@@ -70,8 +77,10 @@ pub(crate) async fn serve(
     let close = tokio::select! {
         biased;
         _ = shared.cancel.cancelled() => Close::Shutdown,
+        _ = seat.evicted.cancelled() => Close::Evicted,
         close = relay(&mut peer, &shared, accepted) => close,
     };
+    drop(seat);
     // Count before the peer sees the connection close.
     report(&shared, addr, close);
     shared.counters.active.fetch_sub(1, Ordering::SeqCst);
@@ -116,6 +125,17 @@ fn report(shared: &Shared, peer: SocketAddr, close: Close) {
             &counters.stalls,
             format!("peer read nothing for {:?}", limits.write_stall_timeout),
         ),
+        Close::Idle => (
+            &counters.idle,
+            format!(
+                "no message for {:?}",
+                limits.idle_timeout.unwrap_or_default()
+            ),
+        ),
+        Close::Evicted => (
+            &counters.evicted,
+            "closed to make room for a host that held fewer connections".to_string(),
+        ),
         Close::UpstreamUnreachable(err) => (
             &counters.upstream_failures,
             format!("upstream socket unreachable: {err}"),
@@ -129,8 +149,14 @@ fn report(shared: &Shared, peer: SocketAddr, close: Close) {
     }
 }
 
-/// The deadline that applies now, given what the peer has sent.
-fn deadline(shared: &Shared, accepted: Instant, stream: &ClientStream) -> Option<(Instant, Close)> {
+/// The deadline that applies now, given what the peer has sent and when its last message
+/// ended (`last_message`).
+fn deadline(
+    shared: &Shared,
+    accepted: Instant,
+    stream: &ClientStream,
+    last_message: Instant,
+) -> Option<(Instant, Close)> {
     let limits = &shared.limits;
     let first = (
         accepted + limits.first_message_timeout,
@@ -146,7 +172,9 @@ fn deadline(shared: &Shared, accepted: Instant, stream: &ClientStream) -> Option
     } else if stream.messages() == 0 {
         Some(first)
     } else {
-        None
+        limits
+            .idle_timeout
+            .map(|idle| (last_message + idle, Close::Idle))
     }
 }
 
@@ -160,7 +188,7 @@ async fn relay(peer: &mut TcpStream, shared: &Shared, accepted: Instant) -> Clos
     let mut first = BytesMut::new();
     let mut answered = false;
     while stream.messages() == 0 {
-        let deadline = deadline(shared, accepted, &stream);
+        let deadline = deadline(shared, accepted, &stream, accepted);
         let mut piece = BytesMut::new();
         match read_before(&mut peer_rx, &mut piece, chunk, deadline).await {
             Ok(0) => return Close::PeerClosed,
@@ -258,15 +286,20 @@ async fn peer_to_upstream(
 ) -> Close {
     let chunk = shared.limits.read_chunk;
     let mut buf = BytesMut::new();
+    let mut last_message = Instant::now();
     loop {
-        let deadline = deadline(shared, accepted, stream);
+        let deadline = deadline(shared, accepted, stream, last_message);
         match read_before(peer, &mut buf, chunk, deadline).await {
             Ok(0) => return Close::PeerClosed,
             Ok(_) => {}
             Err(close) => return close,
         }
+        let messages = stream.messages();
         if let Err(violation) = stream.feed(&buf) {
             return Close::Violation(violation);
+        }
+        if stream.messages() > messages {
+            last_message = Instant::now();
         }
         // Our own socket: no stall limit.
         if upstream.write_all(&buf).await.is_err() {

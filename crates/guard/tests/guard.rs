@@ -420,8 +420,19 @@ async fn bad_greetings_and_handshakes_are_refused() {
     assert_eq!(harness.messages(), 1);
 }
 
+/// Connects from the loopback address `source` (127.0.0.0/8 is all this host's).
+async fn connect_from(source: [u8; 4], addr: SocketAddr) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket
+        .bind(SocketAddr::from((source, 0)))
+        .expect("binding a loopback source address");
+    within("connect", socket.connect(addr))
+        .await
+        .expect("connect")
+}
+
 #[tokio::test]
-async fn a_connection_flood_beyond_the_cap_does_not_lock_out_good_clients() {
+async fn a_host_that_fills_the_cap_makes_room_for_other_hosts() {
     let max_connections = 4;
     let limits = GuardLimits {
         max_connections,
@@ -429,48 +440,65 @@ async fn a_connection_flood_beyond_the_cap_does_not_lock_out_good_clients() {
     };
     let harness = Harness::start(limits).await;
 
-    // Fill the cap with peers stuck after their greeting (the handshake timeout is 30 s).
+    // One host fills the cap with peers stuck after their greeting (the handshake timeout is
+    // 30 s), and they are answered while there is room.
+    let attacker = [127, 0, 0, 2];
     let mut flood = Vec::new();
     for _ in 0..max_connections {
-        let mut peer = within("connect", TcpStream::connect(harness.addr()))
-            .await
-            .unwrap();
+        let mut peer = connect_from(attacker, harness.addr()).await;
         within("send greeting", peer.write_all(&greeting()))
             .await
             .unwrap();
         let mut theirs = [0u8; 64];
         within("read greeting", peer.read_exact(&mut theirs))
             .await
-            .expect("relayed while under the cap");
+            .expect("answered while under the cap");
         flood.push(peer);
     }
-    // More wait in the backlog; the last one greets and gets nothing back.
-    for _ in 0..40 {
-        let peer = within("connect", TcpStream::connect(harness.addr()))
-            .await
-            .unwrap();
-        flood.push(peer);
+    // More from the same host are closed at once.
+    for _ in 0..10 {
+        let mut peer = connect_from(attacker, harness.addr()).await;
+        let (_, after) = until_closed(&mut peer, Instant::now()).await;
+        assert!(after.is_empty());
     }
+    let stats = harness.guard.stats();
+    assert_eq!((stats.accepted, stats.active, stats.refused), (4, 4, 10));
+
+    // Another host gets in: the flooding host's oldest connection makes room.
+    harness.good_client_works().await;
+    until_closed(&mut flood[0], Instant::now()).await;
+    assert_eq!(harness.guard.stats().evicted, 1);
+    assert_eq!(harness.messages(), 1);
+}
+
+#[tokio::test]
+async fn a_connection_that_goes_quiet_after_its_messages_is_closed_when_idle() {
+    let limits = GuardLimits {
+        idle_timeout: Some(Duration::from_millis(500)),
+        ..test_limits()
+    };
+    let harness = Harness::start(limits).await;
+    let mut req = req(harness.addr()).await;
+    round_trip(&mut req, b"first".to_vec()).await;
+    // Messages within the timeout keep it open.
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        round_trip(&mut req, b"again".to_vec()).await;
+    }
+    assert_eq!(harness.guard.stats().idle, 0);
+    drop(req);
+    // A raw peer that sends one message and then nothing is closed after the timeout.
+    let mut quiet = raw_handshake(harness.addr()).await;
     within(
-        "send greeting",
-        flood.last_mut().unwrap().write_all(&greeting()),
+        "send a request",
+        quiet.write_all(&[0x01, 0x00, 0x00, 0x01, b'x']),
     )
     .await
     .unwrap();
-    let mut byte = [0u8; 1];
-    let waiting = flood.last_mut().unwrap();
-    let answer = tokio::time::timeout(Duration::from_millis(300), waiting.read(&mut byte)).await;
-    assert!(
-        answer.is_err(),
-        "a peer beyond the cap was served: {answer:?}"
-    );
-    let stats = harness.guard.stats();
-    assert_eq!((stats.accepted, stats.active), (4, 4));
-
-    // The flood ends; a good client gets through.
-    drop(flood);
-    harness.good_client_works().await;
-    assert_eq!(harness.messages(), 1);
+    let started = Instant::now();
+    let (took, _) = until_closed(&mut quiet, started).await;
+    assert!(took >= Duration::from_millis(400), "closed after {took:?}");
+    assert_eq!(harness.guard.stats().idle, 1);
 }
 
 #[tokio::test]

@@ -336,12 +336,13 @@ impl Master {
             pub_inner,
             limited(GuardLimits::publish_port()),
         )?;
-        let ret_guard = guard(
-            "the return port",
-            config.ret_port,
-            rep_inner,
-            limited(GuardLimits::return_port()),
-        )?;
+        // A minion says something at least every keepalive interval (the welcome tells it
+        // ours); a connection quiet for six of them is not a minion's, or a dead one.
+        let ret_limits = GuardLimits {
+            idle_timeout: Some((config.keepalive_interval * 6).max(Duration::from_secs(1))),
+            ..limited(GuardLimits::return_port())
+        };
+        let ret_guard = guard("the return port", config.ret_port, rep_inner, ret_limits)?;
         let (publish_addr, ret_addr) = (publish_guard.local_addr(), ret_guard.local_addr());
         let control = control::bind(&config.socket)?;
 

@@ -2,6 +2,7 @@
 //! found against it (issue 11 lists them) and asserts that the master survives them: it keeps
 //! serving real minions and root, and stays within its memory and log bounds.
 
+mod connections;
 mod hostile_peers;
 mod publish_port;
 mod zmtp;

@@ -28,12 +28,21 @@ pub fn handshake(socket_type: &str) -> Vec<u8> {
 
 /// One message frame (the last of its message).
 pub fn frame(body: &[u8]) -> Vec<u8> {
+    frame_with(0x00, body)
+}
+
+/// One message frame with more to come in its message.
+pub fn frame_more(body: &[u8]) -> Vec<u8> {
+    frame_with(0x01, body)
+}
+
+fn frame_with(flags: u8, body: &[u8]) -> Vec<u8> {
     let mut out = if body.len() > 255 {
-        let mut header = vec![0x02];
+        let mut header = vec![flags | 0x02];
         header.extend((body.len() as u64).to_be_bytes());
         header
     } else {
-        vec![0x00, body.len() as u8]
+        vec![flags, body.len() as u8]
     };
     out.extend_from_slice(body);
     out
@@ -70,4 +79,17 @@ pub async fn closed_within(stream: &mut TcpStream, limit: Duration) -> Duration 
     .await
     .unwrap_or_else(|_| panic!("the master kept the connection open for {limit:?}"));
     started.elapsed()
+}
+
+/// Connects to `port` on 127.0.0.1 from the loopback address `source` (all of 127.0.0.0/8 is
+/// this host's, so a test can play another host).
+pub async fn connect_from(source: [u8; 4], port: u16) -> Option<TcpStream> {
+    let socket = tokio::net::TcpSocket::new_v4().ok()?;
+    socket
+        .bind(std::net::SocketAddr::from((source, 0)))
+        .expect("binding a loopback source address");
+    socket
+        .connect(std::net::SocketAddr::from(([127, 0, 0, 1], port)))
+        .await
+        .ok()
 }
