@@ -835,6 +835,8 @@ pub struct Fleet {
     pub master_extra: String,
     /// The master's open-file limit (soft and hard) from its next start.
     pub master_nofile: Option<u64>,
+    /// The master's `socket_group` from its next start (none: the master's own group).
+    pub socket_group: String,
     master: Option<Child>,
     minions: BTreeMap<String, MinionSlot>,
     mounts: Vec<Tmpfs>,
@@ -958,6 +960,7 @@ impl Fleet {
             tick_interval: "200ms".into(),
             master_extra: String::new(),
             master_nofile: None,
+            socket_group: String::new(),
             master: None,
             minions: BTreeMap::new(),
             mounts: Vec::new(),
@@ -985,12 +988,13 @@ impl Fleet {
     fn write_master_config(&self) {
         let config = format!(
             "interface = \"127.0.0.1\"\npublish_port = {}\nret_port = {}\nsocket = {}\n\
-             socket_group = \"\"\nstate_dir = {}\ntick_interval = {}\n\
+             socket_group = {}\nstate_dir = {}\ntick_interval = {}\n\
              keepalive_interval = {}\nshutdown_grace = \"2s\"\nauto_accept = true\n\
              log_level = {}\n{}\n",
             self.publish_port,
             self.ret_port,
             toml_str(&self.handle.socket.display().to_string()),
+            toml_str(&self.socket_group),
             toml_str(&self.master_state.display().to_string()),
             toml_str(&self.tick_interval),
             toml_str(&self.tick_interval),

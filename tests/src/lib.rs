@@ -430,3 +430,20 @@ pub fn published_jid(events: &[ControlEvent]) -> Jid {
         other => panic!("not published: {other:?}"),
     }
 }
+
+/// `setpriv`, when the tests can run commands as other users.
+pub fn setpriv() -> Option<PathBuf> {
+    if !fleet::is_root() {
+        eprintln!("note: not running as root, so the tools cannot run as other users: skipped");
+        return None;
+    }
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join("setpriv"))
+            .find(|path| path.is_file())
+    });
+    if found.is_none() {
+        eprintln!("note: setpriv (util-linux) is missing, so the tools cannot run as other users: skipped");
+    }
+    found
+}

@@ -14,31 +14,13 @@ use std::path::{Path, PathBuf};
 
 use brine_master::acl::AclRule;
 use brine_master::MasterConfig;
-use brine_tests::{binary, cli, json, master_config, within, Output, TestMaster};
+use brine_tests::{binary, cli, json, master_config, setpriv, within, Output, TestMaster};
 use serde_json::{json, Value};
 
 const NOBODY: u32 = 65534;
 const NOGROUP: u32 = 65534;
 /// A uid with no user name, in no group that may use the socket.
 const STRANGER: u32 = 4242;
-
-/// `setpriv`, when the tests can run commands as other users.
-fn setpriv() -> Option<PathBuf> {
-    let root = std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0);
-    if !root {
-        eprintln!("note: not running as root, so the tools cannot run as other users: skipped");
-        return None;
-    }
-    let found = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|dir| dir.join("setpriv"))
-            .find(|path| path.is_file())
-    });
-    if found.is_none() {
-        eprintln!("note: setpriv (util-linux) is missing, so the tools cannot run as other users: skipped");
-    }
-    found
-}
 
 /// A test directory every user may enter, with copies of the command-line tools in `bin`.
 struct World {

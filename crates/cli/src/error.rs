@@ -43,6 +43,7 @@ fn master_text(code: ControlError, message: &str) -> String {
         ControlError::Storage => format!("the master's job store failed: {message}"),
         ControlError::ShuttingDown => format!("the master is shutting down: {message}"),
         ControlError::Denied => format!("permission denied: {message}"),
+        ControlError::Busy => format!("the master is busy: {message}"),
     }
 }
 

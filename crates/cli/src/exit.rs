@@ -102,7 +102,7 @@ pub fn for_master_error(code: ControlError) -> u8 {
         ControlError::BadRequest => USAGE,
         ControlError::NoMinions => NO_MINIONS,
         ControlError::NotFound | ControlError::Storage => FAILED,
-        ControlError::ShuttingDown => UNAVAILABLE,
+        ControlError::ShuttingDown | ControlError::Busy => UNAVAILABLE,
         ControlError::Denied => DENIED,
     }
 }
@@ -205,5 +205,6 @@ mod tests {
         assert_eq!(for_master_error(ControlError::NotFound), FAILED);
         assert_eq!(for_master_error(ControlError::Storage), FAILED);
         assert_eq!(for_master_error(ControlError::ShuttingDown), UNAVAILABLE);
+        assert_eq!(for_master_error(ControlError::Busy), UNAVAILABLE);
     }
 }

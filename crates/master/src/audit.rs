@@ -29,22 +29,50 @@
 //! Positional arguments are written as they are: pass secrets as keyword arguments
 //! (`brine '*' mod.fun password=...`). Successful privileged `keys list` calls are not
 //! logged (they change nothing).
+//!
+//! Bounds, so that no caller can fill the disk through this file (it fails closed: a full disk
+//! would stop every publish and key change):
+//!
+//! - a line records `arg` and `kwarg` whole up to [`MAX_ARGS_BYTES`] of JSON each; a larger one
+//!   is recorded as `{"bytes": <its JSON length>, "sha256": <hex of that JSON>}` (the job store
+//!   keeps the arguments of a job that was published). `target` and `function` are cut at
+//!   [`MAX_TEXT_BYTES`] and a `reason` at [`MAX_REASON_BYTES`], the cut marked with the full
+//!   length and SHA-256; at most [`MAX_IDS`] `ids` are listed (`ids_omitted` counts the rest);
+//! - refused requests (`denied`, `invalid`, `no_minions`) are written at most
+//!   [`REFUSED_LINES_PER_WINDOW`] per user per [`REFUSED_WINDOW`]; the rest are counted, and the
+//!   user's next line written carries `suppressed`: how many of its refusals were not written
+//!   before it. `allowed` and `failed` lines are never suppressed.
 
+use std::collections::HashMap;
 use std::fs::OpenOptions;
 use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use brine_proto::control::KeyCommand;
 use brine_proto::{Jid, Map, MinionId, Value};
 use serde::Serialize;
+use sha2::{Digest, Sha256};
+use tracing::warn;
 
 use crate::acl::Caller;
 
 /// What replaces a secret value.
 pub const REDACTED: &str = "<redacted>";
+
+/// The most bytes of JSON of a request's `arg` (or `kwarg`) that a line records whole.
+pub const MAX_ARGS_BYTES: usize = 2048;
+/// The most bytes of a request's `target` or `function` that a line records whole.
+pub const MAX_TEXT_BYTES: usize = 1024;
+/// The most bytes of a `reason` that a line records whole.
+pub const MAX_REASON_BYTES: usize = 1024;
+/// The most `ids` of a key command that a line lists.
+pub const MAX_IDS: usize = 64;
+/// How many refused requests of one user are written per [`REFUSED_WINDOW`].
+pub const REFUSED_LINES_PER_WINDOW: u32 = 30;
+pub const REFUSED_WINDOW: Duration = Duration::from_secs(60);
 
 /// The words that make an argument name secret (compared without case).
 const SECRET_WORDS: [&str; 4] = ["pass", "secret", "token", "key"];
@@ -89,6 +117,57 @@ pub enum Outcome {
     Failed,
 }
 
+impl Outcome {
+    /// A request refused before anything was done: its lines are rate-limited per user.
+    fn is_refusal(self) -> bool {
+        matches!(
+            self,
+            Outcome::Denied | Outcome::Invalid | Outcome::NoMinions
+        )
+    }
+}
+
+/// A request's arguments as a line records them: whole, or their size and digest.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum Recorded<T> {
+    Whole(T),
+    /// Larger than [`MAX_ARGS_BYTES`]: the length of its JSON and the SHA-256 of that JSON.
+    Digest {
+        bytes: usize,
+        sha256: String,
+    },
+}
+
+impl<T: Serialize> Recorded<T> {
+    fn of(value: T) -> Self {
+        let json = serde_json::to_vec(&value).unwrap_or_default();
+        if json.len() <= MAX_ARGS_BYTES {
+            Recorded::Whole(value)
+        } else {
+            Recorded::Digest {
+                bytes: json.len(),
+                sha256: hex::encode(Sha256::digest(&json)),
+            }
+        }
+    }
+}
+
+/// `text` whole when it has at most `max` bytes; else its first bytes and a mark with its
+/// length and SHA-256.
+fn bounded_text(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let cut = text.floor_char_boundary(max);
+    format!(
+        "{}… (cut: {} bytes, sha256 {})",
+        &text[..cut],
+        text.len(),
+        hex::encode(Sha256::digest(text.as_bytes()))
+    )
+}
+
 /// What was asked.
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "request", rename_all = "snake_case")]
@@ -96,9 +175,9 @@ pub enum Request {
     Publish {
         target: String,
         function: String,
-        arg: Vec<Value>,
+        arg: Recorded<Vec<Value>>,
         /// Redacted.
-        kwarg: Map,
+        kwarg: Recorded<Map>,
         jid: Option<Jid>,
         /// How many minions the target resolved to (`None` before it was resolved).
         minions: Option<usize>,
@@ -106,6 +185,9 @@ pub enum Request {
     Keys {
         action: &'static str,
         ids: Vec<MinionId>,
+        /// How many ids more the command named (beyond [`MAX_IDS`]).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        ids_omitted: Option<usize>,
         #[serde(skip_serializing_if = "Option::is_none")]
         fingerprint: Option<String>,
     },
@@ -115,10 +197,10 @@ impl Request {
     /// A publish request, its keyword arguments redacted.
     pub fn publish(target: &brine_proto::Target, fun: &str, arg: &[Value], kwarg: &Map) -> Self {
         Request::Publish {
-            target: target.to_string(),
-            function: fun.to_owned(),
-            arg: arg.to_vec(),
-            kwarg: redact(kwarg),
+            target: bounded_text(&target.to_string(), MAX_TEXT_BYTES),
+            function: bounded_text(fun, MAX_TEXT_BYTES),
+            arg: Recorded::of(arg.to_vec()),
+            kwarg: Recorded::of(redact(kwarg)),
             jid: None,
             minions: None,
         }
@@ -156,15 +238,16 @@ impl Request {
     /// A `brine-key` command.
     pub fn keys(command: &KeyCommand) -> Self {
         let (action, ids, fingerprint) = match command {
-            KeyCommand::List {} => ("list", vec![], None),
-            KeyCommand::Accept { ids, fingerprint } => ("accept", ids.clone(), fingerprint.clone()),
-            KeyCommand::Reject { id } => ("reject", vec![id.clone()], None),
-            KeyCommand::Delete { id } => ("delete", vec![id.clone()], None),
+            KeyCommand::List {} => ("list", &[][..], None),
+            KeyCommand::Accept { ids, fingerprint } => ("accept", &ids[..], fingerprint.as_ref()),
+            KeyCommand::Reject { id } => ("reject", std::slice::from_ref(id), None),
+            KeyCommand::Delete { id } => ("delete", std::slice::from_ref(id), None),
         };
         Request::Keys {
             action,
-            ids,
-            fingerprint,
+            ids: ids.iter().take(MAX_IDS).cloned().collect(),
+            ids_omitted: (ids.len() > MAX_IDS).then(|| ids.len() - MAX_IDS),
+            fingerprint: fingerprint.map(|f| bounded_text(f, MAX_TEXT_BYTES)),
         }
     }
 }
@@ -183,6 +266,9 @@ pub struct Record {
     pub outcome: Outcome,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// How many refusals of this user were not written before this line.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub suppressed: Option<u64>,
 }
 
 impl Record {
@@ -197,11 +283,12 @@ impl Record {
             request,
             outcome,
             reason: None,
+            suppressed: None,
         }
     }
 
     pub fn because(mut self, reason: impl Into<String>) -> Self {
-        self.reason = Some(reason.into());
+        self.reason = Some(bounded_text(&reason.into(), MAX_REASON_BYTES));
         self
     }
 }
@@ -211,12 +298,30 @@ pub fn rfc3339(time: SystemTime) -> String {
     humantime_serde::re::humantime::format_rfc3339_millis(time).to_string()
 }
 
+/// Whether a line was written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Written {
+    Yes,
+    /// A refusal over its user's rate: counted, not written.
+    Suppressed,
+}
+
+/// One user's refusals in the current window.
+#[derive(Debug)]
+struct RefusalWindow {
+    started: Instant,
+    written: u32,
+    /// Refusals not written since the user's last line.
+    suppressed: u64,
+}
+
 /// The audit log file.
 #[derive(Debug)]
 pub struct AuditLog {
     path: PathBuf,
     /// One line at a time.
     lock: Mutex<()>,
+    refusals: Mutex<HashMap<u32, RefusalWindow>>,
 }
 
 impl AuditLog {
@@ -224,7 +329,45 @@ impl AuditLog {
         Arc::new(Self {
             path,
             lock: Mutex::new(()),
+            refusals: Mutex::default(),
         })
+    }
+
+    /// Whether a refusal of `uid` is written now, and how many went unwritten before it.
+    fn admit_refusal(&self, uid: u32, now: Instant) -> Option<u64> {
+        let mut refusals = self.refusals.lock().unwrap_or_else(|p| p.into_inner());
+        // Windows that have ended and owe no count are forgotten, so the map stays small.
+        refusals.retain(|_, w| now - w.started < REFUSED_WINDOW || w.suppressed > 0);
+        let window = refusals.entry(uid).or_insert(RefusalWindow {
+            started: now,
+            written: 0,
+            suppressed: 0,
+        });
+        if now - window.started >= REFUSED_WINDOW {
+            window.started = now;
+            window.written = 0;
+        }
+        if window.written < REFUSED_LINES_PER_WINDOW {
+            window.written += 1;
+            return Some(std::mem::take(&mut window.suppressed));
+        }
+        if window.suppressed == 0 {
+            warn!(
+                uid,
+                "this user's refused requests are no longer written to the audit log for the rest of the minute; their count is written with the user's next line"
+            );
+        }
+        window.suppressed += 1;
+        None
+    }
+
+    /// The count of `uid`'s unwritten refusals, taken for the line about to be written.
+    fn take_suppressed(&self, uid: u32) -> u64 {
+        let mut refusals = self.refusals.lock().unwrap_or_else(|p| p.into_inner());
+        refusals
+            .get_mut(&uid)
+            .map(|w| std::mem::take(&mut w.suppressed))
+            .unwrap_or(0)
     }
 
     pub fn path(&self) -> &Path {
@@ -254,14 +397,26 @@ impl AuditLog {
         Ok(())
     }
 
-    /// Appends `record` as one line. Blocking file I/O runs off the async threads.
-    pub async fn write(self: &Arc<Self>, record: &Record) -> io::Result<()> {
-        let mut line = serde_json::to_vec(record).map_err(io::Error::other)?;
+    /// Appends `record` as one line, unless it is a refusal over its user's rate. Blocking
+    /// file I/O runs off the async threads.
+    pub async fn write(self: &Arc<Self>, record: &Record) -> io::Result<Written> {
+        let suppressed = if record.outcome.is_refusal() {
+            match self.admit_refusal(record.uid, Instant::now()) {
+                Some(count) => count,
+                None => return Ok(Written::Suppressed),
+            }
+        } else {
+            self.take_suppressed(record.uid)
+        };
+        let mut record = record.clone();
+        record.suppressed = (suppressed > 0).then_some(suppressed);
+        let mut line = serde_json::to_vec(&record).map_err(io::Error::other)?;
         line.push(b'\n');
         let log = Arc::clone(self);
         tokio::task::spawn_blocking(move || log.append_line(&line))
             .await
-            .map_err(io::Error::other)?
+            .map_err(io::Error::other)??;
+        Ok(Written::Yes)
     }
 }
 
@@ -408,5 +563,92 @@ mod tests {
         );
         assert!(log.write(&record).await.is_err());
         assert_eq!(std::fs::read_to_string(&target).unwrap(), "");
+    }
+
+    #[tokio::test]
+    async fn large_requests_are_recorded_by_size_and_digest() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = AuditLog::new(dir.path().join("audit.log"));
+        let big = "x".repeat(1 << 20);
+        let request = Request::publish(
+            &brine_proto::Target::Glob(big.clone()),
+            &big,
+            &[json!(big)],
+            &Map::new(),
+        );
+        let record = Record::new(&caller(), request, Outcome::Allowed).because(big.clone());
+        assert_eq!(log.write(&record).await.unwrap(), Written::Yes);
+        let text = std::fs::read_to_string(log.path()).unwrap();
+        assert!(text.len() < 8 * 1024, "{} bytes", text.len());
+        let line: Value = serde_json::from_str(&text).unwrap();
+        let json = serde_json::to_vec(&[json!(big)]).unwrap();
+        assert_eq!(line["arg"]["bytes"], json.len());
+        assert_eq!(line["arg"]["sha256"], hex::encode(Sha256::digest(&json)));
+        assert_eq!(line["kwarg"], json!({}));
+        for field in ["target", "function", "reason"] {
+            let text = line[field].as_str().unwrap();
+            assert!(
+                text.contains("(cut: 1048576 bytes, sha256 "),
+                "{field}: {text}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn refusals_are_rate_limited_per_user_and_the_rest_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = AuditLog::new(dir.path().join("audit.log"));
+        let denied = |uid| {
+            let mut caller = caller();
+            caller.uid = uid;
+            Record::new(
+                &caller,
+                Request::keys(&KeyCommand::List {}),
+                Outcome::Denied,
+            )
+        };
+        for _ in 0..REFUSED_LINES_PER_WINDOW {
+            assert_eq!(log.write(&denied(1000)).await.unwrap(), Written::Yes);
+        }
+        for _ in 0..5 {
+            assert_eq!(log.write(&denied(1000)).await.unwrap(), Written::Suppressed);
+        }
+        // Another user is not held back by the first.
+        assert_eq!(log.write(&denied(1001)).await.unwrap(), Written::Yes);
+        // An allowed request is always written, and carries the count.
+        let allowed = Record::new(
+            &caller(),
+            Request::keys(&KeyCommand::List {}),
+            Outcome::Allowed,
+        );
+        assert_eq!(log.write(&allowed).await.unwrap(), Written::Yes);
+        let text = std::fs::read_to_string(log.path()).unwrap();
+        let lines: Vec<Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), REFUSED_LINES_PER_WINDOW as usize + 2);
+        assert_eq!(lines.last().unwrap()["suppressed"], 5);
+        assert!(lines[0].get("suppressed").is_none());
+        // A new window writes again, with the count of the old one's suppressed lines.
+        assert_eq!(log.write(&denied(1000)).await.unwrap(), Written::Suppressed);
+        let later = Instant::now() + REFUSED_WINDOW;
+        assert_eq!(log.admit_refusal(1000, later), Some(1));
+    }
+
+    #[test]
+    fn a_key_command_lists_a_bounded_number_of_ids() {
+        let ids: Vec<MinionId> = (0..100).map(|n| format!("m{n}").parse().unwrap()).collect();
+        let Request::Keys {
+            ids, ids_omitted, ..
+        } = Request::keys(&KeyCommand::Accept {
+            ids,
+            fingerprint: None,
+        })
+        else {
+            unreachable!()
+        };
+        assert_eq!(ids.len(), MAX_IDS);
+        assert_eq!(ids_omitted, Some(100 - MAX_IDS));
     }
 }

@@ -427,15 +427,7 @@ fn digest_of<D: sha2::Digest>(mut file: File, chunk: usize) -> io::Result<String
         }
         hasher.update(&buf[..n]);
     }
-    Ok(hex(&hasher.finalize()))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    bytes.iter().fold(String::new(), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    Ok(hex::encode(hasher.finalize()))
 }
 
 fn stats(args: &Args) -> Result<Outcome, Error> {

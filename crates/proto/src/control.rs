@@ -189,6 +189,9 @@ pub enum ControlError {
     /// The caller may not do this (`publisher_acl`; key commands are for root and the master's
     /// user). Nothing was done.
     Denied,
+    /// The master serves as many connections (or request bytes) for this caller as it serves
+    /// at once; nothing was done, and trying again later may succeed.
+    Busy,
 }
 
 /// The record of one job: every expected minion with one state.

@@ -761,6 +761,7 @@ fn closed_sets_spell_as_documented() {
         (ControlError::Storage, "storage"),
         (ControlError::ShuttingDown, "shutting_down"),
         (ControlError::Denied, "denied"),
+        (ControlError::Busy, "busy"),
     ];
     for (x, w) in control_errors {
         assert_eq!(word(x), w);

@@ -2,8 +2,11 @@
 //! found against it (issue 11 lists them) and asserts that the master survives them: it keeps
 //! serving real minions and root, and stays within its memory and log bounds.
 
+mod audit_log;
 mod connections;
+mod control_socket;
 mod hostile_peers;
+mod local_users;
 mod publish_port;
 mod zmtp;
 

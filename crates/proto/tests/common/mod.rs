@@ -646,6 +646,7 @@ pub fn control_error() -> impl Strategy<Value = ControlError> {
         Just(ControlError::Storage),
         Just(ControlError::ShuttingDown),
         Just(ControlError::Denied),
+        Just(ControlError::Busy),
     ]
 }
 

@@ -4,8 +4,10 @@
 //! 0600). Each connection carries one [`ControlRequest`] and the master's stream of
 //! [`ControlEvent`]s (see `brine_proto::control` for the sequence). The caller's uid, gid and
 //! pid come from the kernel (SO_PEERCRED); a connection whose credentials cannot be read is
-//! refused. What each caller may do is decided in [`crate::acl`]; every publish attempt and key
-//! command is written to the audit log ([`crate::audit`]).
+//! refused. How many connections and request bytes each caller may hold is decided in
+//! [`admission`] before the request is read; what each caller may do is decided in
+//! [`crate::acl`]; every publish attempt and key command is written to the audit log
+//! ([`crate::audit`]).
 //!
 //! Publishing: compile the target, check the function against the caller's ACL, resolve the
 //! target against the registry (the expected minions), check every expected minion against the
@@ -25,21 +27,20 @@ use brine_proto::control::{
 use brine_proto::limits::MAX_FRAME_BYTES;
 use brine_proto::{decode, encode, now_ms, Job, Publication};
 use bytes::Bytes;
-use futures::{SinkExt, StreamExt};
+use futures::SinkExt;
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::Semaphore;
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
 use tracing::{debug, error, info, warn};
 
 use crate::acl::{Acl, Caller};
-use crate::audit::{self, AuditLog, Outcome, Record};
+use crate::audit::{self, AuditLog, Outcome, Record, Written};
 use crate::jobs::JobEvent;
 use crate::{MasterError, Shared};
 
-/// The most CLI connections served at once.
-const MAX_CLIENTS: usize = 256;
-/// How long a client has to send its request.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+mod admission;
+
+use admission::{Admission, Refusal};
+
 /// How long accepting pauses after a failed accept.
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 /// The longest wait a client may ask for.
@@ -123,13 +124,10 @@ pub async fn serve(shared: Arc<Shared>, listener: UnixListener) {
         master_uid: nix::unistd::geteuid().as_raw(),
     });
     open_socket(&shared.config.socket, &shared.config.socket_group);
-    let slots = Arc::new(Semaphore::new(MAX_CLIENTS));
+    let admission = Arc::new(Admission::default());
     loop {
-        let permit = tokio::select! {
-            _ = shared.cancel.cancelled() => return,
-            permit = Arc::clone(&slots).acquire_owned() => permit.expect("never closed"),
-        };
-        let stream = tokio::select! {
+        // Every connection is accepted at once: who may be served is decided by its caller.
+        let mut stream = tokio::select! {
             _ = shared.cancel.cancelled() => return,
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => stream,
@@ -146,20 +144,38 @@ pub async fn serve(shared: Arc<Shared>, listener: UnixListener) {
         };
         let shared = Arc::clone(&shared);
         let guard = Arc::clone(&guard);
+        let admission = Arc::clone(&admission);
         shared.tasks.clone().spawn(async move {
-            let _permit = permit;
-            let caller = caller(&stream);
-            let mut conn = Framed::new(
-                stream,
-                LengthDelimitedCodec::builder()
-                    .max_frame_length(MAX_FRAME_BYTES)
-                    .new_codec(),
-            );
-            let served = match caller {
-                Ok(caller) => serve_client(&shared, &guard, &mut conn, caller).await,
+            let caller = match caller(&stream) {
+                Ok(caller) => caller,
                 Err(err) => {
                     warn!(cause = %err, "refused a control connection: its credentials cannot be read");
-                    send_error(&mut conn, DENIED, "the master cannot tell who you are").await
+                    let mut conn = framed(stream);
+                    let _ = send_error(&mut conn, DENIED, "the master cannot tell who you are").await;
+                    return;
+                }
+            };
+            let privileged = caller.is_privileged(guard.master_uid);
+            let admitted = match admission.seat(&caller, privileged).await {
+                Ok(seat) => admission
+                    .read_request(&mut stream, &seat)
+                    .await
+                    .map(|request| (seat, request)),
+                Err(refusal) => Err(refusal),
+            };
+            let served = match admitted {
+                Ok((_seat, Some(request))) => {
+                    let mut conn = framed(stream);
+                    serve_client(&shared, &guard, &mut conn, caller, &request.frame).await
+                }
+                Ok((_, None)) => Ok(()),
+                Err(Refusal::Gone(err)) => Err(err),
+                Err(Refusal::Busy(message)) => {
+                    debug!(uid = caller.uid, user = %caller.user, %message, "control connection refused: busy");
+                    send_error(&mut framed(stream), ControlError::Busy, message).await
+                }
+                Err(Refusal::BadRequest(message)) => {
+                    send_error(&mut framed(stream), ControlError::BadRequest, message).await
                 }
             };
             if let Err(err) = served {
@@ -167,6 +183,16 @@ pub async fn serve(shared: Arc<Shared>, listener: UnixListener) {
             }
         });
     }
+}
+
+/// The connection after its request: the master's events, framed.
+fn framed(stream: UnixStream) -> Connection {
+    Framed::new(
+        stream,
+        LengthDelimitedCodec::builder()
+            .max_frame_length(MAX_FRAME_BYTES)
+            .new_codec(),
+    )
 }
 
 /// Who is calling, from the kernel's peer credentials; the user name is `uid:<n>` when the
@@ -187,21 +213,27 @@ fn caller(stream: &UnixStream) -> std::io::Result<Caller> {
 }
 
 /// Writes a line for a request that is refused or failed anyway: a failure is only logged.
-async fn audit_best_effort(guard: &Guard, record: Record) {
-    if let Err(err) = guard.audit.write(&record).await {
-        error!(path = %guard.audit.path().display(), cause = %err, outcome = ?record.outcome, "could not write the audit log");
+/// Whether the line was written (a refusal over its user's rate is only counted).
+async fn audit_best_effort(guard: &Guard, record: Record) -> Written {
+    match guard.audit.write(&record).await {
+        Ok(written) => written,
+        Err(err) => {
+            error!(path = %guard.audit.path().display(), cause = %err, outcome = ?record.outcome, "could not write the audit log");
+            Written::Yes
+        }
     }
 }
 
 /// Writes the `allowed` line that must exist before the request is carried out.
 async fn audit_required(guard: &Guard, record: Record) -> Result<(), String> {
-    guard.audit.write(&record).await.map_err(|err| {
+    guard.audit.write(&record).await.map(drop).map_err(|err| {
         error!(path = %guard.audit.path().display(), cause = %err, "could not write the audit log; the request is refused");
         format!("the master could not write its audit log, so nothing was done: {err}")
     })
 }
 
-/// Logs, audits and answers a refusal by the authorization rules.
+/// Audits, logs and answers a refusal by the authorization rules. The master's own log says
+/// it only when the audit log does: both are bounded per user the same way.
 async fn deny(
     guard: &Guard,
     conn: &mut Connection,
@@ -209,26 +241,46 @@ async fn deny(
     request: audit::Request,
     reason: String,
 ) -> std::io::Result<()> {
-    warn!(uid = caller.uid, gid = caller.gid, pid = ?caller.pid, user = %caller.user, request = %request.summary(), %reason, "control request denied");
-    audit_best_effort(
-        guard,
-        Record::new(caller, request, Outcome::Denied).because(&reason),
-    )
-    .await;
+    let summary = request.summary();
+    let record = Record::new(caller, request, Outcome::Denied).because(&reason);
+    // The reason as the audit line has it: it may quote the caller's function name at length.
+    let logged = record.reason.clone().unwrap_or_default();
+    if audit_best_effort(guard, record).await == Written::Yes {
+        warn!(uid = caller.uid, gid = caller.gid, pid = ?caller.pid, user = %caller.user, request = %summary, reason = %logged, "control request denied");
+    }
     send_error(conn, DENIED, reason.to_string()).await
 }
 
-/// Whether the client has closed its end (it sends one request, then only reads): a peek
-/// that finds the end of the stream. (tokio's `try_read` answers from its cached readiness and
-/// may not look.)
-fn client_gone(conn: &Connection) -> bool {
+/// Peeks at the client's end: it sends one request, then only reads, so the end of the stream
+/// (or any byte more) means it is done with the connection. `WouldBlock` while it listens.
+fn peek_done(conn: &Connection) -> std::io::Result<()> {
     use nix::sys::socket::{recv, MsgFlags};
     use std::os::fd::AsRawFd;
     let flags = MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT;
     match recv(conn.get_ref().as_raw_fd(), &mut [0u8; 1], flags) {
-        Ok(0) => true,
-        Ok(_) | Err(nix::errno::Errno::EAGAIN) => false,
-        Err(_) => true,
+        Err(nix::errno::Errno::EAGAIN) => Err(std::io::ErrorKind::WouldBlock.into()),
+        _ => Ok(()),
+    }
+}
+
+/// Whether the client has closed its end now. (tokio's `try_read` answers from its cached
+/// readiness and may not look.)
+fn client_gone(conn: &Connection) -> bool {
+    peek_done(conn).is_ok()
+}
+
+/// Resolves when the client closes its end, so that a waiting connection gives its seat back
+/// then and not when its job ends.
+async fn client_hung_up(conn: &Connection) {
+    let stream = conn.get_ref();
+    loop {
+        if stream.readable().await.is_err() {
+            return;
+        }
+        match stream.try_io(tokio::io::Interest::READABLE, || peek_done(conn)) {
+            Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => continue,
+            _ => return,
+        }
     }
 }
 
@@ -256,13 +308,9 @@ async fn serve_client(
     guard: &Guard,
     conn: &mut Connection,
     caller: Caller,
+    frame: &[u8],
 ) -> std::io::Result<()> {
-    let frame = match tokio::time::timeout(REQUEST_TIMEOUT, conn.next()).await {
-        Ok(Some(frame)) => frame?,
-        Ok(None) => return Ok(()),
-        Err(_) => return send_error(conn, ControlError::BadRequest, "no request within 10s").await,
-    };
-    let request: ControlRequest = match decode(&frame) {
+    let request: ControlRequest = match decode(frame) {
         Ok(request) => request,
         Err(err) => return send_error(conn, ControlError::BadRequest, err.to_string()).await,
     };
@@ -499,6 +547,7 @@ async fn stream_until_done(
             _ = shared.cancel.cancelled() => {
                 return send_error(conn, ControlError::ShuttingDown, "the master is stopping; the job goes on: see brine-run jobs.lookup").await;
             }
+            _ = client_hung_up(conn) => return Ok(()),
             event = events.recv() => event,
         };
         match event {
