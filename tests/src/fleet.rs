@@ -837,6 +837,8 @@ pub struct Fleet {
     pub master_nofile: Option<u64>,
     /// The master's `socket_group` from its next start (none: the master's own group).
     pub socket_group: String,
+    /// The master's `auto_accept` from its next start (true unless a test enrolls by hand).
+    pub auto_accept: bool,
     master: Option<Child>,
     minions: BTreeMap<String, MinionSlot>,
     mounts: Vec<Tmpfs>,
@@ -961,6 +963,7 @@ impl Fleet {
             master_extra: String::new(),
             master_nofile: None,
             socket_group: String::new(),
+            auto_accept: true,
             master: None,
             minions: BTreeMap::new(),
             mounts: Vec::new(),
@@ -989,7 +992,7 @@ impl Fleet {
         let config = format!(
             "interface = \"127.0.0.1\"\npublish_port = {}\nret_port = {}\nsocket = {}\n\
              socket_group = {}\nstate_dir = {}\ntick_interval = {}\n\
-             keepalive_interval = {}\nshutdown_grace = \"2s\"\nauto_accept = true\n\
+             keepalive_interval = {}\nshutdown_grace = \"2s\"\nauto_accept = {}\n\
              log_level = {}\n{}\n",
             self.publish_port,
             self.ret_port,
@@ -998,6 +1001,7 @@ impl Fleet {
             toml_str(&self.master_state.display().to_string()),
             toml_str(&self.tick_interval),
             toml_str(&self.tick_interval),
+            self.auto_accept,
             toml_str(&log_level()),
             self.master_extra,
         );
@@ -1090,7 +1094,7 @@ impl Fleet {
     /// Adds and starts a minion (it connects by itself; see [`Handle::wait_connected`]).
     pub async fn add_minion(&mut self, id: &str, options: MinionOptions) {
         assert!(!self.fingerprint.is_empty(), "start the master first");
-        let state_dir = self.dir.join("minions").join(id);
+        let state_dir = self.minion_dir(id);
         std::fs::create_dir_all(&state_dir).expect("minion state directory");
         let proxy = if options.proxied {
             Some(Proxy::start(self.publish_port, self.ret_port).await)
@@ -1180,6 +1184,11 @@ impl Fleet {
             signal(pid, "TERM");
         }
         reap(&mut child, "the minion to stop").await
+    }
+
+    /// Where the minion `id` keeps its state (its key in `pki/`), before or after it started.
+    pub fn minion_dir(&self, id: &str) -> PathBuf {
+        self.dir.join("minions").join(id)
     }
 
     pub fn minion_state_dir(&self, id: &str) -> PathBuf {

@@ -5,6 +5,7 @@
 //! second. Every wait here is bounded: a hang fails the test instead of stalling it.
 
 pub mod fleet;
+pub mod raw_minion;
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -446,4 +447,30 @@ pub fn setpriv() -> Option<PathBuf> {
         eprintln!("note: setpriv (util-linux) is missing, so the tools cannot run as other users: skipped");
     }
     found
+}
+
+/// What `brine-minion --print-fingerprint` prints for a minion whose state is in `state_dir`
+/// (its key is at `<state_dir>/pki/minion.key`, made now if the minion has none yet: what an
+/// operator does on the minion's host before accepting its key).
+pub async fn printed_fingerprint(id: &str, state_dir: &Path) -> String {
+    let config = state_dir.with_extension("print.toml");
+    let text = format!(
+        "id = {:?}\nmaster = \"127.0.0.1\"\nstate_dir = {:?}\n",
+        id,
+        state_dir.to_str().expect("a UTF-8 temporary path")
+    );
+    std::fs::write(&config, text).unwrap();
+    let output = within(
+        "brine-minion --print-fingerprint",
+        tokio::process::Command::new(binary("brine-minion"))
+            .arg("--config")
+            .arg(&config)
+            .arg("--print-fingerprint")
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("brine-minion runs");
+    assert!(output.status.success(), "{output:?}");
+    String::from_utf8(output.stdout).unwrap().trim().to_owned()
 }

@@ -1,125 +1,15 @@
 //! The authenticated channel from the master's side: what a minion with an accepted key may and
 //! may not do, driven by a raw client speaking the protocol with real keys.
 
-use brine_crypto::{MasterPublic, MinionKeys, Session};
 use brine_proto::codec::BodyKind;
 use brine_proto::control::{ControlEvent, ControlRequest, PublishRequest};
 use brine_proto::msg::ReplyError;
 use brine_proto::{
     decode, encode, Envelope, JobReturn, Map, MasterReply, MinionId, MinionRequest, Target, Value,
 };
+use brine_tests::raw_minion::RawMinion;
 use brine_tests::{within, TestMaster, TestMinion};
-use zeromq::{ReqSocket, Socket, SocketRecv, SocketSend, ZmqMessage};
-
-/// A minion written with the protocol's parts only.
-struct RawMinion {
-    socket: ReqSocket,
-    session: Option<(u64, Session)>,
-    keys: MinionKeys,
-    master: Option<MasterPublic>,
-    /// The last handshake message sent, for replay tests.
-    last_msg1: Vec<u8>,
-}
-
-impl RawMinion {
-    async fn connect(master: &TestMaster) -> Self {
-        let mut socket = ReqSocket::new();
-        within(
-            "connecting",
-            socket.connect(&format!("tcp://127.0.0.1:{}", master.ret_port)),
-        )
-        .await
-        .unwrap();
-        Self {
-            socket,
-            session: None,
-            keys: MinionKeys::generate(),
-            master: None,
-            last_msg1: Vec::new(),
-        }
-    }
-
-    async fn exchange(&mut self, envelope: Envelope) -> Envelope {
-        within("an exchange", async {
-            self.socket
-                .send(ZmqMessage::from(envelope.to_bytes()))
-                .await
-                .unwrap();
-            let reply = self.socket.recv().await.unwrap();
-            Envelope::from_bytes(&reply.into_vec()[0]).unwrap()
-        })
-        .await
-    }
-
-    async fn master_keys(&mut self) -> MasterPublic {
-        let answer = self
-            .exchange(Envelope::new(
-                BodyKind::Plain,
-                None,
-                encode(&MinionRequest::MasterKeys {}),
-            ))
-            .await;
-        let Ok(MasterReply::MasterKeys { noise, sign }) = decode(&answer.body) else {
-            panic!("no master keys: {answer:?}");
-        };
-        let public = MasterPublic {
-            noise: noise.try_into().unwrap(),
-            sign: sign.try_into().unwrap(),
-        };
-        self.master = Some(public);
-        public
-    }
-
-    /// Handshakes as `id`; returns the master's reply to hello.
-    async fn hello(&mut self, id: &str) -> MasterReply {
-        let master = match self.master {
-            Some(master) => master,
-            None => self.master_keys().await,
-        };
-        let hello = MinionRequest::Hello {
-            id: MinionId::new(id).unwrap(),
-            version: "test".into(),
-            grains: Map::new(),
-        };
-        let (initiator, msg1) =
-            brine_crypto::initiate(&self.keys, &master, &encode(&hello)).unwrap();
-        self.last_msg1 = msg1.clone();
-        let answer = self
-            .exchange(Envelope::new(BodyKind::Handshake, None, msg1))
-            .await;
-        assert_eq!(answer.kind, BodyKind::Handshake, "{answer:?}");
-        let (session, payload) = initiator.finish(&answer.body).unwrap();
-        let reply: MasterReply = decode(&payload).unwrap();
-        if let MasterReply::Welcome { session: sid, .. } = &reply {
-            self.session = Some((*sid, session));
-        }
-        reply
-    }
-
-    /// Sends a request in the session; returns the sealed request's bytes and the answer.
-    async fn ask(&mut self, request: &MinionRequest) -> (Vec<u8>, MasterReply) {
-        let (sid, session) = self.session.as_mut().expect("a session");
-        let sid = *sid;
-        let sealed = session.seal(&encode(request)).unwrap();
-        let answer = self
-            .exchange(Envelope::new(BodyKind::Sealed, Some(sid), sealed.clone()))
-            .await;
-        let reply = match answer.kind {
-            BodyKind::Sealed => {
-                let (_, session) = self.session.as_mut().unwrap();
-                decode(&session.open(&answer.body).unwrap()).unwrap()
-            }
-            _ => decode(&answer.body).unwrap(),
-        };
-        (sealed, reply)
-    }
-
-    async fn send_raw(&mut self, envelope: Envelope) -> MasterReply {
-        let answer = self.exchange(envelope).await;
-        assert_eq!(answer.kind, BodyKind::Plain, "{answer:?}");
-        decode(&answer.body).unwrap()
-    }
-}
+use zeromq::{Socket, SocketRecv};
 
 fn code(reply: &MasterReply) -> Option<ReplyError> {
     match reply {
@@ -132,7 +22,7 @@ fn code(reply: &MasterReply) -> Option<ReplyError> {
 async fn nothing_but_master_keys_is_served_before_the_handshake() {
     let dir = tempfile::tempdir().unwrap();
     let master = TestMaster::start(dir.path()).await;
-    let mut raw = RawMinion::connect(&master).await;
+    let mut raw = RawMinion::connect(master.ret_port).await;
     let public = raw.master_keys().await;
     assert_eq!(public.fingerprint().to_string(), master.fingerprint);
 
@@ -161,7 +51,7 @@ async fn a_minion_cannot_speak_for_another_id_or_report_jobs_it_was_not_given() 
     let victim = master.start_minions(dir.path(), &["victim"]);
     master.wait_connected(&["victim"]).await;
 
-    let mut raw = RawMinion::connect(&master).await;
+    let mut raw = RawMinion::connect(master.ret_port).await;
     let reply = raw.hello("mallory").await;
     assert!(
         matches!(reply, MasterReply::Welcome { .. }),
@@ -234,7 +124,7 @@ async fn a_minion_cannot_speak_for_another_id_or_report_jobs_it_was_not_given() 
 async fn a_replayed_sealed_request_is_refused_and_the_session_survives() {
     let dir = tempfile::tempdir().unwrap();
     let master = TestMaster::start(dir.path()).await;
-    let mut raw = RawMinion::connect(&master).await;
+    let mut raw = RawMinion::connect(master.ret_port).await;
     assert!(matches!(raw.hello("m1").await, MasterReply::Welcome { .. }));
     let keepalive = MinionRequest::Keepalive {
         id: MinionId::new("m1").unwrap(),
@@ -259,7 +149,7 @@ async fn a_replayed_sealed_request_is_refused_and_the_session_survives() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rejected_minion_cannot_read_the_next_publication_and_the_others_can() {
-    use brine_proto::control::KeyCommand;
+    use brine_proto::control::{KeyCommand, KeySelection};
     use brine_proto::msg::{PublicationHeader, SignedPublication, PUBLICATION_AAD};
     use zeromq::SubSocket;
 
@@ -268,7 +158,7 @@ async fn a_rejected_minion_cannot_read_the_next_publication_and_the_others_can()
     let others = master.start_minions(dir.path(), &["stays1", "stays2"]);
     master.wait_connected(&["stays1", "stays2"]).await;
 
-    let mut raw = RawMinion::connect(&master).await;
+    let mut raw = RawMinion::connect(master.ret_port).await;
     let MasterReply::Welcome {
         group_epoch,
         group_key,
@@ -288,9 +178,9 @@ async fn a_rejected_minion_cannot_read_the_next_publication_and_the_others_can()
     .unwrap();
 
     let events = master
-        .control(ControlRequest::Keys(KeyCommand::Reject {
-            id: MinionId::new("leaver").unwrap(),
-        }))
+        .control(ControlRequest::Keys(KeyCommand::Reject(KeySelection::id(
+            &MinionId::new("leaver").unwrap(),
+        ))))
         .await;
     assert!(
         matches!(events.first(), Some(ControlEvent::Keys { .. })),
@@ -372,7 +262,7 @@ async fn a_subscriber_announcing_a_minions_zmtp_identity_takes_nothing_away() {
 async fn a_replayed_hello_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let master = TestMaster::start(dir.path()).await;
-    let mut minion = RawMinion::connect(&master).await;
+    let mut minion = RawMinion::connect(master.ret_port).await;
     assert!(matches!(
         minion.hello("m1").await,
         MasterReply::Welcome { .. }
@@ -383,7 +273,7 @@ async fn a_replayed_hello_changes_nothing() {
     assert_eq!(minion.ask(&keepalive).await.1, MasterReply::Ok {});
 
     // An eavesdropper replays the recorded handshake message, again and again.
-    let mut eavesdropper = RawMinion::connect(&master).await;
+    let mut eavesdropper = RawMinion::connect(master.ret_port).await;
     for _ in 0..6 {
         let answer = eavesdropper
             .exchange(Envelope::new(

@@ -13,7 +13,7 @@ use brine_proto::control::{ControlEvent, ControlRequest, KeyCommand, KeyInfo, Ke
 use brine_proto::msg::{PublicationHeader, SignedPublication};
 use brine_proto::{decode, Envelope};
 use brine_tests::{
-    binary, cli, json, master_config, report, within, Output, TestMaster, TestMinion,
+    cli, json, master_config, printed_fingerprint, report, within, Output, TestMaster, TestMinion,
 };
 use serde_json::json;
 use zeromq::{Socket, SocketRecv, SubSocket};
@@ -76,31 +76,6 @@ async fn states_of(master: &TestMaster, id: &str) -> Vec<(KeyState, String)> {
     states
 }
 
-/// What `brine-minion --print-fingerprint` prints for a minion whose state is in `state_dir`
-/// (its key is at `<state_dir>/pki/minion.key`; call this once the minion has made it).
-async fn printed_fingerprint(id: &str, state_dir: &Path) -> String {
-    let config = state_dir.with_extension("print.toml");
-    let text = format!(
-        "id = {:?}\nmaster = \"127.0.0.1\"\nstate_dir = {:?}\n",
-        id,
-        state_dir.to_str().expect("a UTF-8 temporary path")
-    );
-    std::fs::write(&config, text).unwrap();
-    let output = within(
-        "brine-minion --print-fingerprint",
-        tokio::process::Command::new(binary("brine-minion"))
-            .arg("--config")
-            .arg(&config)
-            .arg("--print-fingerprint")
-            .kill_on_drop(true)
-            .output(),
-    )
-    .await
-    .expect("brine-minion runs");
-    assert!(output.status.success(), "{output:?}");
-    String::from_utf8(output.stdout).unwrap().trim().to_owned()
-}
-
 /// A minion of `master` with state in `state_dir`, started; gives it and its state directory.
 fn start_minion(master: &TestMaster, dir: &Path, id: &str) -> (TestMinion, PathBuf) {
     let config = master.minion_config(dir, id);
@@ -150,6 +125,7 @@ async fn a_new_key_is_pending_with_the_minions_fingerprint_and_gets_no_job() {
             "pending": [{"id": "web1", "fingerprint": fingerprint}],
             "rejected": [],
             "denied": [],
+            "preaccepted": [],
         })
     );
     let out = brine_key(&master, &["list"]).await;

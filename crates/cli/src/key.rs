@@ -6,10 +6,17 @@
 //!
 //! The commands that change keys need a confirmation. With `--yes` the request is sent at once.
 //! Without it, when stdin is a terminal, the keys are listed first, the ones concerned are shown
-//! with their fingerprints, and the request is sent only after a "y": it then names exactly the
-//! keys shown (`accept --all` sends their ids, so a key that arrived meanwhile is not accepted;
-//! one key shown without `--fingerprint` is accepted only with the fingerprint shown). Without
-//! `--yes` and without a terminal nothing is sent: scripts must say `--yes`.
+//! with their fingerprints, and the request is sent only after a "y". An accept then names
+//! exactly the keys shown (`accept --all` sends their ids, so a key that arrived meanwhile is
+//! not accepted; one key shown without `--fingerprint` is accepted only with the fingerprint
+//! shown); a reject or delete sends its ids and globs as given (one request, one transaction on
+//! the master, however many keys). Without `--yes` and without a terminal nothing is sent:
+//! scripts must say `--yes`.
+//!
+//! `accept ID --fingerprint FP` is how an operator who holds a minion's fingerprint always lets
+//! that minion in: the key with it is chosen among every key of the id (also one made denied
+//! because another key, maybe a squatter's, came first), the others become denied, and when no
+//! key has it yet the id is preaccepted for it.
 //!
 //! The master answers a refusal (an id without a key in the right state, a fingerprint that
 //! does not match) with `error`; its message is printed and the exit code is 1.
@@ -18,8 +25,10 @@ use std::fmt::Write as _;
 use std::io::{self, BufRead, Write};
 use std::path::Path;
 
+use brine_crypto::Fingerprint;
 use brine_proto::control::{
-    ControlError, ControlEvent, ControlRequest, KeyCommand, KeyInfo, KeyState,
+    no_key_with_fingerprint, ControlError, ControlEvent, ControlRequest, KeyCommand, KeyInfo,
+    KeySelection, KeyState, REJECTABLE,
 };
 use brine_proto::MinionId;
 use clap::{Parser, Subcommand};
@@ -64,33 +73,59 @@ pub enum Command {
         #[arg(short = 'A', long, conflicts_with = "ids")]
         all: bool,
 
-        /// Accept only a key with exactly this fingerprint (what `brine-minion
-        /// --print-fingerprint` prints); with --all, every pending key must have it
+        /// Accept the key with exactly this fingerprint (what `brine-minion
+        /// --print-fingerprint` prints). For one ID it chooses among all the id's keys, denied
+        /// ones too, and the id's other keys become denied. With several IDs or --all, every
+        /// key must have it
         #[arg(long, value_name = "FP", value_parser = parse_fingerprint)]
         fingerprint: Option<String>,
 
+        /// When no key of the ID has the fingerprint yet: accept the key with it when the
+        /// minion presents it, and deny the id's other keys
+        #[arg(long, requires = "fingerprint", conflicts_with = "all")]
+        preaccept: bool,
+
         /// Do not ask for confirmation (required when stdin is not a terminal)
         #[arg(short = 'y', long)]
         yes: bool,
     },
 
-    /// Reject a minion's key: the minion is cut off, no job expects it any more and the
-    /// group key changes
+    /// Reject keys: pending ones are refused, accepted ones cut off (no job expects their
+    /// minions any more and the group key changes)
     Reject {
-        /// The minion id whose key to reject
-        #[arg(value_name = "ID")]
-        id: MinionId,
+        /// Minion ids or globs (`web*`): their pending and accepted keys
+        #[arg(value_name = "ID", required_unless_present = "all", value_parser = parse_id_pattern)]
+        ids: Vec<String>,
+
+        /// Every pending key, as `salt-key -R` (with --state, every key in those states)
+        #[arg(short = 'R', long, conflicts_with = "ids")]
+        all: bool,
+
+        /// Only keys in this state (pending, accepted); may be repeated
+        #[arg(long = "state", value_name = "STATE", value_parser = parse_state)]
+        states: Vec<KeyState>,
 
         /// Do not ask for confirmation (required when stdin is not a terminal)
         #[arg(short = 'y', long)]
         yes: bool,
     },
 
-    /// Forget every key of a minion id (a running minion comes back as unaccepted)
+    /// Forget keys (a running minion comes back as unaccepted; an accepted key's minion is cut
+    /// off and the group key changes)
     Delete {
-        /// The minion id whose keys to delete
-        #[arg(value_name = "ID")]
-        id: MinionId,
+        /// Minion ids or globs (`web*`): all their keys
+        #[arg(value_name = "ID", required_unless_present = "all", value_parser = parse_id_pattern)]
+        ids: Vec<String>,
+
+        /// Every key, as `salt-key -D` (with --state, every key in those states: `delete
+        /// --all --state pending` clears a flood of unaccepted keys)
+        #[arg(short = 'D', long, conflicts_with = "ids")]
+        all: bool,
+
+        /// Only keys in this state (accepted, denied, pending, rejected, preaccepted); may be
+        /// repeated
+        #[arg(long = "state", value_name = "STATE", value_parser = parse_state)]
+        states: Vec<KeyState>,
 
         /// Do not ask for confirmation (required when stdin is not a terminal)
         #[arg(short = 'y', long)]
@@ -108,29 +143,28 @@ pub enum Command {
     MasterFinger,
 }
 
-/// A fingerprint as the CLI accepts it: SHA-256 as 32 colon-separated hex pairs (how brine
-/// prints it), or 64 hex digits. The master compares; this only catches typos early.
+/// A fingerprint as the CLI accepts it (the grammar of [`Fingerprint`]: SHA-256 as 32
+/// colon-separated hex pairs, how brine prints it, or 64 hex digits), in its canonical form.
+/// The master compares; this catches typos early.
 pub fn parse_fingerprint(text: &str) -> Result<String, String> {
-    let text = text.trim();
-    let hex: String = if text.contains(':') {
-        let pairs: Vec<&str> = text.split(':').collect();
-        if pairs.len() != 32 || pairs.iter().any(|p| p.len() != 2) {
-            return Err(fingerprint_grammar());
-        }
-        pairs.concat()
-    } else {
-        text.to_owned()
-    };
-    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(fingerprint_grammar());
-    }
-    Ok(text.to_owned())
+    text.parse::<Fingerprint>()
+        .map(|fp| fp.to_string())
+        .map_err(|e| {
+            format!("{e}, as `brine-key list` and `brine-minion --print-fingerprint` print it")
+        })
 }
 
-fn fingerprint_grammar() -> String {
-    "a fingerprint is SHA-256 as 32 colon-separated hex pairs (ab:cd:...), \
-     as `brine-key list` and `brine-minion --print-fingerprint` print it"
-        .to_owned()
+/// An id or a glob on ids, checked as the master checks it.
+fn parse_id_pattern(text: &str) -> Result<String, String> {
+    brine_proto::control::check_id_pattern(text).map(|()| text.to_owned())
+}
+
+/// A key state as `--state` takes it: the names `json` output uses.
+fn parse_state(text: &str) -> Result<KeyState, String> {
+    KeyState::from_name(text).ok_or_else(|| {
+        let names: Vec<&str> = KeyState::ALL.iter().map(|s| s.name()).collect();
+        format!("a key state is one of {}", names.join(", "))
+    })
 }
 
 impl Command {
@@ -158,30 +192,63 @@ impl Command {
         match self {
             Command::List | Command::Finger { .. } | Command::MasterFinger => KeyCommand::List {},
             Command::Accept {
-                ids, fingerprint, ..
+                ids,
+                fingerprint,
+                preaccept,
+                ..
             } => KeyCommand::Accept {
                 ids: ids.clone(),
                 fingerprint: fingerprint.clone(),
+                preaccept: *preaccept,
             },
-            Command::Reject { id, .. } => KeyCommand::Reject { id: id.clone() },
-            Command::Delete { id, .. } => KeyCommand::Delete { id: id.clone() },
+            Command::Reject {
+                ids, all, states, ..
+            } => {
+                // `salt-key -R` rejects the pending keys only.
+                let states = match (all, states.is_empty()) {
+                    (true, true) => vec![KeyState::Pending],
+                    _ => states.clone(),
+                };
+                KeyCommand::Reject(selection(ids, *all, states))
+            }
+            Command::Delete {
+                ids, all, states, ..
+            } => KeyCommand::Delete(selection(ids, *all, states.clone())),
         }
     }
 }
 
-/// What a confirmed change concerns: the keys to show, and the request that changes exactly
-/// those.
+/// The keys a reject or delete names: `--all` is every id.
+fn selection(ids: &[String], all: bool, states: Vec<KeyState>) -> KeySelection {
+    KeySelection {
+        ids: if all {
+            vec!["*".to_owned()]
+        } else {
+            ids.to_vec()
+        },
+        states,
+    }
+}
+
+/// What a confirmed change concerns: the keys to show, and the request that changes them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
-    /// The keys concerned as they are now (empty only for `accept --all` with none pending).
+    /// The keys concerned as they are now (empty only for `accept --all` with none pending);
+    /// a preaccept shows the fingerprint awaited as a `preaccepted` key.
     pub keys: Vec<KeyInfo>,
+    /// Keys of the id that a choice by fingerprint makes denied, as they are now.
+    pub displaced: Vec<KeyInfo>,
     pub request: KeyCommand,
     /// "accepted", "rejected", "deleted".
     pub verb: &'static str,
 }
 
-/// The plan for a changing command given every key the master has; an id without a key in a
-/// state the command applies to is refused here as the master would refuse it.
+/// The plan for a changing command given every key the master has; a command that concerns
+/// no key is refused here as the master would refuse it.
+///
+/// An accept names exactly the keys shown (one key shown is accepted only with the
+/// fingerprint shown). A reject or delete sends its patterns: a key that arrives between the
+/// question and the answer may be rejected or deleted too, never let in.
 pub fn plan(command: &Command, keys: &[KeyInfo]) -> Result<Plan, CommandError> {
     let of = |id: &MinionId, states: &[KeyState]| -> Vec<KeyInfo> {
         keys.iter()
@@ -189,13 +256,75 @@ pub fn plan(command: &Command, keys: &[KeyInfo]) -> Result<Plan, CommandError> {
             .cloned()
             .collect()
     };
-    match command {
-        Command::Accept {
-            ids,
-            all,
-            fingerprint,
-            ..
-        } => {
+    let request = command.request();
+    let selected = |selection: &KeySelection, applicable: &[KeyState]| {
+        let matcher = selection
+            .compile(applicable)
+            .map_err(CommandError::Refused)?;
+        let chosen: Vec<KeyInfo> = keys
+            .iter()
+            .filter(|k| matcher.matches(k))
+            .cloned()
+            .collect();
+        if chosen.is_empty() {
+            return Err(CommandError::Refused(selection.nothing_matched(applicable)));
+        }
+        Ok(chosen)
+    };
+    match (command, &request) {
+        (
+            Command::Accept {
+                ids,
+                fingerprint: Some(fingerprint),
+                preaccept,
+                ..
+            },
+            _,
+        ) if ids.len() == 1 => {
+            // The fingerprint chooses among every key of the id.
+            let id = &ids[0];
+            let wanted: Fingerprint = fingerprint
+                .parse()
+                .map_err(|e| CommandError::Usage(format!("--fingerprint: {e}")))?;
+            let same =
+                |k: &KeyInfo| k.fingerprint.parse::<Fingerprint>().ok().as_ref() == Some(&wanted);
+            let all = of(id, &KeyState::ALL);
+            let chosen = match all.iter().find(|k| same(k)) {
+                Some(key) => key.clone(),
+                None if *preaccept => KeyInfo {
+                    id: id.clone(),
+                    state: KeyState::Preaccepted,
+                    fingerprint: wanted.to_string(),
+                },
+                None => {
+                    let current = all.iter().find(|k| k.state != KeyState::Denied);
+                    return Err(CommandError::Refused(no_key_with_fingerprint(
+                        id,
+                        current,
+                        &wanted.to_string(),
+                    )));
+                }
+            };
+            let displaced = all
+                .into_iter()
+                .filter(|k| !same(k) && k.state != KeyState::Denied)
+                .collect();
+            Ok(Plan {
+                keys: vec![chosen],
+                displaced,
+                request,
+                verb: "accepted",
+            })
+        }
+        (
+            Command::Accept {
+                ids,
+                all,
+                fingerprint,
+                ..
+            },
+            _,
+        ) => {
             let shown: Vec<KeyInfo> = if *all {
                 keys.iter()
                     .filter(|k| k.state == KeyState::Pending)
@@ -228,44 +357,26 @@ pub fn plan(command: &Command, keys: &[KeyInfo]) -> Result<Plan, CommandError> {
                 request: KeyCommand::Accept {
                     ids: shown.iter().map(|k| k.id.clone()).collect(),
                     fingerprint,
+                    preaccept: false,
                 },
                 keys: shown,
+                displaced: Vec::new(),
                 verb: "accepted",
             })
         }
-        Command::Reject { id, .. } => {
-            let found = of(id, &[KeyState::Pending, KeyState::Accepted]);
-            if found.is_empty() {
-                return Err(CommandError::Refused(format!(
-                    "{id} has no pending or accepted key"
-                )));
-            }
-            Ok(Plan {
-                keys: found,
-                request: KeyCommand::Reject { id: id.clone() },
-                verb: "rejected",
-            })
-        }
-        Command::Delete { id, .. } => {
-            let found = of(
-                id,
-                &[
-                    KeyState::Accepted,
-                    KeyState::Denied,
-                    KeyState::Pending,
-                    KeyState::Rejected,
-                ],
-            );
-            if found.is_empty() {
-                return Err(CommandError::Refused(format!("{id} has no key")));
-            }
-            Ok(Plan {
-                keys: found,
-                request: KeyCommand::Delete { id: id.clone() },
-                verb: "deleted",
-            })
-        }
-        Command::List | Command::Finger { .. } | Command::MasterFinger => Err(CommandError::Usage(
+        (_, KeyCommand::Reject(selection)) => Ok(Plan {
+            keys: selected(selection, &REJECTABLE)?,
+            displaced: Vec::new(),
+            request,
+            verb: "rejected",
+        }),
+        (_, KeyCommand::Delete(selection)) => Ok(Plan {
+            keys: selected(selection, &KeyState::ALL)?,
+            displaced: Vec::new(),
+            request,
+            verb: "deleted",
+        }),
+        _ => Err(CommandError::Usage(
             "this command changes no key".to_owned(),
         )),
     }
@@ -273,11 +384,19 @@ pub fn plan(command: &Command, keys: &[KeyInfo]) -> Result<Plan, CommandError> {
 
 /// The question asked before a change.
 pub fn question(plan: &Plan) -> String {
-    format!(
-        "The following keys are going to be {}:\n{}Proceed? [y/N] ",
+    let mut text = format!(
+        "The following keys are going to be {}:\n{}",
         plan.verb,
         render_groups(&plan.keys, false, false)
-    )
+    );
+    if !plan.displaced.is_empty() {
+        let _ = write!(
+            text,
+            "and these other keys of the id are going to be denied:\n{}",
+            render_groups(&plan.displaced, false, false)
+        );
+    }
+    text + "Proceed? [y/N] "
 }
 
 /// Whether an answer to "Proceed? [y/N]" is yes.
@@ -407,12 +526,15 @@ pub fn refusal(code: ControlError, message: String) -> CommandError {
     }
 }
 
-/// The states in `salt-key`'s order, with its headings and colours.
-const GROUPS: [(KeyState, &str, &str); 4] = [
+/// The states in `salt-key`'s order, with its headings and colours; then brine's own
+/// preaccepted fingerprints, whose heading is shown only when there are some (so that `list`
+/// prints what `salt-key -L` does).
+const GROUPS: [(KeyState, &str, &str); 5] = [
     (KeyState::Accepted, "Accepted Keys:", "\x1b[0;32m"),
     (KeyState::Denied, "Denied Keys:", "\x1b[0;35m"),
     (KeyState::Pending, "Unaccepted Keys:", "\x1b[0;31m"),
     (KeyState::Rejected, "Rejected Keys:", "\x1b[0;34m"),
+    (KeyState::Preaccepted, "Preaccepted Keys:", "\x1b[0;36m"),
 ];
 
 const RESET: &str = "\x1b[0m";
@@ -441,7 +563,7 @@ pub fn render_groups(keys: &[KeyInfo], every_heading: bool, color: bool) -> Stri
     let mut out = String::new();
     for (state, heading, code) in GROUPS {
         let mut group: Vec<&KeyInfo> = keys.iter().filter(|k| k.state == state).collect();
-        if group.is_empty() && !every_heading {
+        if group.is_empty() && (!every_heading || state == KeyState::Preaccepted) {
             continue;
         }
         group.sort_by(|a, b| (&a.id, &a.fingerprint).cmp(&(&b.id, &b.fingerprint)));
@@ -459,7 +581,7 @@ pub fn render_groups(keys: &[KeyInfo], every_heading: bool, color: bool) -> Stri
 struct KeyRecord<'a> {
     id: &'a str,
     fingerprint: &'a str,
-    /// Only for `delete`: the state the key had.
+    /// For `delete`: the state the key had; for `accept`, when one is only preaccepted.
     #[serde(skip_serializing_if = "Option::is_none")]
     state: Option<&'static str>,
 }
@@ -472,6 +594,7 @@ struct KeyLists<'a> {
     pending: Vec<KeyRecord<'a>>,
     rejected: Vec<KeyRecord<'a>>,
     denied: Vec<KeyRecord<'a>>,
+    preaccepted: Vec<KeyRecord<'a>>,
 }
 
 fn records(keys: &[KeyInfo], state: Option<KeyState>, with_state: bool) -> Vec<KeyRecord<'_>> {
@@ -485,19 +608,9 @@ fn records(keys: &[KeyInfo], state: Option<KeyState>, with_state: bool) -> Vec<K
         .map(|k| KeyRecord {
             id: k.id.as_str(),
             fingerprint: &k.fingerprint,
-            state: with_state.then(|| state_name(k.state)),
+            state: with_state.then(|| k.state.name()),
         })
         .collect()
-}
-
-/// A state as `json`/`yaml` output names it.
-pub fn state_name(state: KeyState) -> &'static str {
-    match state {
-        KeyState::Pending => "pending",
-        KeyState::Accepted => "accepted",
-        KeyState::Rejected => "rejected",
-        KeyState::Denied => "denied",
-    }
 }
 
 fn document<T: Serialize>(value: &T, format: OutputFormat) -> String {
@@ -516,6 +629,7 @@ fn lists<'a>(master: &'a str, keys: &'a [KeyInfo]) -> KeyLists<'a> {
         pending: records(keys, Some(KeyState::Pending), false),
         rejected: records(keys, Some(KeyState::Rejected), false),
         denied: records(keys, Some(KeyState::Denied), false),
+        preaccepted: records(keys, Some(KeyState::Preaccepted), false),
     }
 }
 
@@ -589,11 +703,18 @@ pub fn render_changed(
                     .iter()
                     .find(|(s, _, _)| *s == key.state)
                     .map_or("", |g| g.2);
-                let what = format!("Key for minion {} {verb}", key.id);
-                let was = if deleted {
-                    format!(" (was {})", state_name(key.state))
+                let (what, was) = if key.state == KeyState::Preaccepted && !deleted {
+                    (
+                        format!("Key for minion {} preaccepted", key.id),
+                        " (accepted when the minion presents it)".to_owned(),
+                    )
+                } else if deleted {
+                    (
+                        format!("Key for minion {} {verb}", key.id),
+                        format!(" (was {})", key.state.name()),
+                    )
                 } else {
-                    String::new()
+                    (format!("Key for minion {} {verb}", key.id), String::new())
                 };
                 let _ = writeln!(
                     out,
@@ -606,7 +727,9 @@ pub fn render_changed(
         }
         _ => {
             let mut doc = std::collections::BTreeMap::new();
-            doc.insert(verb, records(keys, None, deleted));
+            // A delete says which state each key was in, an accept which key is only awaited.
+            let with_state = deleted || keys.iter().any(|k| k.state == KeyState::Preaccepted);
+            doc.insert(verb, records(keys, None, with_state));
             document(&doc, format)
         }
     }
@@ -665,7 +788,8 @@ mod tests {
             cli.command.request(),
             KeyCommand::Accept {
                 ids: vec![id("web1"), id("web2")],
-                fingerprint: Some(FP_A.into())
+                fingerprint: Some(FP_A.into()),
+                preaccept: false,
             }
         );
         assert!(cli.command.confirmed() && cli.command.changes_keys());
@@ -674,14 +798,21 @@ mod tests {
             cli.command.request(),
             KeyCommand::Accept {
                 ids: vec![],
-                fingerprint: None
+                fingerprint: None,
+                preaccept: false,
             }
         );
         assert!(!cli.command.confirmed());
         let cli = parse(&["reject", "web1", "-y"]).unwrap();
-        assert_eq!(cli.command.request(), KeyCommand::Reject { id: id("web1") });
+        assert_eq!(
+            cli.command.request(),
+            KeyCommand::Reject(KeySelection::id(&id("web1")))
+        );
         let cli = parse(&["delete", "web1"]).unwrap();
-        assert_eq!(cli.command.request(), KeyCommand::Delete { id: id("web1") });
+        assert_eq!(
+            cli.command.request(),
+            KeyCommand::Delete(KeySelection::id(&id("web1")))
+        );
         for words in [&["finger"][..], &["finger", "web1"], &["master-finger"]] {
             let cli = parse(words).unwrap();
             assert_eq!(cli.command.request(), KeyCommand::List {});
@@ -708,6 +839,9 @@ mod tests {
             &["accept", "web1", "--fingerprint", &FP_A.replace('e', "g")],
             &["reject"],
             &["delete", "a/b"],
+            &["reject", "web["],
+            &["accept", "web1", "--preaccept"],
+            &["delete", "--all", "--state", "lost"],
             &["finger", "web1", "web2"],
             &["bogus"],
             &[],
@@ -716,25 +850,23 @@ mod tests {
             assert_eq!(e.exit_code(), 2, "{words:?}: {e}");
         }
         let e = parse(&["accept", "web1", "--fingerprint", "nope"]).unwrap_err();
-        assert!(
-            e.to_string().contains("32 colon-separated hex pairs"),
-            "{e}"
-        );
+        assert!(e.to_string().contains("32 hex pairs like ab:cd:ef"), "{e}");
     }
 
     #[test]
-    fn fingerprints_are_checked_for_shape_only() {
+    fn fingerprints_are_read_in_either_form_and_made_canonical() {
         assert_eq!(parse_fingerprint(FP_A).unwrap(), FP_A);
         assert_eq!(
             parse_fingerprint(&format!(" {} ", FP_A.to_uppercase())).unwrap(),
-            FP_A.to_uppercase()
+            FP_A
         );
         let compact = FP_A.replace(':', "");
-        assert_eq!(parse_fingerprint(&compact).unwrap(), compact);
+        assert_eq!(parse_fingerprint(&compact).unwrap(), FP_A);
         assert!(parse_fingerprint(&compact[1..]).is_err());
         assert!(parse_fingerprint(&FP_A[3..]).is_err());
         assert!(parse_fingerprint("").is_err());
-        assert!(parse_fingerprint(&format!("{FP_A}:00")).is_err());
+        let err = parse_fingerprint(&format!("{FP_A}:00")).unwrap_err();
+        assert!(err.contains("--print-fingerprint"), "{err}");
     }
 
     #[test]
@@ -789,7 +921,7 @@ mod tests {
     }
 
     #[test]
-    fn list_for_scripts_has_four_lists_and_the_master() {
+    fn list_for_scripts_has_a_list_per_state_and_the_master() {
         let text = render_list(FP_B, &sample(), OutputFormat::Json, false);
         let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(
@@ -800,6 +932,7 @@ mod tests {
                 "pending": [{"id": "db1", "fingerprint": FP_A}],
                 "rejected": [{"id": "old", "fingerprint": FP_B}],
                 "denied": [{"id": "web1", "fingerprint": FP_B}],
+                "preaccepted": [],
             })
         );
         let yaml = render_list(FP_B, &sample(), OutputFormat::Yaml, false);
@@ -894,7 +1027,8 @@ mod tests {
             plan.request,
             KeyCommand::Accept {
                 ids: vec![id("db1"), id("db2")],
-                fingerprint: None
+                fingerprint: None,
+                preaccept: false,
             }
         );
         assert_eq!(plan.keys.len(), 2);
@@ -922,17 +1056,28 @@ mod tests {
             plan.request,
             KeyCommand::Accept {
                 ids: vec![id("db1")],
-                fingerprint: Some(FP_A.into())
+                fingerprint: Some(FP_A.into()),
+                preaccept: false,
             }
         );
-        // A rejected key may be accepted again; the operator's fingerprint wins.
-        let plan = plan_of(&["accept", "old", "--fingerprint", FP_A], &sample());
+        // A rejected key may be accepted again with its own fingerprint; another is refused
+        // before asking, naming the fingerprint the key has.
+        let again = plan_of(&["accept", "old", "--fingerprint", FP_B], &sample());
         assert_eq!(
-            plan.request,
+            again.request,
             KeyCommand::Accept {
                 ids: vec![id("old")],
-                fingerprint: Some(FP_A.into())
+                fingerprint: Some(FP_B.into()),
+                preaccept: false,
             }
+        );
+        let cli = parse(&["accept", "old", "--fingerprint", FP_A]).unwrap();
+        let refused = super::plan(&cli.command, &sample())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            refused.contains(FP_B) && refused.contains("not accepted"),
+            "{refused}"
         );
     }
 
@@ -958,11 +1103,76 @@ mod tests {
     fn reject_and_delete_show_the_keys_of_the_id() {
         let plan = plan_of(&["reject", "web1"], &sample());
         assert_eq!(plan.keys, vec![key("web1", KeyState::Accepted, FP_A)]);
-        assert_eq!(plan.request, KeyCommand::Reject { id: id("web1") });
+        assert_eq!(
+            plan.request,
+            KeyCommand::Reject(KeySelection::id(&id("web1")))
+        );
         let plan = plan_of(&["delete", "web1"], &sample());
         assert_eq!(plan.keys.len(), 2, "the accepted and the denied key");
-        assert_eq!(plan.request, KeyCommand::Delete { id: id("web1") });
+        assert_eq!(
+            plan.request,
+            KeyCommand::Delete(KeySelection::id(&id("web1")))
+        );
         assert!(question(&plan).contains("Denied Keys:\nweb1  "));
+    }
+
+    #[test]
+    fn a_fingerprint_chooses_among_every_key_of_the_id_or_preaccepts() {
+        // web1's denied key (FP_B) is the one the operator holds: the accepted one goes.
+        let chosen = plan_of(&["accept", "web1", "--fingerprint", FP_B], &sample());
+        assert_eq!(chosen.keys, vec![key("web1", KeyState::Denied, FP_B)]);
+        assert_eq!(
+            chosen.displaced,
+            vec![key("web1", KeyState::Accepted, FP_A)]
+        );
+        let text = question(&chosen);
+        assert!(
+            text.contains("going to be accepted:\nDenied Keys:\nweb1  ")
+                && text.contains("going to be denied:\nAccepted Keys:\nweb1  "),
+            "{text}"
+        );
+        // No key of new1 has it yet: only with --preaccept.
+        let cli = parse(&["accept", "new1", "--fingerprint", FP_A]).unwrap();
+        let refused = plan(&cli.command, &sample()).unwrap_err().to_string();
+        assert!(refused.contains("--preaccept"), "{refused}");
+        let preaccepted = plan_of(
+            &["accept", "new1", "--fingerprint", FP_A, "--preaccept"],
+            &sample(),
+        );
+        assert_eq!(
+            preaccepted.keys,
+            vec![key("new1", KeyState::Preaccepted, FP_A)]
+        );
+        assert!(question(&preaccepted).contains("Preaccepted Keys:\nnew1  "));
+        let done = render_changed("accepted", &preaccepted.keys, OutputFormat::Human, false);
+        assert_eq!(
+            done,
+            format!(
+                "Key for minion new1 preaccepted: {FP_A} (accepted when the minion presents it)\n"
+            )
+        );
+    }
+
+    #[test]
+    fn reject_and_delete_take_globs_and_states() {
+        let cli = parse(&["reject", "--all", "-y"]).unwrap();
+        assert_eq!(
+            cli.command.request(),
+            KeyCommand::Reject(KeySelection {
+                ids: vec!["*".into()],
+                states: vec![KeyState::Pending],
+            }),
+            "as salt-key -R: the pending keys"
+        );
+        let denied = plan_of(&["delete", "web*", "--state", "denied"], &sample());
+        assert_eq!(denied.keys, vec![key("web1", KeyState::Denied, FP_B)]);
+        let every = plan_of(&["delete", "-D"], &sample());
+        assert_eq!(every.keys.len(), sample().len());
+        let cli = parse(&["reject", "web*", "--state", "denied"]).unwrap();
+        assert!(
+            plan(&cli.command, &sample()).is_err(),
+            "denied keys are not rejected"
+        );
     }
 
     #[test]

@@ -13,7 +13,7 @@ use assert_cmd::cargo::cargo_bin_cmd;
 use brine_cli::key::{self, Cli};
 use brine_cli::{exit, CommandError};
 use brine_proto::control::{
-    ControlError, ControlEvent, ControlRequest, KeyCommand, KeyInfo, KeyState,
+    ControlError, ControlEvent, ControlRequest, KeyCommand, KeyInfo, KeySelection, KeyState,
 };
 use brine_proto::MinionId;
 use clap::Parser;
@@ -235,7 +235,7 @@ fn bad_ids_fingerprints_and_flag_mixes_are_usage_errors() {
     }
     let out = offline(&["accept", "web1", "--fingerprint", "nope"]);
     assert!(
-        text(&out.stderr).contains("32 colon-separated hex pairs"),
+        text(&out.stderr).contains("32 hex pairs like ab:cd:ef"),
         "{}",
         text(&out.stderr)
     );
@@ -278,6 +278,7 @@ async fn list_for_scripts_groups_keys_by_state() {
             "pending": [{"id": "db1", "fingerprint": FP_2}],
             "rejected": [],
             "denied": [],
+            "preaccepted": [],
         })
     );
     assert_eq!(
@@ -320,6 +321,7 @@ async fn accept_with_yes_sends_ids_and_fingerprint_and_prints_each_key() {
         vec![ControlRequest::Keys(KeyCommand::Accept {
             ids: vec![id("db1")],
             fingerprint: Some(FP_2.into()),
+            preaccept: false,
         })],
         "--yes goes straight to the change"
     );
@@ -338,6 +340,7 @@ async fn accept_with_yes_sends_ids_and_fingerprint_and_prints_each_key() {
         ControlRequest::Keys(KeyCommand::Accept {
             ids: vec![],
             fingerprint: None,
+            preaccept: false,
         })
     );
 }
@@ -379,7 +382,9 @@ async fn an_unknown_id_is_1_with_the_masters_message() {
     );
     assert_eq!(
         master.requests(),
-        vec![ControlRequest::Keys(KeyCommand::Reject { id: id("web9") })]
+        vec![ControlRequest::Keys(KeyCommand::Reject(KeySelection::id(
+            &id("web9")
+        )))]
     );
 }
 
@@ -412,7 +417,7 @@ async fn reject_and_delete_with_yes_print_the_keys_they_changed() {
     );
     assert_eq!(
         master.requests()[1],
-        ControlRequest::Keys(KeyCommand::Delete { id: id("web1") })
+        ControlRequest::Keys(KeyCommand::Delete(KeySelection::id(&id("web1"))))
     );
 }
 
@@ -509,6 +514,7 @@ async fn at_a_terminal_the_keys_are_shown_and_yes_changes_exactly_them() {
             ControlRequest::Keys(KeyCommand::Accept {
                 ids: vec![id("db1")],
                 fingerprint: Some(FP_2.into()),
+                preaccept: false,
             }),
         ]
     );

@@ -1,7 +1,11 @@
 //! Process plumbing shared by the two daemons: the pieces of a thin `main` that are not the
 //! daemon's business (logging set-up, shutdown signals, the fd limit, the runtime and how much
 //! memory it keeps, the exit code and the one line printed for a configuration that cannot be
-//! used).
+//! used), and [`LogLimiter`] for what peers can make a daemon log.
+
+pub mod log_limit;
+
+pub use log_limit::LogLimiter;
 
 use std::fmt::Display;
 use std::num::NonZeroUsize;

@@ -26,10 +26,11 @@ mod relay;
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use brine_daemon::LogLimiter;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -280,7 +281,7 @@ impl Guard {
             limits,
             cancel,
             counters: Counters::default(),
-            log: LogLimiter::new(),
+            log: LogLimiter::new(name),
             answer,
             occupancy: Arc::default(),
         });
@@ -377,7 +378,7 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, tracker: TaskTr
                     Some(permit) => permit,
                     None => {
                         shared.counters.refused.fetch_add(1, Ordering::SeqCst);
-                        if shared.log.admit(shared.name) {
+                        if shared.log.admit() {
                             warn!(
                                 %peer,
                                 max_connections = shared.limits.max_connections,
@@ -410,63 +411,12 @@ async fn accept_failed(shared: &Shared, err: &io::Error) {
         debug!(cause = %err, "accept failed");
         return;
     }
-    if shared.log.admit(shared.name) {
+    if shared.log.admit() {
         warn!(cause = %err, "accept failed; pausing for 100 ms");
     }
     tokio::select! {
         _ = shared.cancel.cancelled() => {}
         _ = tokio::time::sleep(Duration::from_millis(100)) => {}
-    }
-}
-
-/// Lets the first few warnings of each 10-second window through; the rest of a flood goes
-/// to `debug!`, and the next window starts with how many were held back.
-#[derive(Debug)]
-struct LogLimiter {
-    epoch: std::time::Instant,
-    window: AtomicU64,
-    logged: AtomicU32,
-    suppressed: AtomicU64,
-}
-
-impl LogLimiter {
-    const WINDOW_SECS: u64 = 10;
-    const PER_WINDOW: u32 = 20;
-
-    fn new() -> Self {
-        Self {
-            epoch: std::time::Instant::now(),
-            window: AtomicU64::new(0),
-            logged: AtomicU32::new(0),
-            suppressed: AtomicU64::new(0),
-        }
-    }
-
-    /// Whether this warning may be logged at `warn!`.
-    fn admit(&self, name: &'static str) -> bool {
-        let now = self.epoch.elapsed().as_secs() / Self::WINDOW_SECS;
-        let window = self.window.load(Ordering::Relaxed);
-        if now != window
-            && self
-                .window
-                .compare_exchange(window, now, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        {
-            self.logged.store(0, Ordering::Relaxed);
-            let suppressed = self.suppressed.swap(0, Ordering::Relaxed);
-            if suppressed > 0 {
-                warn!(
-                    guard = name,
-                    suppressed, "more guard warnings in the last window were logged at debug level"
-                );
-            }
-        }
-        if self.logged.fetch_add(1, Ordering::Relaxed) < Self::PER_WINDOW {
-            true
-        } else {
-            self.suppressed.fetch_add(1, Ordering::Relaxed);
-            false
-        }
     }
 }
 
@@ -511,12 +461,5 @@ mod tests {
         for limits in bad {
             assert!(limits.validate().is_err(), "{limits:?}");
         }
-    }
-
-    #[test]
-    fn a_flood_of_warnings_is_cut_short() {
-        let log = LogLimiter::new();
-        let admitted = (0..1000).filter(|_| log.admit("test")).count();
-        assert_eq!(admitted, LogLimiter::PER_WINDOW as usize);
     }
 }

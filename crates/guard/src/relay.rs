@@ -142,7 +142,7 @@ fn report(shared: &Shared, peer: SocketAddr, close: Close) {
         ),
     };
     counter.fetch_add(1, Ordering::SeqCst);
-    if shared.log.admit(shared.name) {
+    if shared.log.admit() {
         warn!(guard = shared.name, %peer, %reason, "connection closed");
     } else {
         debug!(guard = shared.name, %peer, %reason, "connection closed");

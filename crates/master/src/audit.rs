@@ -51,7 +51,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use brine_proto::control::KeyCommand;
+use brine_proto::control::{KeyCommand, KeySelection, KeyState};
 use brine_proto::{Jid, Map, MinionId, Value};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -184,12 +184,19 @@ pub enum Request {
     },
     Keys {
         action: &'static str,
-        ids: Vec<MinionId>,
+        /// Minion ids, or (reject, delete) the patterns as given.
+        ids: Vec<String>,
         /// How many ids more the command named (beyond [`MAX_IDS`]).
         #[serde(skip_serializing_if = "Option::is_none")]
         ids_omitted: Option<usize>,
         #[serde(skip_serializing_if = "Option::is_none")]
         fingerprint: Option<String>,
+        /// The states a reject or delete was narrowed to.
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        states: Vec<KeyState>,
+        /// An accept that may preaccept the fingerprint.
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        preaccept: bool,
     },
 }
 
@@ -226,30 +233,50 @@ impl Request {
             Request::Publish {
                 target, function, ..
             } => format!("publish {function} on {target}"),
-            Request::Keys { action, ids, .. } => {
-                let ids: Vec<&str> = ids.iter().map(MinionId::as_str).collect();
-                format!("keys {action} {}", ids.join(" "))
-                    .trim_end()
-                    .to_owned()
-            }
+            Request::Keys { action, ids, .. } => format!("keys {action} {}", ids.join(" "))
+                .trim_end()
+                .to_owned(),
         }
     }
 
     /// A `brine-key` command.
     pub fn keys(command: &KeyCommand) -> Self {
-        let (action, ids, fingerprint) = match command {
-            KeyCommand::List {} => ("list", &[][..], None),
-            KeyCommand::Accept { ids, fingerprint } => ("accept", &ids[..], fingerprint.as_ref()),
-            KeyCommand::Reject { id } => ("reject", std::slice::from_ref(id), None),
-            KeyCommand::Delete { id } => ("delete", std::slice::from_ref(id), None),
+        let (action, ids, fingerprint, states): (_, Vec<&str>, _, &[KeyState]) = match command {
+            KeyCommand::List {} => ("list", Vec::new(), None, &[]),
+            KeyCommand::Accept {
+                ids, fingerprint, ..
+            } => (
+                "accept",
+                ids.iter().map(MinionId::as_str).collect(),
+                fingerprint.as_ref(),
+                &[],
+            ),
+            KeyCommand::Reject(keys) => ("reject", patterns(keys), None, &keys.states),
+            KeyCommand::Delete(keys) => ("delete", patterns(keys), None, &keys.states),
         };
         Request::Keys {
             action,
-            ids: ids.iter().take(MAX_IDS).cloned().collect(),
+            ids: ids
+                .iter()
+                .take(MAX_IDS)
+                .map(|id| bounded_text(id, MAX_TEXT_BYTES))
+                .collect(),
             ids_omitted: (ids.len() > MAX_IDS).then(|| ids.len() - MAX_IDS),
             fingerprint: fingerprint.map(|f| bounded_text(f, MAX_TEXT_BYTES)),
+            states: states.to_vec(),
+            preaccept: matches!(
+                command,
+                KeyCommand::Accept {
+                    preaccept: true,
+                    ..
+                }
+            ),
         }
     }
+}
+
+fn patterns(keys: &KeySelection) -> Vec<&str> {
+    keys.ids.iter().map(String::as_str).collect()
 }
 
 /// One line of the audit log.
@@ -511,9 +538,9 @@ mod tests {
         log.write(&Record::new(&caller(), request, Outcome::Allowed))
             .await
             .unwrap();
-        let keys = Request::keys(&KeyCommand::Delete {
-            id: "web1".parse().unwrap(),
-        });
+        let keys = Request::keys(&KeyCommand::Delete(KeySelection::id(
+            &"web1".parse().unwrap(),
+        )));
         let keys_summary = keys.summary();
         log.write(&Record::new(&caller(), keys, Outcome::Denied).because("not root"))
             .await
@@ -644,6 +671,7 @@ mod tests {
         } = Request::keys(&KeyCommand::Accept {
             ids,
             fingerprint: None,
+            preaccept: false,
         })
         else {
             unreachable!()

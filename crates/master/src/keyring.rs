@@ -1,15 +1,21 @@
 //! Key administration for `brine-key`: list, accept, reject and delete minion keys.
 //!
 //! Keys live in the store (`keys` table) in four states, as with `salt-key`: pending, accepted,
-//! rejected, denied. Accepting a key lets the minion's next handshake in. Rejecting or
-//! deleting an accepted key also ends the minion's session, forgets it in the registry (no new
-//! job expects it) and rotates the group key, so it cannot read the next publication.
+//! rejected, denied; and a fifth, preaccepted: a fingerprint an operator accepted before its
+//! key was seen. Accepting a key lets the minion's next handshake in. Rejecting or deleting
+//! an accepted key, or accepting another key of its id by fingerprint, also ends the minion's
+//! session, forgets it in the registry (no new job expects it) and rotates the group key, so
+//! it cannot read the next publication. A reject or delete of many keys is one transaction and
+//! one rotation.
 
 use std::sync::Arc;
 
 use brine_crypto::Fingerprint;
-use brine_proto::control::{ControlError, ControlEvent, KeyCommand, KeyInfo, KeyState};
-use brine_proto::MinionId;
+use brine_proto::control::{
+    no_key_with_fingerprint, ControlError, ControlEvent, KeyCommand, KeyInfo, KeySelection,
+    KeyState, REJECTABLE,
+};
+use brine_proto::{now_ms, MinionId};
 use tracing::{info, warn};
 
 use crate::Shared;
@@ -31,6 +37,10 @@ fn storage(err: impl std::fmt::Display) -> Failure {
     (ControlError::Storage, err.to_string())
 }
 
+fn bad_request(message: impl Into<String>) -> Failure {
+    (ControlError::BadRequest, message.into())
+}
+
 async fn all_keys(shared: &Arc<Shared>) -> Result<Vec<KeyInfo>, Failure> {
     shared.store.call(|s| s.keys()).await.map_err(storage)
 }
@@ -38,56 +48,64 @@ async fn all_keys(shared: &Arc<Shared>) -> Result<Vec<KeyInfo>, Failure> {
 async fn run(shared: &Arc<Shared>, command: KeyCommand) -> Result<Vec<KeyInfo>, Failure> {
     match command {
         KeyCommand::List {} => all_keys(shared).await,
-        KeyCommand::Accept { ids, fingerprint } => accept(shared, ids, fingerprint).await,
-        KeyCommand::Reject { id } => {
-            let was = key_of(shared, &id).await?;
-            let changed = shared
+        KeyCommand::Accept {
+            ids,
+            fingerprint,
+            preaccept,
+        } => match (ids.as_slice(), fingerprint) {
+            ([id], Some(fingerprint)) => choose(shared, id.clone(), &fingerprint, preaccept).await,
+            (_, _) if preaccept => Err(bad_request("preaccept is for one id and its fingerprint")),
+            (_, fingerprint) => accept(shared, ids, fingerprint).await,
+        },
+        KeyCommand::Reject(selection) => {
+            let keys = selection.compile(&REJECTABLE).map_err(bad_request)?;
+            let rejected = shared
                 .store
-                .call({
-                    let id = id.clone();
-                    move |s| {
-                        s.set_key_state(
-                            &id,
-                            &[KeyState::Pending, KeyState::Accepted],
-                            KeyState::Rejected,
-                        )
-                    }
-                })
-                .await
-                .map_err(storage)?
-                .ok_or_else(|| not_found(&id, "pending or accepted"))?;
-            info!(minion = %id, "key rejected");
-            if was.is_some_and(|k| k.state == KeyState::Accepted) {
-                revoke(shared, &id).await?;
-            }
-            Ok(vec![changed])
-        }
-        KeyCommand::Delete { id } => {
-            let removed = shared
-                .store
-                .call({
-                    let id = id.clone();
-                    move |s| s.delete_keys(&id)
-                })
+                .call(move |s| s.reject_keys(&keys))
                 .await
                 .map_err(storage)?;
-            if removed.is_empty() {
-                return Err((ControlError::NotFound, format!("{id} has no key")));
-            }
-            info!(minion = %id, "keys deleted");
-            if removed.iter().any(|k| k.state == KeyState::Accepted) {
-                revoke(shared, &id).await?;
-            }
+            nothing_selected(&selection, &rejected, &REJECTABLE)?;
+            info!(count = rejected.len(), keys = %selection.describe(), "keys rejected");
+            revoke(shared, &rejected).await?;
+            Ok(rejected
+                .into_iter()
+                .map(|k| KeyInfo {
+                    state: KeyState::Rejected,
+                    ..k
+                })
+                .collect())
+        }
+        KeyCommand::Delete(selection) => {
+            let keys = selection.compile(&KeyState::ALL).map_err(bad_request)?;
+            let removed = shared
+                .store
+                .call(move |s| s.delete_keys(&keys))
+                .await
+                .map_err(storage)?;
+            nothing_selected(&selection, &removed, &KeyState::ALL)?;
+            info!(count = removed.len(), keys = %selection.describe(), "keys deleted");
+            revoke(shared, &removed).await?;
             Ok(removed)
         }
     }
 }
 
-fn not_found(id: &MinionId, which: &str) -> Failure {
-    (ControlError::NotFound, format!("{id} has no {which} key"))
+/// A reject or delete that matched no key is refused, as `brine-key` reports it.
+fn nothing_selected(
+    selection: &KeySelection,
+    changed: &[KeyInfo],
+    applicable: &[KeyState],
+) -> Result<(), Failure> {
+    if changed.is_empty() {
+        return Err((
+            ControlError::NotFound,
+            selection.nothing_matched(applicable),
+        ));
+    }
+    Ok(())
 }
 
-/// The id's key (not a denied one), if any.
+/// The id's key that is not denied, if any.
 async fn key_of(shared: &Arc<Shared>, id: &MinionId) -> Result<Option<KeyInfo>, Failure> {
     Ok(all_keys(shared)
         .await?
@@ -95,18 +113,61 @@ async fn key_of(shared: &Arc<Shared>, id: &MinionId) -> Result<Option<KeyInfo>, 
         .find(|k| &k.id == id && k.state != KeyState::Denied))
 }
 
+fn not_found(id: &MinionId, which: &str) -> Failure {
+    (ControlError::NotFound, format!("{id} has no {which} key"))
+}
+
+fn parse_fingerprint(text: &str) -> Result<Fingerprint, Failure> {
+    text.parse::<Fingerprint>()
+        .map_err(|e| bad_request(format!("fingerprint: {e}")))
+}
+
+/// `accept ID --fingerprint FP [--preaccept]`: the operator, who holds the fingerprint,
+/// chooses the id's key among all it has (or preaccepts it); a key that was there first cannot
+/// stand in the way.
+async fn choose(
+    shared: &Arc<Shared>,
+    id: MinionId,
+    fingerprint: &str,
+    preaccept: bool,
+) -> Result<Vec<KeyInfo>, Failure> {
+    let wanted = parse_fingerprint(fingerprint)?;
+    let chosen = shared
+        .store
+        .call({
+            let (id, fingerprint) = (id.clone(), wanted.to_string());
+            move |s| s.choose_key(&id, &fingerprint, preaccept, now_ms())
+        })
+        .await
+        .map_err(storage)?;
+    let Some(chosen) = chosen else {
+        // No key has it: most likely a typo, so nothing is denied without --preaccept.
+        let current = key_of(shared, &id).await?;
+        let message = no_key_with_fingerprint(&id, current.as_ref(), &wanted.to_string());
+        warn!(minion = %id, "refused to accept a key: fingerprint mismatch");
+        return Err((ControlError::NotFound, message));
+    };
+    for other in &chosen.displaced {
+        warn!(minion = %id, fingerprint = %other.fingerprint, was = other.state.name(), "another key of this id was chosen: this one is denied now");
+    }
+    match chosen.key.state {
+        KeyState::Preaccepted => {
+            info!(minion = %id, fingerprint = %chosen.key.fingerprint, "key preaccepted: the key with this fingerprint is accepted when it comes")
+        }
+        _ => {
+            info!(minion = %id, fingerprint = %chosen.key.fingerprint, "key accepted")
+        }
+    }
+    revoke(shared, &chosen.displaced).await?;
+    Ok(vec![chosen.key])
+}
+
 async fn accept(
     shared: &Arc<Shared>,
     ids: Vec<MinionId>,
     fingerprint: Option<String>,
 ) -> Result<Vec<KeyInfo>, Failure> {
-    let wanted = match fingerprint {
-        Some(text) => Some(
-            text.parse::<Fingerprint>()
-                .map_err(|e| (ControlError::BadRequest, format!("fingerprint: {e}")))?,
-        ),
-        None => None,
-    };
+    let wanted = fingerprint.as_deref().map(parse_fingerprint).transpose()?;
     let keys = all_keys(shared).await?;
     let candidates: Vec<&KeyInfo> = if ids.is_empty() {
         keys.iter()
@@ -128,13 +189,10 @@ async fn accept(
             let actual: Option<Fingerprint> = key.fingerprint.parse().ok();
             if actual.as_ref() != Some(wanted) {
                 warn!(minion = %key.id, "refused to accept a key: fingerprint mismatch");
-                return Err((
-                    ControlError::BadRequest,
-                    format!(
-                        "the key of {} has fingerprint {}, not {wanted}: not accepted",
-                        key.id, key.fingerprint
-                    ),
-                ));
+                return Err(bad_request(format!(
+                    "the key of {} has fingerprint {}, not {wanted}: not accepted",
+                    key.id, key.fingerprint
+                )));
             }
         }
     }
@@ -160,14 +218,18 @@ async fn accept(
     Ok(accepted)
 }
 
-/// A key that was accepted is no longer: end its session, forget it, rotate the group key.
-async fn revoke(shared: &Arc<Shared>, id: &MinionId) -> Result<(), Failure> {
-    shared.disconnect(id);
-    let forget = id.clone();
-    shared
-        .store
-        .call(move |s| s.forget_minion(&forget))
-        .await
-        .map_err(storage)?;
+/// Of `keys` (as they were before a change), the accepted ones are no longer: their sessions
+/// end and the group key rotates once. The store has forgotten their minions already.
+async fn revoke(shared: &Arc<Shared>, keys: &[KeyInfo]) -> Result<(), Failure> {
+    let revoked: Vec<&KeyInfo> = keys
+        .iter()
+        .filter(|k| k.state == KeyState::Accepted)
+        .collect();
+    if revoked.is_empty() {
+        return Ok(());
+    }
+    for key in revoked {
+        shared.disconnect(&key.id);
+    }
     shared.rotate_group_key().await.map_err(storage)
 }

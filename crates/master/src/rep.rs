@@ -36,7 +36,7 @@
 //! places (see [`SocketThread`]); on threads of their own, none of that can stall the master's
 //! runtime or wait on itself.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use brine_proto::codec::BodyKind;
@@ -59,6 +59,10 @@ use crate::Shared;
 pub const MAX_IN_FLIGHT: usize = 512;
 /// How long an answer may wait for room in its peer's queue (a peer that does not read).
 const SEND_TIMEOUT: Duration = Duration::from_secs(1);
+/// Anyone who reaches the return port can present keys as fast as it likes: what the master
+/// logs about unaccepted keys is limited.
+static KEY_LOG: LazyLock<brine_daemon::LogLimiter> =
+    LazyLock::new(|| brine_daemon::LogLimiter::new("unaccepted minion keys"));
 /// Whether `grains` fit [`MAX_GRAINS_BYTES`] (a minion keeps to it; one that does not, does not
 /// make the master hold its megabytes).
 fn grains_fit(grains: &brine_proto::Map) -> bool {
@@ -262,21 +266,34 @@ async fn handshake(shared: &Arc<Shared>, msg1: &[u8]) -> Vec<u8> {
     let reply = match state {
         Ok(KeyState::Accepted) => welcome(shared, sid),
         Ok(KeyState::Pending) => {
-            info!(minion = %id, %fingerprint, "key pending: accept it with `brine-key accept {id}`");
+            if KEY_LOG.admit() {
+                info!(minion = %id, %fingerprint, "key pending: accept it with `brine-key accept {id}`");
+            } else {
+                debug!(minion = %id, %fingerprint, "key pending");
+            }
             error(
                 ReplyError::NotAccepted,
                 format!("the key of {id} ({fingerprint}) is pending on the master"),
             )
         }
-        Ok(state @ (KeyState::Rejected | KeyState::Denied)) => {
-            warn!(minion = %id, %fingerprint, ?state, "refused a minion key");
+        // A presented key is never preaccepted (that is a fingerprint without a key).
+        Ok(state @ (KeyState::Rejected | KeyState::Denied | KeyState::Preaccepted)) => {
+            if KEY_LOG.admit() {
+                warn!(minion = %id, %fingerprint, ?state, "refused a minion key");
+            } else {
+                debug!(minion = %id, %fingerprint, ?state, "refused a minion key");
+            }
             error(
                 ReplyError::Rejected,
                 format!("the key of {id} ({fingerprint}) is {state:?} on the master"),
             )
         }
         Err(err) => {
-            warn!(cause = %err, "job store unavailable");
+            if KEY_LOG.admit() {
+                warn!(minion = %id, cause = %err, "could not record a minion key");
+            } else {
+                debug!(minion = %id, cause = %err, "could not record a minion key");
+            }
             error(ReplyError::Unavailable, "the master cannot record keys now")
         }
     };

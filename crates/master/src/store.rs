@@ -17,8 +17,8 @@ use std::path::Path;
 use std::sync::mpsc as sync_mpsc;
 
 use brine_proto::control::{
-    ActiveJob, JobQuery, JobReport, JobSummary, KeyInfo, KeyState, MinionOutcome, MinionProgress,
-    MinionState, MAX_LISTED_JOBS,
+    ActiveJob, JobQuery, JobReport, JobSummary, KeyInfo, KeyMatcher, KeyState, MinionOutcome,
+    MinionProgress, MinionState, MAX_LISTED_JOBS,
 };
 use brine_proto::{decode, encode, Jid, Job, JobReturn, Map, MinionId, Target, Value};
 use rusqlite::{params, Connection, OptionalExtension};
@@ -43,6 +43,8 @@ pub enum StoreError {
     Commit(String),
     #[error("{MAX_PENDING_KEYS} keys are pending already: accept, reject or delete some first")]
     TooManyPendingKeys,
+    #[error("{MAX_PREACCEPTED_KEYS} ids are preaccepted already: delete some first")]
+    TooManyPreaccepted,
 }
 
 /// SQLite checkpoints by itself only past this many WAL pages (32 MiB); the store thread
@@ -54,8 +56,21 @@ const WAL_SIZE_LIMIT_BYTES: i64 = 64 * 1024 * 1024;
 /// The most pending keys the master records: anyone who reaches the return port can present
 /// a key, so the table must not grow without bound.
 pub const MAX_PENDING_KEYS: usize = 4096;
+/// The most ids preaccepted by fingerprint and not yet seen: an operator's list of expected
+/// minions, bounded as the pending keys are.
+pub const MAX_PREACCEPTED_KEYS: usize = 16_384;
 /// The most denied keys recorded per id (the first ones; later ones are refused unrecorded).
 pub const MAX_DENIED_PER_ID: usize = 8;
+
+/// What [`Store::choose_key`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Chosen {
+    /// The id's key now: accepted, or preaccepted when no key has the fingerprint yet.
+    pub key: KeyInfo,
+    /// The id's other keys that were not denied, as they were: they are denied now (a
+    /// preaccepted fingerprint is dropped).
+    pub displaced: Vec<KeyInfo>,
+}
 
 /// What storing a return did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -708,10 +723,14 @@ impl Store {
 }
 
 /// The keys part of the store: minion keys by state, and the group key's epochs.
+///
+/// An id holds at most one key that is not denied. A `preaccepted` row holds a fingerprint
+/// and no key (an empty `public`): the key with that fingerprint becomes the id's accepted key
+/// when it is presented.
 impl Store {
     /// Records the key a minion presented and returns the state of that key: a new id gets
-    /// `pending` (or `accepted` with auto-accept); a second key for an id that has one is
-    /// `denied` and never replaces the first.
+    /// `pending` (or `accepted` with auto-accept); the key an operator preaccepted gets
+    /// `accepted`; a second key for an id that has one is `denied` and never replaces the first.
     pub fn register_key(
         &mut self,
         id: &MinionId,
@@ -721,19 +740,23 @@ impl Store {
         now_ms: u64,
     ) -> Result<KeyState, StoreError> {
         let tx = self.conn.savepoint()?;
-        let rows: Vec<(Vec<u8>, String)> = {
-            let mut stmt = tx.prepare("SELECT public, state FROM keys WHERE id = ?1")?;
-            let rows =
-                stmt.query_map(params![id.as_str()], |row| Ok((row.get(0)?, row.get(1)?)))?;
-            rows.collect::<Result<_, _>>()?
-        };
-        if let Some((_, state)) = rows.iter().find(|(key, _)| key.as_slice() == public) {
-            return parse_key_state(state).ok_or_else(|| StoreError::Corrupt {
-                jid: format!("(key of {id})"),
-                reason: state.clone(),
-            });
+        let rows = key_rows(&tx, id)?;
+        if let Some(row) = rows.iter().find(|row| row.public == public) {
+            return Ok(row.state);
         }
-        let holds_a_key = rows.iter().any(|(_, state)| state != "denied");
+        if rows
+            .iter()
+            .any(|row| row.state == KeyState::Preaccepted && row.fingerprint == fingerprint)
+        {
+            tx.execute(
+                "UPDATE keys SET public = ?2, state = 'accepted', first_seen_ms = ?3 \
+                 WHERE id = ?1 AND state = 'preaccepted'",
+                params![id.as_str(), public, now_ms as i64],
+            )?;
+            tx.commit()?;
+            return Ok(KeyState::Accepted);
+        }
+        let holds_a_key = rows.iter().any(|row| row.state != KeyState::Denied);
         let state = match (holds_a_key, auto_accept) {
             (true, _) => KeyState::Denied,
             (false, true) => KeyState::Accepted,
@@ -741,21 +764,14 @@ impl Store {
         };
         match state {
             KeyState::Denied if rows.len() > MAX_DENIED_PER_ID => return Ok(KeyState::Denied),
-            KeyState::Pending => {
-                let pending: usize = tx.query_row(
-                    "SELECT COUNT(*) FROM keys WHERE state = 'pending'",
-                    [],
-                    |row| row.get(0),
-                )?;
-                if pending >= MAX_PENDING_KEYS {
-                    return Err(StoreError::TooManyPendingKeys);
-                }
+            KeyState::Pending if count_in_state(&tx, KeyState::Pending)? >= MAX_PENDING_KEYS => {
+                return Err(StoreError::TooManyPendingKeys)
             }
             _ => {}
         }
         tx.execute(
             "INSERT INTO keys (id, public, state, fingerprint, first_seen_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![id.as_str(), public, key_state_name(state), fingerprint, now_ms as i64],
+            params![id.as_str(), public, state.name(), fingerprint, now_ms as i64],
         )?;
         tx.commit()?;
         Ok(state)
@@ -782,7 +798,7 @@ impl Store {
             };
             keys.push(KeyInfo {
                 id: MinionId::new(id.clone()).map_err(|e| corrupt(e.to_string()))?,
-                state: parse_key_state(&state).ok_or_else(|| corrupt(state.clone()))?,
+                state: KeyState::from_name(&state).ok_or_else(|| corrupt(state.clone()))?,
                 fingerprint,
             });
         }
@@ -800,12 +816,12 @@ impl Store {
         for state in from {
             let n = self.conn.execute(
                 "UPDATE keys SET state = ?3 WHERE id = ?1 AND state = ?2",
-                params![id.as_str(), key_state_name(*state), key_state_name(to)],
+                params![id.as_str(), state.name(), to.name()],
             )?;
             if n > 0 {
                 let fingerprint: String = self.conn.query_row(
                     "SELECT fingerprint FROM keys WHERE id = ?1 AND state = ?2",
-                    params![id.as_str(), key_state_name(to)],
+                    params![id.as_str(), to.name()],
                     |row| row.get(0),
                 )?;
                 return Ok(Some(KeyInfo {
@@ -818,21 +834,118 @@ impl Store {
         Ok(None)
     }
 
-    /// Forgets every key of `id` and the minion itself; returns the keys it had.
-    pub fn delete_keys(&mut self, id: &MinionId) -> Result<Vec<KeyInfo>, StoreError> {
-        let had: Vec<KeyInfo> = self.keys()?.into_iter().filter(|k| &k.id == id).collect();
+    /// The operator's choice of the id's key by its fingerprint: the id's key that has it is
+    /// accepted, or, when none has it yet and `preaccept`, the id is preaccepted for it; every
+    /// other key of the id becomes denied (another preaccepted fingerprint is dropped). An
+    /// accepted key that is displaced takes the minion with it (forgotten, as by a reject).
+    /// None (nothing changed) when no key has the fingerprint and not `preaccept`.
+    pub fn choose_key(
+        &mut self,
+        id: &MinionId,
+        fingerprint: &str,
+        preaccept: bool,
+        now_ms: u64,
+    ) -> Result<Option<Chosen>, StoreError> {
         let tx = self.conn.savepoint()?;
-        tx.execute("DELETE FROM keys WHERE id = ?1", params![id.as_str()])?;
-        tx.execute("DELETE FROM minions WHERE id = ?1", params![id.as_str()])?;
+        let rows = key_rows(&tx, id)?;
+        if !preaccept && !rows.iter().any(|row| row.fingerprint == fingerprint) {
+            return Ok(None);
+        }
+        let displaced: Vec<KeyInfo> = rows
+            .iter()
+            .filter(|row| row.fingerprint != fingerprint && row.state != KeyState::Denied)
+            .map(|row| row.info(id))
+            .collect();
+        for key in &displaced {
+            if key.state == KeyState::Preaccepted {
+                tx.execute(
+                    "DELETE FROM keys WHERE id = ?1 AND state = 'preaccepted'",
+                    params![id.as_str()],
+                )?;
+            } else {
+                tx.execute(
+                    "UPDATE keys SET state = 'denied' WHERE id = ?1 AND fingerprint = ?2",
+                    params![id.as_str(), key.fingerprint],
+                )?;
+            }
+        }
+        let state = match rows.iter().find(|row| row.fingerprint == fingerprint) {
+            Some(row) if matches!(row.state, KeyState::Accepted | KeyState::Preaccepted) => {
+                row.state
+            }
+            Some(_) => {
+                tx.execute(
+                    "UPDATE keys SET state = 'accepted' WHERE id = ?1 AND fingerprint = ?2",
+                    params![id.as_str(), fingerprint],
+                )?;
+                KeyState::Accepted
+            }
+            None => {
+                if count_in_state(&tx, KeyState::Preaccepted)? >= MAX_PREACCEPTED_KEYS {
+                    return Err(StoreError::TooManyPreaccepted);
+                }
+                tx.execute(
+                    "INSERT INTO keys (id, public, state, fingerprint, first_seen_ms) \
+                     VALUES (?1, X'', 'preaccepted', ?2, ?3)",
+                    params![id.as_str(), fingerprint, now_ms as i64],
+                )?;
+                KeyState::Preaccepted
+            }
+        };
+        if displaced.iter().any(|k| k.state == KeyState::Accepted) {
+            tx.execute("DELETE FROM minions WHERE id = ?1", params![id.as_str()])?;
+        }
         tx.commit()?;
-        Ok(had)
+        Ok(Some(Chosen {
+            key: KeyInfo {
+                id: id.clone(),
+                state,
+                fingerprint: fingerprint.to_owned(),
+            },
+            displaced,
+        }))
     }
 
-    /// Forgets the minion (not its keys): it is no longer expected by new jobs.
-    pub fn forget_minion(&mut self, id: &MinionId) -> Result<(), StoreError> {
-        self.conn
-            .execute("DELETE FROM minions WHERE id = ?1", params![id.as_str()])?;
-        Ok(())
+    /// Rejects the keys `selection` matches (it was compiled for pending and accepted keys),
+    /// in one transaction; returns them as they were. The minions whose accepted key was
+    /// rejected are forgotten.
+    pub fn reject_keys(&mut self, selection: &KeyMatcher) -> Result<Vec<KeyInfo>, StoreError> {
+        self.change_keys(selection, "UPDATE keys SET state = 'rejected'")
+    }
+
+    /// Forgets the keys `selection` matches, in one transaction; returns them as they were.
+    /// The minions whose accepted key went are forgotten.
+    pub fn delete_keys(&mut self, selection: &KeyMatcher) -> Result<Vec<KeyInfo>, StoreError> {
+        self.change_keys(selection, "DELETE FROM keys")
+    }
+
+    /// `change` (an UPDATE or DELETE of `keys` without its WHERE) on every key `selection`
+    /// matches.
+    fn change_keys(
+        &mut self,
+        selection: &KeyMatcher,
+        change: &str,
+    ) -> Result<Vec<KeyInfo>, StoreError> {
+        let chosen: Vec<KeyInfo> = self
+            .keys()?
+            .into_iter()
+            .filter(|k| selection.matches(k))
+            .collect();
+        let tx = self.conn.savepoint()?;
+        {
+            let mut change = tx.prepare(&format!(
+                "{change} WHERE id = ?1 AND state = ?2 AND fingerprint = ?3"
+            ))?;
+            let mut forget = tx.prepare("DELETE FROM minions WHERE id = ?1")?;
+            for key in &chosen {
+                change.execute(params![key.id.as_str(), key.state.name(), key.fingerprint])?;
+                if key.state == KeyState::Accepted {
+                    forget.execute(params![key.id.as_str()])?;
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(chosen)
     }
 
     /// The newest group key: (epoch, key bytes).
@@ -860,23 +973,52 @@ impl Store {
     }
 }
 
-fn key_state_name(state: KeyState) -> &'static str {
-    match state {
-        KeyState::Pending => "pending",
-        KeyState::Accepted => "accepted",
-        KeyState::Rejected => "rejected",
-        KeyState::Denied => "denied",
+/// One row of `keys`.
+struct KeyRow {
+    public: Vec<u8>,
+    state: KeyState,
+    fingerprint: String,
+}
+
+impl KeyRow {
+    fn info(&self, id: &MinionId) -> KeyInfo {
+        KeyInfo {
+            id: id.clone(),
+            state: self.state,
+            fingerprint: self.fingerprint.clone(),
+        }
     }
 }
 
-fn parse_key_state(name: &str) -> Option<KeyState> {
-    Some(match name {
-        "pending" => KeyState::Pending,
-        "accepted" => KeyState::Accepted,
-        "rejected" => KeyState::Rejected,
-        "denied" => KeyState::Denied,
-        _ => return None,
-    })
+/// Every row of the id's keys.
+fn key_rows(conn: &Connection, id: &MinionId) -> Result<Vec<KeyRow>, StoreError> {
+    let mut stmt = conn.prepare("SELECT public, state, fingerprint FROM keys WHERE id = ?1")?;
+    let rows = stmt.query_map(params![id.as_str()], |row| {
+        Ok((row.get(0)?, row.get::<_, String>(1)?, row.get(2)?))
+    })?;
+    let mut keys = Vec::new();
+    for row in rows {
+        let (public, state, fingerprint) = row?;
+        let state = KeyState::from_name(&state).ok_or_else(|| StoreError::Corrupt {
+            jid: format!("(key of {id})"),
+            reason: state.clone(),
+        })?;
+        keys.push(KeyRow {
+            public,
+            state,
+            fingerprint,
+        });
+    }
+    Ok(keys)
+}
+
+/// How many keys are in `state`.
+fn count_in_state(conn: &Connection, state: KeyState) -> Result<usize, StoreError> {
+    Ok(conn.query_row(
+        "SELECT COUNT(*) FROM keys WHERE state = ?1",
+        params![state.name()],
+        |row| row.get(0),
+    )?)
 }
 
 /// Writes the final state of every listed minion that has none yet.
@@ -1001,6 +1143,7 @@ fn serve(mut store: Store, queue: sync_mpsc::Receiver<Call>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use brine_proto::control::{KeySelection, REJECTABLE};
 
     fn job(jid: &Jid) -> Job {
         Job {
@@ -1386,12 +1529,118 @@ mod tests {
             KeyState::Denied
         );
         assert_eq!(store.keys().unwrap().len(), 2);
-        assert_eq!(store.delete_keys(&id).unwrap().len(), 2);
+        let web1 = KeySelection::id(&id).compile(&KeyState::ALL).unwrap();
+        assert_eq!(store.delete_keys(&web1).unwrap().len(), 2);
         assert_eq!(
             store.register_key(&id, b"key-two", "f2", false, 6).unwrap(),
             KeyState::Pending,
             "after delete, the id is new again"
         );
+    }
+
+    #[test]
+    fn the_fingerprint_chooses_the_key_of_an_id_whoever_came_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path()).unwrap();
+        let id = MinionId::new("web2").unwrap();
+        let state_of = |store: &Store, fingerprint: &str| {
+            store
+                .keys()
+                .unwrap()
+                .into_iter()
+                .find(|k| k.fingerprint == fingerprint)
+                .map(|k| k.state)
+        };
+        // A squatter's key came first; the real one is denied.
+        store
+            .register_key(&id, b"squatter", "fs", false, 1)
+            .unwrap();
+        assert_eq!(
+            store.register_key(&id, b"real", "fr", false, 2).unwrap(),
+            KeyState::Denied
+        );
+        assert_eq!(store.choose_key(&id, "fx", false, 3).unwrap(), None);
+        let chosen = store.choose_key(&id, "fr", false, 3).unwrap().unwrap();
+        assert_eq!(chosen.key.state, KeyState::Accepted);
+        assert_eq!(chosen.displaced.len(), 1);
+        assert_eq!(chosen.displaced[0].state, KeyState::Pending);
+        assert_eq!(state_of(&store, "fs"), Some(KeyState::Denied));
+        assert_eq!(
+            store.register_key(&id, b"real", "fr", false, 4).unwrap(),
+            KeyState::Accepted
+        );
+        assert_eq!(
+            store
+                .register_key(&id, b"squatter", "fs", false, 5)
+                .unwrap(),
+            KeyState::Denied
+        );
+
+        // A fingerprint no key has yet: the id waits for it, and only that key gets in.
+        let db1 = MinionId::new("db1").unwrap();
+        store
+            .register_key(&db1, b"squatter", "fs", false, 6)
+            .unwrap();
+        assert_eq!(
+            store.choose_key(&db1, "fd", false, 7).unwrap(),
+            None,
+            "no key has it, and no preaccept was asked for"
+        );
+        let chosen = store.choose_key(&db1, "fd", true, 7).unwrap().unwrap();
+        assert_eq!(chosen.key.state, KeyState::Preaccepted);
+        assert_eq!(
+            store
+                .choose_key(&db1, "fd", true, 8)
+                .unwrap()
+                .unwrap()
+                .key
+                .state,
+            KeyState::Preaccepted,
+            "asking twice changes nothing"
+        );
+        assert_eq!(
+            store.register_key(&db1, b"other", "fo", false, 9).unwrap(),
+            KeyState::Denied
+        );
+        assert_eq!(
+            store.register_key(&db1, b"db1", "fd", false, 10).unwrap(),
+            KeyState::Accepted
+        );
+        assert_eq!(state_of(&store, "fd"), Some(KeyState::Accepted));
+        assert_eq!(
+            store.register_key(&db1, b"db1", "fd", false, 11).unwrap(),
+            KeyState::Accepted
+        );
+    }
+
+    #[test]
+    fn many_keys_are_rejected_or_deleted_by_pattern_and_state_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path()).unwrap();
+        for n in 0..100 {
+            let id = MinionId::new(format!("flood{n}")).unwrap();
+            store
+                .register_key(&id, format!("k{n}").as_bytes(), &format!("f{n}"), false, 1)
+                .unwrap();
+        }
+        let web1 = MinionId::new("web1").unwrap();
+        store.register_key(&web1, b"w", "fw", true, 1).unwrap();
+        let pending = KeySelection {
+            ids: vec!["*".into()],
+            states: vec![KeyState::Pending],
+        };
+        let removed = store
+            .delete_keys(&pending.compile(&KeyState::ALL).unwrap())
+            .unwrap();
+        assert_eq!(removed.len(), 100);
+        let left = store.keys().unwrap();
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].state, KeyState::Accepted);
+        let rejected = store
+            .reject_keys(&KeySelection::id(&web1).compile(&REJECTABLE).unwrap())
+            .unwrap();
+        assert_eq!(rejected[0].state, KeyState::Accepted, "as it was");
+        assert_eq!(store.keys().unwrap()[0].state, KeyState::Rejected);
     }
 
     #[test]

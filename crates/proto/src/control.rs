@@ -19,7 +19,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Jid, JobReturn, Map, MinionId, Target, Value};
+use crate::{Jid, JobReturn, Map, MinionId, Target, TargetMatcher, Value};
 
 /// The length prefix of a control frame.
 pub const FRAME_HEADER_BYTES: usize = 4;
@@ -54,15 +54,159 @@ pub enum KeyCommand {
     /// Every key with its state and fingerprint, and the master's fingerprint.
     List {},
     /// Pending (or rejected) keys become accepted: the listed ids, or every pending key when
-    /// `ids` is empty. With `fingerprint`, the key must have exactly that fingerprint.
+    /// `ids` is empty. With `fingerprint`, the keys must have exactly that fingerprint; for one
+    /// id, the fingerprint chooses: the id's key that has it (pending, rejected or denied: the
+    /// key a squatter's made denied) is accepted and the id's other keys become denied. When no
+    /// key of the id has it yet and `preaccept` is set, the id is `preaccepted`: the key with
+    /// that fingerprint is accepted when it comes, and every other key of the id is denied.
     Accept {
         ids: Vec<MinionId>,
         fingerprint: Option<String>,
+        preaccept: bool,
     },
-    /// The key becomes rejected; the group key rotates if it was accepted.
-    Reject { id: MinionId },
-    /// Every key of the id is forgotten; the group key rotates if one was accepted.
-    Delete { id: MinionId },
+    /// The selected keys (pending or accepted unless `states` says) become rejected; the group
+    /// key rotates if one was accepted.
+    Reject(KeySelection),
+    /// The selected keys (any state unless `states` says) are forgotten; the group key rotates
+    /// if one was accepted.
+    Delete(KeySelection),
+}
+
+/// The keys a `reject` or `delete` is about: the keys of the ids that match one of `ids`, in
+/// one of `states`. One rule for the CLI's confirmation and the master.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeySelection {
+    /// Globs on the minion id, in the target glob dialect (`*`, `?`, `[abc]`): `web*`, or an
+    /// id, which matches itself. At most [`MAX_KEY_PATTERNS`].
+    pub ids: Vec<String>,
+    /// Only keys in these states; empty: the states the command applies to.
+    pub states: Vec<KeyState>,
+}
+
+/// What the master and the CLI answer when no key of `id` has the fingerprint `wanted` and no
+/// preaccept was asked for: most likely a typo, so nothing changes. `current` is the id's key
+/// that is not denied, if any.
+pub fn no_key_with_fingerprint(id: &MinionId, current: Option<&KeyInfo>, wanted: &str) -> String {
+    match current {
+        Some(key) => format!(
+            "the key of {id} has fingerprint {}, not {wanted}: not accepted (to accept the key \
+             with {wanted} when it is presented, and deny the others, add --preaccept)",
+            key.fingerprint
+        ),
+        None => format!(
+            "{id} has no key with fingerprint {wanted} (add --preaccept to accept it when the \
+             minion presents it)"
+        ),
+    }
+}
+
+/// The states `reject` applies to: an operator rejects a key that waits or that is in.
+pub const REJECTABLE: [KeyState; 2] = [KeyState::Pending, KeyState::Accepted];
+
+/// The most id patterns one `reject` or `delete` may carry.
+pub const MAX_KEY_PATTERNS: usize = 1024;
+
+impl KeySelection {
+    /// The keys of one id, in any state.
+    pub fn id(id: &MinionId) -> Self {
+        Self {
+            ids: vec![id.as_str().to_owned()],
+            states: Vec::new(),
+        }
+    }
+
+    /// Compiles the patterns; the selection then applies to keys in `states`, or in those of
+    /// `applicable` it names (a command applies to some states only: reject to pending and
+    /// accepted keys). Refuses no pattern, more than [`MAX_KEY_PATTERNS`], a bad glob, and
+    /// states the command does not apply to.
+    pub fn compile(&self, applicable: &[KeyState]) -> Result<KeyMatcher, String> {
+        if self.ids.is_empty() {
+            return Err("no minion id or pattern".to_owned());
+        }
+        if self.ids.len() > MAX_KEY_PATTERNS {
+            return Err(format!(
+                "{} patterns: at most {MAX_KEY_PATTERNS} in one command",
+                self.ids.len()
+            ));
+        }
+        let ids = self
+            .ids
+            .iter()
+            .map(|p| id_pattern(p))
+            .collect::<Result<Vec<_>, _>>()?;
+        let states = if self.states.is_empty() {
+            applicable.to_vec()
+        } else if let Some(other) = self.states.iter().find(|s| !applicable.contains(s)) {
+            let names: Vec<&str> = applicable.iter().map(|s| s.name()).collect();
+            return Err(format!(
+                "this command applies to {} keys, not {}",
+                names.join(" and "),
+                other.name()
+            ));
+        } else {
+            self.states.clone()
+        };
+        Ok(KeyMatcher { ids, states })
+    }
+
+    /// The patterns, as the CLI and the master's messages show them.
+    pub fn describe(&self) -> String {
+        self.ids.join(", ")
+    }
+
+    /// What the master and the CLI answer when it selects no key: `web1 has no pending or
+    /// accepted key`, `web* has no key`.
+    pub fn nothing_matched(&self, applicable: &[KeyState]) -> String {
+        let states = if self.states.is_empty() {
+            applicable
+        } else {
+            &self.states
+        };
+        if states.len() == KeyState::ALL.len() {
+            return format!("{} has no key", self.describe());
+        }
+        let names: Vec<&str> = states.iter().map(|s| s.name()).collect();
+        format!("{} has no {} key", self.describe(), names.join(" or "))
+    }
+}
+
+/// Checks a [`KeySelection`] pattern: an id, or a glob of id characters and `*?[]!`.
+pub fn check_id_pattern(pattern: &str) -> Result<(), String> {
+    id_pattern(pattern).map(drop)
+}
+
+fn id_pattern(pattern: &str) -> Result<TargetMatcher, String> {
+    if pattern.is_empty() || pattern.len() > 4 * crate::id::MAX_ID_LEN {
+        return Err(format!(
+            "{pattern:?}: an id pattern has 1 to {} characters",
+            4 * crate::id::MAX_ID_LEN
+        ));
+    }
+    if let Some(bad) = pattern
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || "._-*?[]!".contains(*c)))
+    {
+        return Err(format!(
+            "{pattern:?}: {bad:?} is neither in a minion id nor in a glob"
+        ));
+    }
+    Target::Glob(pattern.to_owned())
+        .compile()
+        .map_err(|e| e.to_string())
+}
+
+/// A compiled [`KeySelection`].
+#[derive(Debug, Clone)]
+pub struct KeyMatcher {
+    ids: Vec<TargetMatcher>,
+    states: Vec<KeyState>,
+}
+
+impl KeyMatcher {
+    pub fn matches(&self, key: &KeyInfo) -> bool {
+        self.states.contains(&key.state) && self.ids.iter().any(|m| m.matches_id(key.id.as_str()))
+    }
 }
 
 /// Which jobs `list_jobs` asks for: the newest `limit` of those that pass every filter given.
@@ -297,6 +441,36 @@ pub enum KeyState {
     Rejected,
     /// A second key for an id that already has one: never replaces the first.
     Denied,
+    /// No key yet: an operator accepted the fingerprint the id's key will have, so that key is
+    /// accepted when it comes and any other is denied.
+    Preaccepted,
+}
+
+impl KeyState {
+    /// Every state, in `salt-key`'s order of headings (then `preaccepted`).
+    pub const ALL: [KeyState; 5] = [
+        KeyState::Accepted,
+        KeyState::Denied,
+        KeyState::Pending,
+        KeyState::Rejected,
+        KeyState::Preaccepted,
+    ];
+
+    /// The state's name: on the wire, in the store, in the CLI's `json`/`yaml` output.
+    pub fn name(self) -> &'static str {
+        match self {
+            KeyState::Pending => "pending",
+            KeyState::Accepted => "accepted",
+            KeyState::Rejected => "rejected",
+            KeyState::Denied => "denied",
+            KeyState::Preaccepted => "preaccepted",
+        }
+    }
+
+    /// The state a [`KeyState::name`] names.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.name() == name)
+    }
 }
 
 /// One line of `jobs.list`.

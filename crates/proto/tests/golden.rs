@@ -41,8 +41,8 @@ use std::path::{Path, PathBuf};
 use brine_proto::codec::{BodyKind, Envelope};
 use brine_proto::control::{
     ActiveJob, ControlError, ControlEvent, ControlRequest, JobQuery, JobReport, JobSummary,
-    KeyCommand, KeyInfo, KeyState, MinionOutcome, MinionProgress, MinionState, MinionStatus,
-    PublishRequest,
+    KeyCommand, KeyInfo, KeySelection, KeyState, MinionOutcome, MinionProgress, MinionState,
+    MinionStatus, PublishRequest,
 };
 use brine_proto::msg::{PublicationHeader, ReplyError, SignedPublication, Tick};
 use brine_proto::{
@@ -264,9 +264,13 @@ fn control_requests() -> Vec<ControlRequest> {
         ControlRequest::Keys(KeyCommand::Accept {
             ids: vec![id("web1"), id("db-2.example.com")],
             fingerprint: Some(fingerprint_of(0xa0)),
+            preaccept: false,
         }),
-        ControlRequest::Keys(KeyCommand::Reject { id: id("web2") }),
-        ControlRequest::Keys(KeyCommand::Delete { id: id("web3") }),
+        ControlRequest::Keys(KeyCommand::Reject(KeySelection::id(&id("web2")))),
+        ControlRequest::Keys(KeyCommand::Delete(KeySelection {
+            ids: vec!["web3".into(), "db*".into()],
+            states: vec![KeyState::Pending, KeyState::Preaccepted],
+        })),
     ]
 }
 
@@ -792,6 +796,7 @@ fn closed_sets_spell_as_documented() {
         (KeyState::Accepted, "accepted"),
         (KeyState::Rejected, "rejected"),
         (KeyState::Denied, "denied"),
+        (KeyState::Preaccepted, "preaccepted"),
     ];
     for (x, w) in key_states {
         assert_eq!(word(x), w);
@@ -817,11 +822,12 @@ fn closed_sets_spell_as_documented() {
             KeyCommand::Accept {
                 ids: vec![],
                 fingerprint: None,
+                preaccept: false,
             },
             "accept",
         ),
-        (KeyCommand::Reject { id: id("web1") }, "reject"),
-        (KeyCommand::Delete { id: id("web1") }, "delete"),
+        (KeyCommand::Reject(KeySelection::id(&id("web1"))), "reject"),
+        (KeyCommand::Delete(KeySelection::id(&id("web1"))), "delete"),
     ];
     for (x, w) in key_actions {
         assert_eq!(tag(&ControlRequest::Keys(x.clone()), "action"), w);

@@ -7,7 +7,9 @@
 mod common;
 
 use brine_proto::codec::{BodyKind, Envelope};
-use brine_proto::control::{ControlEvent, ControlRequest, JobQuery, KeyCommand, PublishRequest};
+use brine_proto::control::{
+    ControlEvent, ControlRequest, JobQuery, KeyCommand, KeySelection, PublishRequest,
+};
 use brine_proto::limits::{MAX_COLLECTION_LEN, MAX_DEPTH, MAX_FRAME_BYTES, MAX_TOTAL_ITEMS};
 use brine_proto::msg::{PublicationHeader, SignedPublication};
 use brine_proto::{
@@ -608,9 +610,10 @@ fn unknown_fields_are_malformed() {
         KeyCommand::Accept {
             ids: vec![web1()],
             fingerprint: Some("ab:cd".into()),
+            preaccept: false,
         },
-        KeyCommand::Reject { id: web1() },
-        KeyCommand::Delete { id: web1() },
+        KeyCommand::Reject(KeySelection::id(&web1())),
+        KeyCommand::Delete(KeySelection::id(&web1())),
     ] {
         malformed::<KeyCommand>(&with_unknown_field(&command, ""));
         malformed::<ControlRequest>(&with_unknown_field(&ControlRequest::Keys(command), ""));
@@ -1454,10 +1457,12 @@ fn documented_leniencies_are_exactly_these() {
             ("type", s("keys")),
             ("action", s("accept")),
             ("ids", array(&[])),
+            ("preaccept", vec![0xc2]), // false
         ])),
         Ok(C::Keys(KeyCommand::Accept {
             ids: vec![],
             fingerprint: None,
+            preaccept: false,
         }))
     );
     assert_eq!(

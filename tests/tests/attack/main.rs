@@ -6,6 +6,7 @@ mod audit_log;
 mod connections;
 mod control_socket;
 mod hostile_peers;
+mod key_enrollment;
 mod local_users;
 mod publish_port;
 mod zmtp;

@@ -11,8 +11,8 @@
 use brine_proto::codec::{BodyKind, Envelope};
 use brine_proto::control::{
     ActiveJob, ControlError, ControlEvent, ControlRequest, JobQuery, JobReport, JobSummary,
-    KeyCommand, KeyInfo, KeyState, MinionOutcome, MinionProgress, MinionState, MinionStatus,
-    PublishRequest,
+    KeyCommand, KeyInfo, KeySelection, KeyState, MinionOutcome, MinionProgress, MinionState,
+    MinionStatus, PublishRequest,
 };
 use brine_proto::msg::{PublicationHeader, ReplyError, SignedPublication, Tick};
 use brine_proto::{
@@ -466,16 +466,38 @@ pub fn key_list() -> impl Strategy<Value = KeyCommand> {
 }
 
 pub fn key_accept() -> impl Strategy<Value = KeyCommand> {
-    (vec(minion_id(), 0..4), proptest::option::of(fingerprint()))
-        .prop_map(|(ids, fingerprint)| KeyCommand::Accept { ids, fingerprint })
+    (
+        vec(minion_id(), 0..4),
+        proptest::option::of(fingerprint()),
+        any::<bool>(),
+    )
+        .prop_map(|(ids, fingerprint, preaccept)| KeyCommand::Accept {
+            ids,
+            fingerprint,
+            preaccept,
+        })
+}
+
+pub fn key_selection() -> impl Strategy<Value = KeySelection> {
+    (
+        vec(
+            prop_oneof![
+                minion_id().prop_map(|id| id.as_str().to_owned()),
+                "[a-z]{0,4}\\*"
+            ],
+            1..4,
+        ),
+        vec(key_state(), 0..3),
+    )
+        .prop_map(|(ids, states)| KeySelection { ids, states })
 }
 
 pub fn key_reject() -> impl Strategy<Value = KeyCommand> {
-    minion_id().prop_map(|id| KeyCommand::Reject { id })
+    key_selection().prop_map(KeyCommand::Reject)
 }
 
 pub fn key_delete() -> impl Strategy<Value = KeyCommand> {
-    minion_id().prop_map(|id| KeyCommand::Delete { id })
+    key_selection().prop_map(KeyCommand::Delete)
 }
 
 pub fn key_command() -> impl Strategy<Value = KeyCommand> {
@@ -520,6 +542,7 @@ pub fn key_state() -> impl Strategy<Value = KeyState> {
         Just(KeyState::Accepted),
         Just(KeyState::Rejected),
         Just(KeyState::Denied),
+        Just(KeyState::Preaccepted),
     ]
 }
 
