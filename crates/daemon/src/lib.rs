@@ -1,7 +1,9 @@
 //! Process plumbing shared by the two daemons: the pieces of a thin `main` that are not the
 //! daemon's business (logging set-up, shutdown signals, the fd limit, the runtime and how much
 //! memory it keeps, the exit code and the one line printed for a configuration that cannot be
-//! used).
+//! used), and the systemd watchdog ([`watchdog`]).
+
+pub mod watchdog;
 
 use std::fmt::Display;
 use std::num::NonZeroUsize;

@@ -8,6 +8,7 @@ mod control_socket;
 mod hostile_peers;
 mod local_users;
 mod publish_port;
+mod watchdog;
 mod zmtp;
 
 /// The memory figures of a process's `/proc/<pid>/status`, in bytes.
