@@ -1,9 +1,11 @@
 //! Process plumbing shared by the two daemons: the pieces of a thin `main` that are not the
 //! daemon's business (logging set-up, shutdown signals, the fd limit, the runtime and how much
 //! memory it keeps, the exit code and the one line printed for a configuration that cannot be
-//! used), and [`LogLimiter`] for what peers can make a daemon log.
+//! used), [`LogLimiter`] for what peers can make a daemon log, and the systemd watchdog
+//! ([`watchdog`]).
 
 pub mod log_limit;
+pub mod watchdog;
 
 pub use log_limit::LogLimiter;
 

@@ -9,6 +9,10 @@
 //!   a time, quickly.
 //! - [`control`]: the unix socket; one task per CLI connection.
 //! - the job timers ([`Shared::track_deadline`]) and the pruner.
+//!
+//! Beside them, systemd's watchdog ([`brine_daemon::watchdog`]) is told the master is alive
+//! only while the publish loop, the return port's receiving loop, the control socket's accept
+//! loop and every zeromq socket thread keep turning.
 
 pub mod acl;
 pub mod audit;
@@ -31,6 +35,7 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
 use brine_crypto::{GroupKey, KeyError, MasterKeys};
+use brine_daemon::watchdog::Watchdog;
 
 use brine_guard::{Guard, GuardLimits};
 use brine_proto::control::{MinionOutcome, MinionState};
@@ -87,6 +92,8 @@ pub struct Shared {
     pub publisher: mpsc::Sender<Publication>,
     pub cancel: CancellationToken,
     pub tasks: TaskTracker,
+    /// systemd's watchdog: each loop it watches beats a heartbeat of it.
+    pub watchdog: Arc<Watchdog>,
     /// The master's identity: Noise static key and publication signing key.
     pub keys: MasterKeys,
     group: RwLock<Arc<GroupKey>>,
@@ -285,11 +292,13 @@ impl Master {
         // behind them (see brine_guard: the crate alone trusts its peers' frame sizes).
         let cancel = CancellationToken::new();
         let tasks = TaskTracker::new();
+        let watchdog = Arc::new(Watchdog::from_env());
         // The publish socket's fan-out task runs on one thread of its own, its connection
         // tasks (subscriptions, peers coming and going) on another (see socket_thread):
         // the crate takes blocking locks in both, which must never stop the master's runtime.
         let socket_thread = |name: &'static str| {
-            SocketThread::start(name).map_err(|source| MasterError::Thread { what: name, source })
+            SocketThread::start(name, &watchdog)
+                .map_err(|source| MasterError::Thread { what: name, source })
         };
         let pub_fanout = socket_thread("brine-pub-fanout")?;
         let pub_connections = socket_thread("brine-pub-conn")?;
@@ -357,6 +366,7 @@ impl Master {
             publisher,
             cancel,
             tasks,
+            watchdog,
             keys,
             group: RwLock::new(Arc::new(group)),
             sessions: Mutex::new(Sessions::default()),
@@ -406,6 +416,13 @@ impl Master {
         info!(%publish_addr, %ret_addr, socket = %shared.config.socket.display(), fingerprint = %shared.keys.fingerprint(), "brine-master serving");
 
         resume_open_jobs(&shared).await?;
+        let watching = shared
+            .watchdog
+            .start()
+            .map_err(|source| MasterError::Thread {
+                what: "the watchdog's thread",
+                source,
+            })?;
 
         shared.tasks.spawn(publish::run(
             Arc::clone(&shared),
@@ -420,9 +437,14 @@ impl Master {
             .tasks
             .spawn(control::serve(Arc::clone(&shared), control));
         shared.tasks.spawn(prune(Arc::clone(&shared)));
+        // Every socket is bound and every loop started: `systemctl start` may return.
+        brine_daemon::watchdog::ready();
 
         shutdown.await;
         info!("shutting down");
+        brine_daemon::watchdog::stopping();
+        // The loops end now: they are no longer watched.
+        drop(watching);
         shared.cancel.cancel();
         shared.tasks.close();
         if tokio::time::timeout(shared.config.shutdown_grace, shared.tasks.wait())

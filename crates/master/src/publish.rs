@@ -8,6 +8,9 @@
 //!
 //! PUB never waits for subscribers and drops what a slow or absent one misses; nothing relies
 //! on a publication arriving (minions catch up over REQ), so a failed send is only logged.
+//!
+//! The loop beats a watchdog heartbeat on every turn, and turns when idle too; the socket's
+//! threads beat their own (see `socket_thread`).
 
 use std::sync::Arc;
 
@@ -29,14 +32,19 @@ pub async fn run(
     threads: [SocketThread; 2],
     mut publications: mpsc::Receiver<Publication>,
 ) {
+    let heartbeat = shared.watchdog.heartbeat("the publish loop");
+    let mut turn = heartbeat.ticker();
     let tick_interval = shared.config.tick_interval;
     let cancel = shared.cancel.clone();
     let mut ticks = tokio::time::interval(tick_interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut seq = 0u64;
     loop {
+        heartbeat.beat();
         let publication = tokio::select! {
             _ = cancel.cancelled() => break,
+            // The watchdog must see an idle loop turn (tick_interval may be longer).
+            _ = turn.tick() => continue,
             Some(p) = publications.recv() => p,
             _ = ticks.tick() => {
                 seq += 1;
@@ -49,6 +57,8 @@ pub async fn run(
         };
         if let Publication::Job(job) = &publication {
             debug!(jid = %job.jid, fun = %job.fun, "publishing");
+            // Blocks this loop as a lock held inside the zeromq crate would (watchdog tests).
+            fail::fail_point!("master-pub-stall");
         }
         let message = ZmqMessage::from(seal(&shared, &publication));
         if let Err(err) = socket.send(message).await {

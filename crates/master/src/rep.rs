@@ -34,7 +34,8 @@
 //! The socket lives on three threads of its own ([`SocketThread`], see `socket_thread`): its connection tasks, the
 //! loop that receives, and the loop that sends. The zeromq crate blocks a thread on a lock in
 //! places (see [`SocketThread`]); on threads of their own, none of that can stall the master's
-//! runtime or wait on itself.
+//! runtime or wait on itself. Should one block for good all the same, its heartbeat (and the
+//! receiving loop's) stops, and systemd's watchdog restarts the master.
 
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
@@ -48,6 +49,7 @@ use tokio::sync::{mpsc, Semaphore};
 use tracing::{debug, info, warn};
 use zeromq::{RouterSocket, SocketRecv, SocketSend, ZmqMessage};
 
+use brine_daemon::watchdog::Heartbeat;
 use brine_proto::limits::MAX_GRAINS_BYTES;
 
 use crate::sessions::Hello;
@@ -79,8 +81,8 @@ struct Request {
 /// closes it and stops its threads.
 pub async fn run(shared: Arc<Shared>, socket: RouterSocket, connections: SocketThread) {
     let (recv_thread, send_thread) = match (
-        SocketThread::start("brine-rep-recv"),
-        SocketThread::start("brine-rep-send"),
+        SocketThread::start("brine-rep-recv", &shared.watchdog),
+        SocketThread::start("brine-rep-send", &shared.watchdog),
     ) {
         (Ok(recv), Ok(send)) => (recv, send),
         (Err(err), _) | (_, Err(err)) => {
@@ -95,7 +97,10 @@ pub async fn run(shared: Arc<Shared>, socket: RouterSocket, connections: SocketT
     let (requests_tx, mut requests) = mpsc::channel::<Request>(MAX_IN_FLIGHT);
     let (answers, answers_rx) = mpsc::channel::<ZmqMessage>(MAX_IN_FLIGHT);
     let cancel = shared.cancel.clone();
-    let receiving = recv_thread.run(receive(receiver, requests_tx, cancel));
+    let heartbeat = shared
+        .watchdog
+        .heartbeat("the return port's receiving loop");
+    let receiving = recv_thread.run(receive(receiver, requests_tx, heartbeat, cancel));
     let sending = send_thread.run(send(sender, answers_rx));
 
     let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
@@ -132,15 +137,22 @@ pub async fn run(shared: Arc<Shared>, socket: RouterSocket, connections: SocketT
 
 /// The receiving loop (on its own thread): every request that came from a REQ peer goes to
 /// the dispatcher; anything without the REQ delimiter is dropped (no REQ peer would read an
-/// answer to it). Gives the socket half back at the end.
+/// answer to it). Beats `heartbeat` on every turn, idle or not; a dispatcher that takes no
+/// more requests for a whole watchdog check therefore stops it too. Gives the socket half back
+/// at the end.
 async fn receive(
     mut receiver: zeromq::RouterRecvHalf,
     requests: mpsc::Sender<Request>,
+    heartbeat: Heartbeat,
     cancel: tokio_util::sync::CancellationToken,
 ) -> zeromq::RouterRecvHalf {
+    let mut turn = heartbeat.ticker();
     loop {
+        heartbeat.beat();
         let received = tokio::select! {
             _ = cancel.cancelled() => return receiver,
+            // The router's `recv` is a stream's `next`: dropping it for a turn loses nothing.
+            _ = turn.tick() => continue,
             received = receiver.recv() => received,
         };
         let message = match received {
@@ -150,6 +162,8 @@ async fn receive(
                 continue;
             }
         };
+        // Blocks this thread as a lock held inside the zeromq crate would (watchdog tests).
+        fail::fail_point!("master-rep-stall");
         let mut frames = message.into_vec().into_iter();
         let (Some(peer), Some(delimiter)) = (frames.next(), frames.next()) else {
             continue;

@@ -2,6 +2,7 @@
 
 use std::future::Future;
 
+use brine_daemon::watchdog::Watchdog;
 use tokio::runtime::Handle;
 use tokio::sync::oneshot;
 
@@ -17,6 +18,9 @@ use tokio::sync::oneshot;
 /// it in its LIFO slot, which no other worker may steal), that thread waits for itself: the
 /// port is dead for good (this happened with REP under connection churn). On a thread of its
 /// own, each part waits only on the others, which always run.
+///
+/// The thread's runtime also beats a heartbeat of the master's [`Watchdog`]: should the crate
+/// block the thread for good all the same, systemd restarts the master.
 #[derive(Debug)]
 pub struct SocketThread {
     handle: Handle,
@@ -26,11 +30,12 @@ pub struct SocketThread {
 }
 
 impl SocketThread {
-    /// Starts the thread.
-    pub fn start(name: &str) -> std::io::Result<Self> {
+    /// Starts the thread, watched by `watchdog`.
+    pub fn start(name: &str, watchdog: &Watchdog) -> std::io::Result<Self> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
+        runtime.spawn(watchdog.heartbeat(format!("thread {name}")).pulse());
         let handle = runtime.handle().clone();
         let (stop, stop_rx) = oneshot::channel::<()>();
         let (stopped_tx, stopped) = oneshot::channel::<()>();

@@ -5,6 +5,8 @@
 //! loop is driven by one closed set of events ([`Event`]): publications, catch-up results, the
 //! link's welcome and group keys, a watchdog timer, and a timer that has the journal write
 //! the deletions of acknowledged returns no job has carried (also done once at shutdown).
+//! Under systemd, the service manager is told the minion is alive while the main loop turns
+//! ([`brine_daemon::watchdog`]).
 //!
 //! A publication is checked in this order before anything in it is used: the master's
 //! signature (the key pinned at the handshake), the expiry in the signed header (on the
@@ -28,6 +30,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use brine_crypto::{GroupKey, MasterPublic, MinionKeys};
+use brine_daemon::watchdog::Watchdog;
 use brine_modules::{Context, GrainStore, GrainStoreError};
 use brine_proto::codec::BodyKind;
 use brine_proto::msg::{PublicationHeader, SignedPublication, PUBLICATION_AAD};
@@ -61,6 +64,8 @@ pub enum MinionError {
     DisabledFunctions(String),
     #[error("grains: {0}")]
     Grains(#[from] GrainStoreError),
+    #[error("starting the watchdog's thread: {0}")]
+    Watchdog(std::io::Error),
 }
 
 /// The tick interval assumed until the master says otherwise.
@@ -151,6 +156,12 @@ pub async fn run(
     let mut grain_changes = grains.subscribe();
     info!(minion = %id, master = %config.master, fingerprint = %keys.fingerprint(), "brine-minion starting");
 
+    // systemd is told the minion is alive while its main loop turns.
+    let systemd = Arc::new(Watchdog::from_env());
+    let heartbeat = systemd.heartbeat("the main loop");
+    let mut turn = heartbeat.ticker();
+    let watching = systemd.start().map_err(MinionError::Watchdog)?;
+
     // The link outlives the SUB task: at shutdown it still delivers returns and says goodbye.
     let stop_sub = CancellationToken::new();
     let stop_link = CancellationToken::new();
@@ -218,13 +229,19 @@ pub async fn run(
         fetching_epoch: None,
     };
 
+    // Serving does not wait for the master: it may be down, and the minion connects when it
+    // comes (any start order).
+    brine_daemon::watchdog::ready();
+
     let mut watchdog = tokio::time::interval(Duration::from_millis(250));
     let mut flush = tokio::time::interval(JOURNAL_FLUSH);
     let mut prune = tokio::time::interval(JOURNAL_PRUNE);
     tokio::pin!(shutdown);
     loop {
+        heartbeat.beat();
         let event = tokio::select! {
             _ = &mut shutdown => Event::Shutdown,
+            _ = turn.tick() => continue,
             Some(event) = sub_rx.recv() => Event::Sub(event),
             Some(event) = link_rx.recv() => Event::Link(event),
             Ok(()) = grain_changes.changed() => {
@@ -292,6 +309,8 @@ pub async fn run(
     }
 
     info!("shutting down");
+    brine_daemon::watchdog::stopping();
+    drop(watching);
     stop_sub.cancel();
     minion.jobs.close();
     if tokio::time::timeout(config.shutdown_grace, minion.jobs.wait())
@@ -476,6 +495,8 @@ impl Minion {
     /// Runs `job` if it is for this minion, live, and never started here; rejects it (with a
     /// return that says why) when its function is disabled here or it cannot be recorded.
     fn offer(&mut self, job: Job) {
+        // Blocks the main loop as a dependency that hangs would (watchdog tests).
+        fail::fail_point!("minion-loop-stall");
         match job.target.compile() {
             Ok(matcher) if matcher.matches(self.id.as_str(), &self.grains.current()) => {}
             Ok(_) => return,

@@ -9,6 +9,7 @@ mod hostile_peers;
 mod key_enrollment;
 mod local_users;
 mod publish_port;
+mod watchdog;
 mod zmtp;
 
 /// The memory figures of a process's `/proc/<pid>/status`, in bytes.

@@ -108,7 +108,13 @@ fn open_socket(path: &Path, group: &str) {
     }
 }
 
+/// Accepts control connections until the master is cancelled, each served in a task of its
+/// own. The accept loop beats a watchdog heartbeat on every turn, and turns when idle too.
 pub async fn serve(shared: Arc<Shared>, listener: UnixListener) {
+    let heartbeat = shared
+        .watchdog
+        .heartbeat("the control socket's accept loop");
+    let mut turn = heartbeat.ticker();
     let acl = Acl::compile(&shared.config.publisher_acl).unwrap_or_else(|reason| {
         // The configuration was validated; should this still fail, nobody gets anything.
         error!(%reason, "publisher_acl does not compile; only root and the master's user may publish");
@@ -126,9 +132,12 @@ pub async fn serve(shared: Arc<Shared>, listener: UnixListener) {
     open_socket(&shared.config.socket, &shared.config.socket_group);
     let admission = Arc::new(Admission::default());
     loop {
+        heartbeat.beat();
         // Every connection is accepted at once: who may be served is decided by its caller.
         let mut stream = tokio::select! {
             _ = shared.cancel.cancelled() => return,
+            // `accept` is cancel-safe: a turn loses no connection.
+            _ = turn.tick() => continue,
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => stream,
                 Err(err) => {
@@ -142,6 +151,8 @@ pub async fn serve(shared: Arc<Shared>, listener: UnixListener) {
                 }
             },
         };
+        // Blocks this loop as a dependency that hangs would (watchdog tests).
+        fail::fail_point!("master-control-stall");
         let shared = Arc::clone(&shared);
         let guard = Arc::clone(&guard);
         let admission = Arc::clone(&admission);
