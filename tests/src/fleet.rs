@@ -29,7 +29,8 @@ use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use brine_proto::control::{ControlEvent, ControlRequest, JobReport, MinionStatus};
@@ -295,6 +296,8 @@ struct PortState {
 pub struct ProxyPort {
     pub port: u16,
     state: watch::Sender<PortState>,
+    /// Bytes forwarded from the master to the minion.
+    delivered: Arc<AtomicU64>,
     task: JoinHandle<()>,
 }
 
@@ -307,8 +310,24 @@ impl ProxyPort {
         let listener = bind_quiet().await;
         let port = listener.local_addr().expect("proxy address").port();
         let upstream = SocketAddr::from(([127, 0, 0, 1], upstream));
-        let task = tokio::spawn(accept_loop(listener, upstream, state.subscribe()));
-        Self { port, state, task }
+        let delivered = Arc::new(AtomicU64::new(0));
+        let task = tokio::spawn(accept_loop(
+            listener,
+            upstream,
+            state.subscribe(),
+            Arc::clone(&delivered),
+        ));
+        Self {
+            port,
+            state,
+            delivered,
+            task,
+        }
+    }
+
+    /// How many bytes the master has sent the minion through this port so far.
+    pub fn delivered(&self) -> u64 {
+        self.delivered.load(Ordering::Relaxed)
     }
 
     pub fn set(&self, mode: Mode) {
@@ -376,6 +395,7 @@ async fn accept_loop(
     listener: TcpListener,
     upstream: SocketAddr,
     state: watch::Receiver<PortState>,
+    delivered: Arc<AtomicU64>,
 ) {
     // Dropping the set (when the task is aborted) aborts every relay.
     let mut relays = JoinSet::new();
@@ -384,7 +404,7 @@ async fn accept_loop(
             accepted = listener.accept() => {
                 if let Ok((client, _)) = accepted {
                     let epoch = state.borrow().epoch;
-                    relays.spawn(relay(client, upstream, state.clone(), epoch));
+                    relays.spawn(relay(client, upstream, state.clone(), epoch, Arc::clone(&delivered)));
                 }
             }
             Some(_) = relays.join_next(), if !relays.is_empty() => {}
@@ -407,6 +427,7 @@ async fn relay(
     upstream: SocketAddr,
     mut state: watch::Receiver<PortState>,
     epoch: u64,
+    delivered: Arc<AtomicU64>,
 ) {
     if !until_pass(&mut state, epoch).await {
         let _ = client.set_zero_linger();
@@ -422,8 +443,20 @@ async fn relay(
     let reset = {
         let forward = async {
             tokio::join!(
-                pump(&mut client_read, &mut server_write, state.clone(), epoch),
-                pump(&mut server_read, &mut client_write, state.clone(), epoch),
+                pump(
+                    &mut client_read,
+                    &mut server_write,
+                    state.clone(),
+                    epoch,
+                    None
+                ),
+                pump(
+                    &mut server_read,
+                    &mut client_write,
+                    state.clone(),
+                    epoch,
+                    Some(&delivered)
+                ),
             )
         };
         tokio::select! {
@@ -438,12 +471,13 @@ async fn relay(
 }
 
 /// Copies one direction while the connection may forward; holds (reads nothing) while it may
-/// not; ends on end of stream, an error or a reset.
+/// not; ends on end of stream, an error or a reset. Counts what it wrote into `count`.
 async fn pump(
     from: &mut OwnedReadHalf,
     to: &mut OwnedWriteHalf,
     mut state: watch::Receiver<PortState>,
     epoch: u64,
+    count: Option<&AtomicU64>,
 ) {
     let mut buf = vec![0u8; 64 * 1024];
     loop {
@@ -468,6 +502,9 @@ async fn pump(
         }
         if to.write_all(&buf[..n]).await.is_err() {
             return;
+        }
+        if let Some(count) = count {
+            count.fetch_add(n as u64, Ordering::Relaxed);
         }
     }
 }

@@ -474,3 +474,12 @@ pub async fn printed_fingerprint(id: &str, state_dir: &Path) -> String {
     assert!(output.status.success(), "{output:?}");
     String::from_utf8(output.stdout).unwrap().trim().to_owned()
 }
+
+/// Whether the minion journal in `state_dir` (SQLite's main file or write-ahead log) holds
+/// `needle`: a jid there means the minion started that job.
+pub fn journal_mentions(state_dir: &Path, needle: &str) -> bool {
+    ["journal.sqlite", "journal.sqlite-wal"].iter().any(|name| {
+        std::fs::read(state_dir.join(name))
+            .is_ok_and(|bytes| bytes.windows(needle.len()).any(|w| w == needle.as_bytes()))
+    })
+}

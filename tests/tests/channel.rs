@@ -195,7 +195,7 @@ async fn a_rejected_minion_cannot_read_the_next_publication_and_the_others_can()
     within("a publication under the new key", async {
         loop {
             let message = sub.recv().await.unwrap();
-            let envelope = Envelope::from_bytes(&message.into_vec()[0]).unwrap();
+            let envelope = Envelope::from_bytes(&message.into_vec()[1]).unwrap();
             let signed: SignedPublication = decode(&envelope.body).unwrap();
             master_public.verify(&signed.header, &signed.sig).unwrap();
             let header: PublicationHeader = decode(&signed.header).unwrap();

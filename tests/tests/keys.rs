@@ -13,7 +13,8 @@ use brine_proto::control::{ControlEvent, ControlRequest, KeyCommand, KeyInfo, Ke
 use brine_proto::msg::{PublicationHeader, SignedPublication};
 use brine_proto::{decode, Envelope};
 use brine_tests::{
-    cli, json, master_config, printed_fingerprint, report, within, Output, TestMaster, TestMinion,
+    cli, journal_mentions, json, master_config, printed_fingerprint, report, within, Output,
+    TestMaster, TestMinion,
 };
 use serde_json::json;
 use zeromq::{Socket, SocketRecv, SubSocket};
@@ -248,7 +249,7 @@ async fn next_epoch(sub: &mut SubSocket) -> u32 {
     within("a heartbeat on the publish port", async {
         loop {
             let message = sub.recv().await.expect("a publication");
-            let frame = message.into_vec().swap_remove(0);
+            let frame = message.into_vec().swap_remove(1); // after the topic
             let envelope = Envelope::from_bytes(&frame).expect("an envelope");
             assert_eq!(envelope.kind, BodyKind::Signed);
             let signed: SignedPublication = decode(&envelope.body).expect("signed");
@@ -311,14 +312,6 @@ async fn a_rejected_minion_is_cut_off_and_the_group_key_rotates() {
 
     minion.stop().await;
     master.stop().await;
-}
-
-/// Whether the SQLite journal in `state_dir` (main file or write-ahead log) holds `needle`.
-fn journal_mentions(state_dir: &Path, needle: &str) -> bool {
-    ["journal.sqlite", "journal.sqlite-wal"].iter().any(|name| {
-        std::fs::read(state_dir.join(name))
-            .is_ok_and(|bytes| bytes.windows(needle.len()).any(|w| w == needle.as_bytes()))
-    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

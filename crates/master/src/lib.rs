@@ -39,7 +39,7 @@ use brine_daemon::watchdog::Watchdog;
 
 use brine_guard::{Guard, GuardLimits};
 use brine_proto::control::{MinionOutcome, MinionState};
-use brine_proto::{now_ms, Jid, Publication};
+use brine_proto::{now_ms, Jid};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -89,7 +89,7 @@ pub struct Shared {
     /// The configuration's nodegroups, as compound expressions.
     pub nodegroups: BTreeMap<String, String>,
     pub jobs: JobHub,
-    pub publisher: mpsc::Sender<Publication>,
+    pub publisher: mpsc::Sender<publish::Outgoing>,
     pub cancel: CancellationToken,
     pub tasks: TaskTracker,
     /// systemd's watchdog: each loop it watches beats a heartbeat of it.
@@ -204,7 +204,7 @@ impl Shared {
 /// A master with its sockets bound, ready to [`run`](Master::run).
 pub struct Master {
     shared: Arc<Shared>,
-    publish_rx: mpsc::Receiver<Publication>,
+    publish_rx: mpsc::Receiver<publish::Outgoing>,
     pub_socket: PubSocket,
     pub_threads: [SocketThread; 2],
     rep_socket: RouterSocket,

@@ -1,10 +1,13 @@
-//! The PUB side: one task owns the PUB socket and sends, in order, every publication handed to
-//! it and a heartbeat tick every `tick_interval`.
+//! The PUB side: one task owns the PUB socket and sends, in order, every job handed to it and
+//! a heartbeat tick every `tick_interval`.
 //!
 //! Every publication is sealed with the current group key (so only accepted minions can read
 //! it) and signed with the master's Ed25519 key; the signed header carries the group key's
-//! epoch, the expiry and the jid in the clear, so a minion can refuse a stale, forged or
-//! already executed job before it decrypts anything.
+//! epoch, the expiry, the jid and (for a job of up to `MAX_LISTED_RECIPIENTS` minions) the ids
+//! of the minions the master expects, in the clear, so a minion can refuse a stale, forged,
+//! already executed or someone else's job before it decrypts anything. Such a job is sent once
+//! per listed minion under that minion's topic: the PUB socket delivers it to that minion
+//! alone, so a large job for one minion costs the others nothing.
 //!
 //! PUB never waits for subscribers and drops what a slow or absent one misses; nothing relies
 //! on a publication arriving (minions catch up over REQ), so a failed send is only logged.
@@ -15,8 +18,12 @@
 use std::sync::Arc;
 
 use brine_proto::codec::BodyKind;
-use brine_proto::msg::{PublicationHeader, SignedPublication, Tick, PUBLICATION_AAD};
-use brine_proto::{encode, now_ms, Envelope, Publication};
+use brine_proto::limits::MAX_LISTED_RECIPIENTS;
+use brine_proto::msg::{
+    topic_of, PublicationHeader, SignedPublication, Tick, PUBLICATION_AAD, TOPIC_EVERYONE,
+};
+use brine_proto::{encode, now_ms, Envelope, Job, MinionId, Publication};
+use bytes::Bytes;
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 use zeromq::{PubSocket, SocketSend, ZmqMessage};
@@ -30,7 +37,7 @@ pub async fn run(
     shared: Arc<Shared>,
     mut socket: PubSocket,
     threads: [SocketThread; 2],
-    mut publications: mpsc::Receiver<Publication>,
+    mut jobs: mpsc::Receiver<Outgoing>,
 ) {
     let heartbeat = shared.watchdog.heartbeat("the publish loop");
     let mut turn = heartbeat.ticker();
@@ -41,28 +48,38 @@ pub async fn run(
     let mut seq = 0u64;
     loop {
         heartbeat.beat();
-        let publication = tokio::select! {
+        let (publication, expected) = tokio::select! {
             _ = cancel.cancelled() => break,
             // The watchdog must see an idle loop turn (tick_interval may be longer).
             _ = turn.tick() => continue,
-            Some(p) = publications.recv() => p,
+            Some(Outgoing { job, expected }) = jobs.recv() => {
+                debug!(jid = %job.jid, fun = %job.fun, "publishing");
+                // Blocks this loop as a lock held inside the zeromq crate would (watchdog tests).
+                fail::fail_point!("master-pub-stall");
+                (Publication::Job(job), Some(expected))
+            }
             _ = ticks.tick() => {
                 seq += 1;
-                Publication::Tick(Tick {
+                let tick = Tick {
                     seq,
                     master_time_ms: now_ms(),
                     tick_interval_ms: tick_interval.as_millis() as u64,
-                })
+                };
+                (Publication::Tick(tick), None)
             }
         };
-        if let Publication::Job(job) = &publication {
-            debug!(jid = %job.jid, fun = %job.fun, "publishing");
-            // Blocks this loop as a lock held inside the zeromq crate would (watchdog tests).
-            fail::fail_point!("master-pub-stall");
-        }
-        let message = ZmqMessage::from(seal(&shared, &publication));
-        if let Err(err) = socket.send(message).await {
-            warn!(cause = %err, "publish failed");
+        let to = expected.filter(|ids| ids.len() <= MAX_LISTED_RECIPIENTS);
+        let envelope = Bytes::from(seal(&shared, &publication, to.clone()));
+        let topics = match &to {
+            Some(ids) => ids.iter().map(topic_of).collect(),
+            None => vec![TOPIC_EVERYONE.to_vec()],
+        };
+        for topic in topics {
+            let message = ZmqMessage::try_from(vec![Bytes::from(topic), envelope.clone()])
+                .expect("two frames");
+            if let Err(err) = socket.send(message).await {
+                warn!(cause = %err, "publish failed");
+            }
         }
     }
     drop(socket);
@@ -71,8 +88,16 @@ pub async fn run(
     }
 }
 
-/// Seals `publication` with the group key and signs it: the bytes of one PUB message.
-pub fn seal(shared: &Shared, publication: &Publication) -> Vec<u8> {
+/// A job to publish, and the minions the master expects to run it.
+#[derive(Debug)]
+pub struct Outgoing {
+    pub job: Job,
+    pub expected: Vec<MinionId>,
+}
+
+/// Seals `publication` with the group key and signs it, for the minions `to` (none: for every
+/// minion the target matches, once the master confirms it): the envelope of one PUB message.
+fn seal(shared: &Shared, publication: &Publication, to: Option<Vec<MinionId>>) -> Vec<u8> {
     let now = now_ms();
     let (jid, expires_ms) = match publication {
         Publication::Job(job) => (Some(job.jid.clone()), job.expires_ms),
@@ -83,6 +108,7 @@ pub fn seal(shared: &Shared, publication: &Publication) -> Vec<u8> {
     let header = encode(&PublicationHeader {
         group_epoch: group.epoch(),
         jid,
+        to,
         expires_ms,
         master_time_ms: now,
         nonce: nonce.to_vec(),

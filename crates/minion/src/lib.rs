@@ -172,6 +172,7 @@ pub async fn run(
 
     let subscriber = tokio::spawn(
         sub::run(
+            id.clone(),
             config.endpoint(config.publish_port),
             config.connect_timeout,
             config.retry_max,
@@ -358,14 +359,26 @@ enum Dropped {
     OldEpoch(u32),
     #[error("did not decrypt")]
     Undecryptable,
+    #[error("for other minions")]
+    NotForThisMinion,
+}
+
+/// Who vouches that this minion is to run a job it opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Vouched {
+    /// The signed header lists this minion.
+    Listed,
+    /// The header lists nobody (a job for many minions): the master must confirm it.
+    ToBeConfirmed,
 }
 
 impl Minion {
     /// Verifies, checks and opens one PUB message, then acts on it.
     fn receive(&mut self, bytes: &[u8]) {
         match self.open(bytes) {
-            Ok(Publication::Tick(tick)) => self.on_tick(tick),
-            Ok(Publication::Job(job)) => self.offer(job),
+            Ok((Publication::Tick(tick), _)) => self.on_tick(tick),
+            Ok((Publication::Job(job), Vouched::Listed)) => self.offer(job),
+            Ok((Publication::Job(job), Vouched::ToBeConfirmed)) => self.claim(job),
             Err(Dropped::UnknownEpoch(epoch)) => {
                 if self.fetching_epoch != Some(epoch) {
                     debug!(epoch, "a publication under a newer group key: fetching it");
@@ -380,8 +393,8 @@ impl Minion {
         }
     }
 
-    /// The checks, in order: signature, expiry, journal, then decryption.
-    fn open(&mut self, bytes: &[u8]) -> Result<Publication, Dropped> {
+    /// The checks, in order: signature, expiry, recipients, journal, then decryption.
+    fn open(&mut self, bytes: &[u8]) -> Result<(Publication, Vouched), Dropped> {
         let master = self.master.ok_or(Dropped::NoMaster)?;
         let envelope =
             Envelope::from_bytes(bytes).map_err(|e| Dropped::Malformed(e.to_string()))?;
@@ -402,6 +415,11 @@ impl Minion {
         if late >= 0 {
             return Err(Dropped::Stale(late));
         }
+        let vouched = match &header.to {
+            Some(ids) if ids.contains(&self.id) => Vouched::Listed,
+            Some(_) => return Err(Dropped::NotForThisMinion),
+            None => Vouched::ToBeConfirmed,
+        };
         if let Some(jid) = &header.jid {
             let journal = self.journal.lock().unwrap_or_else(|p| p.into_inner());
             if journal.has_started(jid) {
@@ -427,7 +445,7 @@ impl Minion {
             }
         }
         self.set_master_clock(header.master_time_ms);
-        Ok(publication)
+        Ok((publication, vouched))
     }
 
     fn on_tick(&mut self, tick: brine_proto::msg::Tick) {
@@ -492,19 +510,29 @@ impl Minion {
         }
     }
 
-    /// Runs `job` if it is for this minion, live, and never started here; rejects it (with a
-    /// return that says why) when its function is disabled here or it cannot be recorded.
+    /// A job for more minions than its header lists: if its target matches this minion, the
+    /// master is asked (a receipt) whether it expects this minion, and the job runs only if it
+    /// does. The master's word, not the grains of now: they may have changed since it
+    /// published (a replayed publication must not run where it was not meant to).
+    fn claim(&mut self, job: Job) {
+        match job.target.compile() {
+            Ok(matcher) if matcher.matches(self.id.as_str(), &self.grains.current()) => {
+                self.command(Command::Claim(job));
+            }
+            Ok(_) => {}
+            Err(err) => {
+                warn!(jid = %job.jid, cause = %err, "ignoring a job with an invalid target")
+            }
+        }
+    }
+
+    /// Runs `job`, which the master expects of this minion (its publication listed this
+    /// minion, the master confirmed it, or catch-up handed it out), if it is live and never
+    /// started here; rejects it (with a return that says why) when its function is disabled
+    /// here or it cannot be recorded.
     fn offer(&mut self, job: Job) {
         // Blocks the main loop as a dependency that hangs would (watchdog tests).
         fail::fail_point!("minion-loop-stall");
-        match job.target.compile() {
-            Ok(matcher) if matcher.matches(self.id.as_str(), &self.grains.current()) => {}
-            Ok(_) => return,
-            Err(err) => {
-                warn!(jid = %job.jid, cause = %err, "ignoring a job with an invalid target");
-                return;
-            }
-        }
         if job.expires_ms <= job.master_time_ms {
             debug!(jid = %job.jid, "ignoring an expired job");
             return;
@@ -692,12 +720,25 @@ mod tests {
         })
     }
 
-    /// Builds a PUB message as the master does, letting a test spoil one part.
+    /// Builds a PUB message's envelope as the master does for a job of many minions (no
+    /// recipients listed), letting a test spoil one part.
     fn seal(
         signer: &MasterKeys,
         group: &GroupKey,
         publication: &Publication,
         expires_ms: u64,
+        spoil: impl FnOnce(&mut Vec<u8>, &mut Vec<u8>),
+    ) -> Vec<u8> {
+        seal_for(signer, group, publication, expires_ms, None, spoil)
+    }
+
+    /// The same, for the minions `to`.
+    fn seal_for(
+        signer: &MasterKeys,
+        group: &GroupKey,
+        publication: &Publication,
+        expires_ms: u64,
+        to: Option<Vec<MinionId>>,
         spoil: impl FnOnce(&mut Vec<u8>, &mut Vec<u8>),
     ) -> Vec<u8> {
         let jid = match publication {
@@ -708,6 +749,7 @@ mod tests {
         let mut header = encode(&PublicationHeader {
             group_epoch: group.epoch(),
             jid,
+            to,
             expires_ms,
             master_time_ms: now_ms(),
             nonce: nonce.to_vec(),
@@ -732,7 +774,45 @@ mod tests {
         let mut f = fixture();
         let jid = Jid::from_micros(now_ms() * 1000);
         let bytes = seal(&f.master, &f.group, &job(&jid), later(), |_, _| {});
-        assert!(matches!(f.minion.open(&bytes), Ok(Publication::Job(j)) if j.jid == jid));
+        assert!(matches!(
+            f.minion.open(&bytes),
+            Ok((Publication::Job(j), Vouched::ToBeConfirmed)) if j.jid == jid
+        ));
+    }
+
+    #[test]
+    fn a_publication_that_lists_other_minions_is_dropped_before_decrypting() {
+        let mut f = fixture();
+        let jid = Jid::from_micros(now_ms() * 1000);
+        let others = vec![MinionId::new("db1").unwrap()];
+        // Sealed with a key this minion does not hold: refused for its recipients alone, it
+        // never got as far as decrypting.
+        let wrong = GroupKey::generate(3);
+        let bytes = seal_for(
+            &f.master,
+            &wrong,
+            &job(&jid),
+            later(),
+            Some(others),
+            |_, _| {},
+        );
+        assert!(matches!(
+            f.minion.open(&bytes),
+            Err(Dropped::NotForThisMinion)
+        ));
+        let mine = vec![MinionId::new("db1").unwrap(), f.minion.id.clone()];
+        let bytes = seal_for(
+            &f.master,
+            &f.group,
+            &job(&jid),
+            later(),
+            Some(mine),
+            |_, _| {},
+        );
+        assert!(matches!(
+            f.minion.open(&bytes),
+            Ok((Publication::Job(j), Vouched::Listed)) if j.jid == jid
+        ));
     }
 
     #[test]

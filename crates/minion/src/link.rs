@@ -24,6 +24,9 @@ use crate::journal::Journal;
 #[derive(Debug)]
 pub enum Command {
     Receipt(Jid),
+    /// A job for many minions, whose target matches this one: a receipt asks the master
+    /// whether it expects this minion; only then does the job come back as [`LinkEvent::Jobs`].
+    Claim(Job),
     Return(JobReturn),
     CatchUp,
     /// A publication named a newer group key epoch.
@@ -40,7 +43,7 @@ pub enum LinkEvent {
     Welcome(Box<Welcome>),
     /// A newer group key.
     GroupKey(GroupKey),
-    /// Jobs the master says are live for this minion (catch-up).
+    /// Jobs the master says are live for this minion (catch-up, or a confirmed claim).
     Jobs(Vec<Job>),
 }
 
@@ -94,6 +97,7 @@ impl Link {
                     };
                     self.ask(&receipt).await.map(drop)
                 }
+                Some(Command::Claim(job)) => self.claim(job).await,
                 Some(Command::Return(ret)) => self.send_return(ret).await,
                 Some(Command::CatchUp) => self.catch_up().await,
                 Some(Command::FetchGroupKey) => self.fetch_group_key().await,
@@ -114,6 +118,23 @@ impl Link {
 
     fn journal(&self) -> std::sync::MutexGuard<'_, Journal> {
         self.journal.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Hands `job` back to run once the master says it expects this minion.
+    async fn claim(&mut self, job: Job) -> Result<(), Cancelled> {
+        let receipt = MinionRequest::Receipt {
+            id: self.id.clone(),
+            jid: job.jid.clone(),
+        };
+        match self.ask(&receipt).await? {
+            MasterReply::Ok {} => {
+                let _ = self.events.send(LinkEvent::Jobs(vec![job])).await;
+            }
+            other => {
+                debug!(jid = %job.jid, answer = ?other, "the master does not expect this minion to run the job")
+            }
+        }
+        Ok(())
     }
 
     /// Spooled returns, then pending.

@@ -1,14 +1,17 @@
 //! The minion's SUB side: receives the master's publications.
 //!
 //! The task connects (retrying until the master is there, whatever the start order),
-//! subscribes to everything, and forwards each publication's bytes to the main loop, which
-//! checks the signature before anything else. When told to (the main loop saw
+//! subscribes to what is for every minion and to what is for this one (the two topics of
+//! `brine_proto::msg`), and forwards each publication's envelope to the main loop, which checks
+//! the signature before anything else. When told to (the main loop saw
 //! no tick for three intervals: a half-open connection the zeromq crate cannot detect), or when
 //! the socket fails, it drops the socket and connects anew.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use brine_proto::msg::{topic_of, TOPIC_EVERYONE};
+use brine_proto::MinionId;
 use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -19,11 +22,12 @@ use zeromq::{Socket, SocketOptions, SocketRecv, SubSocket};
 pub enum SubEvent {
     /// A new socket is connected and subscribed.
     Connected,
-    /// One PUB message, unverified.
+    /// One PUB message's envelope, unverified.
     Publication(Vec<u8>),
 }
 
 pub async fn run(
+    id: MinionId,
     endpoint: String,
     connect_timeout: Duration,
     retry_max: Duration,
@@ -32,7 +36,8 @@ pub async fn run(
     stop: CancellationToken,
 ) {
     loop {
-        let Some(mut socket) = connect(&endpoint, connect_timeout, retry_max, &stop).await else {
+        let Some(mut socket) = connect(&id, &endpoint, connect_timeout, retry_max, &stop).await
+        else {
             return;
         };
         if events.send(SubEvent::Connected).await.is_err() {
@@ -49,9 +54,13 @@ pub async fn run(
             };
             match received {
                 Ok(message) => {
-                    let frame = message.into_vec().into_iter().next().unwrap_or_default();
+                    // A topic, then the envelope.
+                    let Ok([_topic, envelope]) = <[_; 2]>::try_from(message.into_vec()) else {
+                        debug!("dropped a PUB message that is not a topic and an envelope");
+                        continue;
+                    };
                     if events
-                        .send(SubEvent::Publication(frame.to_vec()))
+                        .send(SubEvent::Publication(envelope.to_vec()))
                         .await
                         .is_err()
                     {
@@ -70,6 +79,7 @@ pub async fn run(
 /// Connects a new subscribed socket, retrying with a capped, jittered backoff; None when
 /// stopped.
 async fn connect(
+    id: &MinionId,
     endpoint: &str,
     connect_timeout: Duration,
     retry_max: Duration,
@@ -83,7 +93,10 @@ async fn connect(
         let connected = tokio::select! {
             _ = stop.cancelled() => return None,
             connected = async {
-                socket.subscribe("").await?;
+                for topic in [TOPIC_EVERYONE.to_vec(), topic_of(id)] {
+                    let topic = String::from_utf8(topic).expect("topics are ASCII");
+                    socket.subscribe(&topic).await?;
+                }
                 socket.connect(endpoint).await
             } => connected,
         };

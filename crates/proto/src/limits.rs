@@ -16,6 +16,12 @@ pub const MAX_DEPTH: usize = 16;
 pub const MAX_COLLECTION_LEN: usize = 65_536;
 /// The most values (of any kind, at any depth) in one message.
 pub const MAX_TOTAL_ITEMS: usize = 1_000_000;
+/// The largest job (encoded: function, arguments, target and the rest) a master publishes:
+/// every job is stored, and sent to each of its minions. Salt-style arguments (commands, file
+/// contents of a few pages, pillar overrides) are far below it; bulk data travels as files.
+pub const MAX_JOB_BYTES: usize = 1024 * 1024;
+/// The most minions a publication's header lists by id (see `msg::PublicationHeader::to`).
+pub const MAX_LISTED_RECIPIENTS: usize = 256;
 /// The largest grains (encoded) a minion reports: the hello that carries them travels in a
 /// Noise handshake message of at most 64 KiB, and the master keeps every minion's in memory. A
 /// host's own grains are 1–2 KiB.

@@ -2,8 +2,8 @@
 //!
 //! Two sockets, two message sets, each message inside an [`crate::Envelope`]:
 //!
-//! - PUB (master binds 4505, minions subscribe to everything): [`Publication`], a job or a
-//!   heartbeat tick. PUB drops what a subscriber misses, so nothing depends on a publication
+//! - PUB (master binds 4505, minions subscribe to [`TOPIC_EVERYONE`] and their own [`topic_of`]):
+//!   [`Publication`], a job or a heartbeat tick. PUB drops what a subscriber misses, so nothing depends on a publication
 //!   arriving: minions catch up over REQ.
 //! - REQ→REP (master binds 4506): the minion asks with a [`MinionRequest`], the master answers
 //!   with exactly one [`MasterReply`]. A minion sends no new request before the answer (or before
@@ -26,12 +26,26 @@
 //!
 //! The id a request names must be the id bound to the session's key: the master refuses any
 //! other. Publications are `signed` envelopes: a [`SignedPublication`] whose header carries the
-//! expiry and jid in the clear (so a minion can refuse a stale or already executed job before it
-//! decrypts anything) and the publication sealed with the group key.
+//! expiry, jid and (for a job of up to [`MAX_LISTED_RECIPIENTS`](crate::limits::MAX_LISTED_RECIPIENTS) minions) the minions it is for in
+//! the clear, so a minion can refuse a stale, already executed or someone else's job before it
+//! decrypts anything, and the publication sealed with the group key. A PUB message is two frames:
+//! its topic ([`TOPIC_EVERYONE`], or [`topic_of`] one minion, once per listed minion) and the
+//! envelope.
 
 use serde::{Deserialize, Serialize};
 
 use crate::{Jid, Map, MinionId, Target, Value};
+
+/// The topic (first frame) of a publication every minion receives: ticks, and jobs for more
+/// minions than a header lists. A minion subscribes to it and to [`topic_of`] its own id.
+pub const TOPIC_EVERYONE: &[u8] = b"all\n";
+
+/// The topic of a publication for the minion `id`: the PUB socket sends it to that minion's
+/// subscription alone, so a job for a few minions never reaches the others. (The newline ends
+/// the id: it is in no id, so `web1`'s topic is no prefix of `web10`'s.)
+pub fn topic_of(id: &MinionId) -> Vec<u8> {
+    [b"to:", id.as_str().as_bytes(), b"\n"].concat()
+}
 
 /// What the master broadcasts on PUB.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -94,6 +108,13 @@ pub struct PublicationHeader {
     pub group_epoch: u32,
     /// The job's jid (none for a tick).
     pub jid: Option<Jid>,
+    /// A job's minions, when the master expects at most [`MAX_LISTED_RECIPIENTS`](crate::limits::MAX_LISTED_RECIPIENTS): exactly
+    /// those run it, and any other drops it before decrypting anything. None for a tick, and
+    /// for a job that expects more minions: a minion its target matches runs it only once the
+    /// master has confirmed that it expects it (a `receipt` answered `ok`). So a captured
+    /// publication replayed to a minion the master did not expect (its grains changed since)
+    /// runs nowhere.
+    pub to: Option<Vec<MinionId>>,
     /// On the master's clock: after this the publication is stale.
     pub expires_ms: u64,
     /// The master's clock when this was sent.

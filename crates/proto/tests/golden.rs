@@ -406,6 +406,7 @@ fn publication_header() -> PublicationHeader {
     PublicationHeader {
         group_epoch: EPOCH,
         jid: Some(jid()),
+        to: Some(vec![id("web1"), id("db-2.example.com")]),
         expires_ms: T0_MS + 60_000,
         master_time_ms: T0_MS,
         nonce: counting(0x80, 24),

@@ -1069,6 +1069,7 @@ fn header() -> PublicationHeader {
     PublicationHeader {
         group_epoch: 3,
         jid: Some(Jid::new(JID).unwrap()),
+        to: None,
         expires_ms: 1_795_611_781_123,
         master_time_ms: 1_795_611_721_123,
         nonce: vec![7; 24],

@@ -234,3 +234,49 @@ async fn when_every_minion_fails_the_swarm_exits_1_without_a_started_line() {
         assert!(log.contains(&format!("ERROR minion{{id={id}}}")), "{log}");
     }
 }
+
+/// A job for more minions than a publication's header lists (256) goes to every minion
+/// unlisted, and each runs it only once the master confirmed it expects that minion: 300 of
+/// them all answer, once each.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_job_for_more_minions_than_a_header_lists_is_confirmed_and_answered_by_all() {
+    const COUNT: usize = 300;
+    let mut fleet = Fleet::new().await;
+    fleet.start_master().await;
+    let state_dir = fleet.dir.join("swarm");
+    let config = write_swarm_config(&fleet, &state_dir);
+    let count = COUNT.to_string();
+    let mut swarm = SwarmProcess::start(
+        &config,
+        &fleet.dir.join("swarm.log"),
+        &["--minions", &count, "--ramp-per-sec", "1000"],
+    );
+    assert!(
+        swarm
+            .first_line()
+            .await
+            .starts_with("brine-swarm: 300 minions started"),
+        "{}",
+        swarm.log()
+    );
+    let ids: Vec<String> = (1..=COUNT).map(|n| format!("e2e-{n:05}")).collect();
+    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+    fleet
+        .wait_connected_as(&ids, true, Duration::from_secs(60))
+        .await;
+
+    let out = bounded(
+        "a ping of 300 minions",
+        Duration::from_secs(60),
+        fleet.brine(&["--out", "json", "-t", "30", "*", "test.ping"]),
+    )
+    .await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let returns = out.json();
+    let returned = returns.as_object().expect("a map of returns");
+    assert_eq!(returned.len(), COUNT, "{returns}");
+    assert!(
+        returned.values().all(|v| v == &serde_json::json!(true)),
+        "{returns}"
+    );
+}

@@ -8,6 +8,7 @@ mod control_socket;
 mod hostile_peers;
 mod key_enrollment;
 mod local_users;
+mod publications;
 mod publish_port;
 mod watchdog;
 mod zmtp;

@@ -25,7 +25,8 @@ use brine_proto::control::{
     MAX_ACTIVE_MINIONS, MAX_SEARCH_PATTERN_BYTES,
 };
 use brine_proto::limits::MAX_FRAME_BYTES;
-use brine_proto::{decode, encode, now_ms, Job, Publication};
+use brine_proto::limits::MAX_JOB_BYTES;
+use brine_proto::{decode, encode, now_ms, Job};
 use bytes::Bytes;
 use futures::SinkExt;
 use tokio::net::{UnixListener, UnixStream};
@@ -447,6 +448,16 @@ async fn serve_publish(
         let reason = invalid(reason).await;
         return send_error(conn, ControlError::BadRequest, reason).await;
     }
+    // Every job is stored and sent to each of its minions: its size is bounded.
+    let size = encode(&(&target, &request.fun, &request.arg, &request.kwarg)).len();
+    if size > MAX_JOB_BYTES {
+        let reason = invalid(format!(
+            "the job's function, arguments and target take {size} bytes, more than the \
+             {MAX_JOB_BYTES} a job may (send bulk data as files)"
+        ))
+        .await;
+        return send_error(conn, ControlError::BadRequest, reason).await;
+    }
     let privileged = caller.is_privileged(guard.master_uid);
     // The function first: a caller who may not run it learns nothing about the minions.
     if !privileged {
@@ -524,7 +535,11 @@ async fn serve_publish(
     shared.track_deadline(job.jid.clone(), deadline_ms, time_limit_ms);
     info!(jid = %job.jid, fun = %job.fun, target = %job.target, user = %job.user, uid = caller.uid, minions = minions.len(), "job published");
     let jid = job.jid.clone();
-    if shared.publisher.send(Publication::Job(job)).await.is_err() {
+    let outgoing = crate::publish::Outgoing {
+        job,
+        expected: minions.clone(),
+    };
+    if shared.publisher.send(outgoing).await.is_err() {
         audit_best_effort(
             guard,
             record(&audited, Outcome::Failed).because("the master is stopping"),

@@ -373,19 +373,23 @@ pub fn publication_header() -> impl Strategy<Value = PublicationHeader> {
     (
         any::<u32>(),
         proptest::option::of(jid()),
+        proptest::option::of(vec(minion_id(), 0..4)),
         any::<u64>(),
         any::<u64>(),
         prop_oneof![bytes_of(24), bytes()],
         bytes(),
     )
         .prop_map(
-            |(group_epoch, jid, expires_ms, master_time_ms, nonce, ciphertext)| PublicationHeader {
-                group_epoch,
-                jid,
-                expires_ms,
-                master_time_ms,
-                nonce,
-                ciphertext,
+            |(group_epoch, jid, to, expires_ms, master_time_ms, nonce, ciphertext)| {
+                PublicationHeader {
+                    group_epoch,
+                    jid,
+                    to,
+                    expires_ms,
+                    master_time_ms,
+                    nonce,
+                    ciphertext,
+                }
             },
         )
 }
