@@ -56,6 +56,7 @@ fn signed(publication: &Publication) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
     let header = encode(&PublicationHeader {
         group_epoch: fixed.group.epoch(),
         jid,
+        to: None,
         expires_ms: u64::MAX / 2,
         master_time_ms: 1_795_611_721_123,
         nonce: nonce.to_vec(),

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use brine_proto::{Map, Target};
-use brine_tests::fleet::{bounded, MinionOptions};
+use brine_tests::fleet::bounded;
 use brine_tests::publish_no_wait;
 use serde_json::Value;
 
@@ -18,16 +18,10 @@ const REQUESTS: usize = 100;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_user_who_is_always_denied_cannot_fill_the_disk_through_the_audit_log() {
-    let Some(mut users) = LocalUsers::fleet().await else {
+    let Some(users) = LocalUsers::started("web1").await else {
         return;
     };
-    users.fleet.start_master().await;
-    users
-        .fleet
-        .add_minion("web1", MinionOptions::default())
-        .await;
     let fleet = &users.fleet;
-    fleet.wait_connected(&["web1"]).await;
     let audit_log = fleet.master_state.join("audit.log");
     let log_size = |path: &std::path::Path| std::fs::metadata(path).map_or(0, |m| m.len());
     let audit_before = log_size(&audit_log);

@@ -12,23 +12,17 @@
 use std::time::Duration;
 
 use brine_proto::control::ControlRequest;
-use brine_tests::fleet::{bounded, eventually, MinionOptions};
+use brine_tests::fleet::{bounded, eventually};
 
 use crate::local_users::{frame, LocalUsers};
 use crate::{rss_of, MIB};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn users_of_the_socket_group_cannot_lock_root_out_or_bloat_the_master() {
-    let Some(mut users) = LocalUsers::fleet().await else {
+    let Some(users) = LocalUsers::started("web1").await else {
         return;
     };
-    users.fleet.start_master().await;
-    users
-        .fleet
-        .add_minion("web1", MinionOptions::default())
-        .await;
     let fleet = &users.fleet;
-    fleet.wait_connected(&["web1"]).await;
     let pid = fleet.master_pid().unwrap();
 
     // Partial frames: each promises 16 MiB and sends 15, from 64 connections of two users.

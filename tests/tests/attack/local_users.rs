@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use brine_proto::control::ControlRequest;
-use brine_tests::fleet::{bounded, Fleet};
+use brine_tests::fleet::{bounded, Fleet, MinionOptions};
 use brine_tests::setpriv;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -61,6 +61,18 @@ impl LocalUsers {
         // They need to reach the socket, the tools and the payloads inside the fleet's directory.
         std::fs::set_permissions(&fleet.dir, std::fs::Permissions::from_mode(0o711)).unwrap();
         Some(Self { setpriv, fleet })
+    }
+
+    /// [`LocalUsers::fleet`], its master started and `minion` connected.
+    pub async fn started(minion: &str) -> Option<Self> {
+        let mut users = Self::fleet().await?;
+        users.fleet.start_master().await;
+        users
+            .fleet
+            .add_minion(minion, MinionOptions::default())
+            .await;
+        users.fleet.wait_connected(&[minion]).await;
+        Some(users)
     }
 
     fn command(&self, uid: u32) -> Command {
