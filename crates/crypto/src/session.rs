@@ -108,18 +108,40 @@ impl Session {
     /// Decrypts one message from the peer's [`Session::seal`]. Fails, and leaves the session
     /// unchanged, when the message was altered, truncated, extended, reordered or replayed.
     pub fn open(&mut self, sealed: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        let mut plaintext = Vec::new();
+        self.open_all_or_nothing(sealed, &mut plaintext)?;
+        Ok(plaintext)
+    }
+
+    /// Authenticates one message from the peer's [`Session::seal`] and moves past it as
+    /// [`Session::open`] does, keeping none of its plaintext (it is decrypted a chunk at a
+    /// time into one small buffer): for a message the receiver will not handle, answered in
+    /// the session all the same.
+    pub fn discard(&mut self, sealed: &[u8]) -> Result<(), CryptoError> {
+        self.open_all_or_nothing(sealed, &mut Discard(Vec::new()))
+    }
+
+    fn open_all_or_nothing(
+        &mut self,
+        sealed: &[u8],
+        plaintext: &mut impl Plaintext,
+    ) -> Result<(), CryptoError> {
         if sealed.len() > MAX_SEALED {
             return Err(CryptoError::TooLarge);
         }
         let nonce = self.transport.receiving_nonce();
-        let opened = self.open_chunks(sealed);
+        let opened = self.open_chunks(sealed, plaintext);
         if opened.is_err() {
             self.transport.set_receiving_nonce(nonce);
         }
         opened
     }
 
-    fn open_chunks(&mut self, sealed: &[u8]) -> Result<Vec<u8>, CryptoError> {
+    fn open_chunks(
+        &mut self,
+        sealed: &[u8],
+        plaintext: &mut impl Plaintext,
+    ) -> Result<(), CryptoError> {
         let mut rest = sealed;
         let first = next_chunk(&mut rest)?;
         let mut head = vec![0u8; first.len() - TAG];
@@ -142,11 +164,14 @@ impl Session {
             )));
         }
         // `total` was authenticated and matches the sealed size: safe to reserve.
-        let mut plaintext = Vec::with_capacity(total);
-        plaintext.extend_from_slice(&head[HEADER..len]);
-        while plaintext.len() < total {
+        plaintext.reserve(total);
+        plaintext
+            .next(len - HEADER)
+            .copy_from_slice(&head[HEADER..len]);
+        let mut opened = len - HEADER;
+        while opened < total {
             let chunk = next_chunk(&mut rest)?;
-            let expected = (total - plaintext.len()).min(CHUNK_PLAIN);
+            let expected = (total - opened).min(CHUNK_PLAIN);
             if chunk.len() != expected + TAG {
                 return Err(CryptoError::Malformed(format!(
                     "chunk of {} bytes where {} were due",
@@ -154,9 +179,8 @@ impl Session {
                     expected + TAG
                 )));
             }
-            let start = plaintext.len();
-            plaintext.resize(start + expected, 0);
-            self.open_chunk(chunk, &mut plaintext[start..])?;
+            self.open_chunk(chunk, plaintext.next(expected))?;
+            opened += expected;
         }
         if !rest.is_empty() {
             return Err(CryptoError::Malformed(format!(
@@ -164,7 +188,7 @@ impl Session {
                 rest.len()
             )));
         }
-        Ok(plaintext)
+        Ok(())
     }
 
     fn open_chunk(&mut self, chunk: &[u8], out: &mut [u8]) -> Result<usize, CryptoError> {
@@ -174,6 +198,39 @@ impl Session {
                 snow::Error::Decrypt => CryptoError::Decrypt,
                 other => CryptoError::Malformed(format!("opening a chunk: {other}")),
             })
+    }
+}
+
+/// Where [`Session::open_chunks`] puts what it decrypts, a chunk at a time.
+trait Plaintext {
+    /// The message's plaintext will be `total` bytes long.
+    fn reserve(&mut self, total: usize);
+    /// Room for the next `len` bytes of plaintext.
+    fn next(&mut self, len: usize) -> &mut [u8];
+}
+
+/// The whole plaintext, in order.
+impl Plaintext for Vec<u8> {
+    fn reserve(&mut self, total: usize) {
+        self.reserve_exact(total);
+    }
+
+    fn next(&mut self, len: usize) -> &mut [u8] {
+        let start = self.len();
+        self.resize(start + len, 0);
+        &mut self[start..]
+    }
+}
+
+/// One chunk's room, reused: the plaintext is authenticated and thrown away.
+struct Discard(Vec<u8>);
+
+impl Plaintext for Discard {
+    fn reserve(&mut self, _total: usize) {}
+
+    fn next(&mut self, len: usize) -> &mut [u8] {
+        self.0.resize(len, 0);
+        &mut self.0[..]
     }
 }
 
@@ -384,6 +441,23 @@ mod tests {
         // None of that disturbed the session.
         assert_eq!(master.open(&sealed).unwrap(), data(200));
         assert_eq!(master.open(&sealed_big).unwrap(), big);
+    }
+
+    #[test]
+    fn discard_moves_past_a_message_as_open_does_and_only_if_it_opens() {
+        let (mut minion, mut master) = pair();
+        let big = data(3 * CHUNK_PLAIN + 7);
+        let sealed_big = minion.seal(&big).unwrap();
+        let mut bad = sealed_big.clone();
+        bad[CHUNK_PLAIN] ^= 1;
+        assert_eq!(master.discard(&bad).unwrap_err(), CryptoError::Decrypt);
+        master.discard(&sealed_big).unwrap();
+        assert!(master.discard(&sealed_big).is_err(), "a replay");
+        let small = minion.seal(&data(200)).unwrap();
+        assert_eq!(master.open(&small).unwrap(), data(200));
+        // And the other way round: the session still answers.
+        let answer = master.seal(b"unavailable").unwrap();
+        assert_eq!(minion.open(&answer).unwrap(), b"unavailable");
     }
 
     #[test]

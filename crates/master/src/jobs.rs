@@ -155,7 +155,10 @@ impl JobHub {
         let job = jobs.get_mut(&ret.jid)?;
         job.returned.insert(ret.id.clone());
         job.settled.remove(&ret.id);
-        job.tell(JobEvent::Return(ret.clone()));
+        // A return may be 16 MiB: copied only for those who watch.
+        if !job.watchers.is_empty() {
+            job.tell(JobEvent::Return(ret.clone()));
+        }
         job.is_complete().then_some(Complete)
     }
 

@@ -20,6 +20,7 @@ pub mod config;
 pub mod control;
 pub mod jobs;
 pub mod keyring;
+pub mod large_requests;
 pub mod publish;
 pub mod registry;
 pub mod rep;

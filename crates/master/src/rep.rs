@@ -43,7 +43,9 @@ use std::time::Duration;
 use brine_proto::codec::BodyKind;
 use brine_proto::control::KeyState;
 use brine_proto::msg::ReplyError;
-use brine_proto::{decode, encode, now_ms, Envelope, MasterReply, MinionId, MinionRequest};
+use brine_proto::{
+    decode, encode, now_ms, Envelope, EnvelopeRef, MasterReply, MinionId, MinionRequest,
+};
 use bytes::Bytes;
 use tokio::sync::{mpsc, Semaphore};
 use tracing::{debug, info, warn};
@@ -52,7 +54,8 @@ use zeromq::{RouterSocket, SocketRecv, SocketSend, ZmqMessage};
 use brine_daemon::watchdog::Heartbeat;
 use brine_proto::limits::MAX_GRAINS_BYTES;
 
-use crate::sessions::Hello;
+use crate::large_requests::{Busy, LargeRequests, LARGE_REQUEST_BYTES};
+use crate::sessions::{Entry, Hello};
 use crate::socket_thread::SocketThread;
 use crate::store::ReturnOutcome;
 use crate::Shared;
@@ -104,21 +107,23 @@ pub async fn run(shared: Arc<Shared>, socket: RouterSocket, connections: SocketT
     let sending = send_thread.run(send(sender, answers_rx));
 
     let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    let large = LargeRequests::new();
     let dispatching = async {
-        while let Some(request) = requests.recv().await {
+        while let Some(Request { peer, frames }) = requests.recv().await {
             let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
                 break;
             };
-            let (shared, answers) = (Arc::clone(&shared), answers.clone());
+            let (shared, large, answers) =
+                (Arc::clone(&shared), Arc::clone(&large), answers.clone());
             tokio::spawn(async move {
-                let answer = match &request.frames[..] {
-                    [frame] => answer(&shared, frame).await,
-                    frames => plain(&error(
+                let answer = match <[Bytes; 1]>::try_from(frames) {
+                    Ok([frame]) => answer(&shared, &large, frame).await,
+                    Err(frames) => plain(&error(
                         ReplyError::Malformed,
                         format!("expected 1 frame, got {}", frames.len()),
                     )),
                 };
-                let message = ZmqMessage::try_from(vec![request.peer, Bytes::new(), answer.into()])
+                let message = ZmqMessage::try_from(vec![peer, Bytes::new(), answer.into()])
                     .expect("three frames");
                 let _ = answers.send(message).await;
                 drop(slot);
@@ -211,16 +216,25 @@ fn plain(reply: &MasterReply) -> Vec<u8> {
     Envelope::new(BodyKind::Plain, None, encode(reply)).to_bytes()
 }
 
-async fn answer(shared: &Arc<Shared>, frame: &[u8]) -> Vec<u8> {
-    let envelope = match Envelope::from_bytes(frame) {
+/// Answers one request. The frame is read in place and let go of as soon as its body is
+/// opened: a large request costs its size as few times as it can.
+async fn answer(shared: &Arc<Shared>, large: &Arc<LargeRequests>, frame: Bytes) -> Vec<u8> {
+    let envelope = match EnvelopeRef::from_bytes(&frame) {
         Ok(envelope) => envelope,
         Err(err) => {
             debug!(cause = %err, "malformed envelope");
             return plain(&error(ReplyError::Malformed, err.to_string()));
         }
     };
+    if envelope.kind != BodyKind::Sealed && envelope.body.len() > LARGE_REQUEST_BYTES {
+        // Whoever sends it need not hold a key: not worth decoding.
+        return plain(&error(
+            ReplyError::Malformed,
+            format!("only a sealed request may be larger than {LARGE_REQUEST_BYTES} bytes"),
+        ));
+    }
     match envelope.kind {
-        BodyKind::Plain => match decode::<MinionRequest>(&envelope.body) {
+        BodyKind::Plain => match decode::<MinionRequest>(envelope.body) {
             Ok(MinionRequest::MasterKeys {}) => {
                 let public = shared.keys.public();
                 plain(&MasterReply::MasterKeys {
@@ -234,9 +248,13 @@ async fn answer(shared: &Arc<Shared>, frame: &[u8]) -> Vec<u8> {
             )),
             Err(err) => plain(&error(ReplyError::Malformed, err.to_string())),
         },
-        BodyKind::Handshake => handshake(shared, &envelope.body).await,
+        BodyKind::Handshake => handshake(shared, envelope.body).await,
         BodyKind::Sealed => match envelope.session {
-            Some(sid) => sealed(shared, sid, &envelope.body).await,
+            Some(sid) => {
+                let body = frame.slice_ref(envelope.body);
+                drop(frame);
+                sealed(shared, large, sid, body).await
+            }
             None => plain(&error(
                 ReplyError::Malformed,
                 "a sealed request needs a session",
@@ -368,15 +386,30 @@ fn welcome(shared: &Arc<Shared>, sid: u64) -> MasterReply {
     }
 }
 
-/// Opens a request in its session, handles it, and seals the answer.
-async fn sealed(shared: &Arc<Shared>, sid: u64, body: &[u8]) -> Vec<u8> {
+/// Opens a request in its session, handles it, and seals the answer. A large request is
+/// handled only when admitted (see `large_requests`), and answered `unavailable` otherwise.
+async fn sealed(
+    shared: &Arc<Shared>,
+    large: &Arc<LargeRequests>,
+    sid: u64,
+    body: Bytes,
+) -> Vec<u8> {
     let Some(mut entry) = shared.sessions().take(sid) else {
         return plain(&error(
             ReplyError::NoSession,
             "no such session: handshake again",
         ));
     };
-    let plaintext = match entry.noise.open(body) {
+    // Held until the request has been handled.
+    let _admitted = if body.len() > LARGE_REQUEST_BYTES {
+        match large.admit(&entry.id, body.len()) {
+            Ok(admitted) => Some(admitted),
+            Err(busy) => return not_now(shared, sid, entry, &body, busy),
+        }
+    } else {
+        None
+    };
+    let plaintext = match entry.noise.open(&body) {
         Ok(plaintext) => plaintext,
         Err(err) => {
             // Altered, replayed or forged by someone who saw the session id: a failed open
@@ -389,6 +422,7 @@ async fn sealed(shared: &Arc<Shared>, sid: u64, body: &[u8]) -> Vec<u8> {
             ));
         }
     };
+    drop(body);
     // The first request of a session proves the handshake was the minion's own, not a replay
     // of its hello: only now is it registered and its session made the one in use.
     let mut proven_now = false;
@@ -405,7 +439,9 @@ async fn sealed(shared: &Arc<Shared>, sid: u64, body: &[u8]) -> Vec<u8> {
             }
         }
     }
-    let reply = match decode::<MinionRequest>(&plaintext) {
+    let request = decode::<MinionRequest>(&plaintext);
+    drop(plaintext);
+    let reply = match request {
         Err(err) => error(ReplyError::Malformed, err.to_string()),
         Ok(request) if request.minion_id() != Some(&entry.id) => {
             warn!(minion = %entry.id, named = ?request.minion_id(), "a minion spoke for another id");
@@ -432,6 +468,34 @@ async fn sealed(shared: &Arc<Shared>, sid: u64, body: &[u8]) -> Vec<u8> {
             sessions.put_back(sid, entry);
         }
     }
+    answer
+}
+
+/// Answers a large request that was not admitted `unavailable`, in its session: the minion
+/// pauses and sends it again on the same session. The request is authenticated (so that the
+/// session moves past it, as the minion's has) but never kept whole; one that does not open
+/// is refused as any other.
+fn not_now(shared: &Arc<Shared>, sid: u64, mut entry: Entry, body: &[u8], busy: Busy) -> Vec<u8> {
+    if let Err(err) = entry.noise.discard(body) {
+        debug!(minion = %entry.id, cause = %err, "a sealed request did not open");
+        shared.sessions().put_back(sid, entry);
+        return plain(&error(
+            ReplyError::Malformed,
+            "the sealed request did not open",
+        ));
+    }
+    debug!(minion = %entry.id, bytes = body.len(), %busy, "a large request must wait");
+    let answer = match entry
+        .noise
+        .seal(&encode(&error(ReplyError::Unavailable, busy.to_string())))
+    {
+        Ok(sealed) => Envelope::new(BodyKind::Sealed, Some(sid), sealed).to_bytes(),
+        Err(err) => {
+            warn!(minion = %entry.id, cause = %err, "could not seal an answer");
+            return plain(&error(ReplyError::NoSession, "handshake again"));
+        }
+    };
+    shared.sessions().put_back(sid, entry);
     answer
 }
 
@@ -515,13 +579,13 @@ async fn handle(shared: &Arc<Shared>, request: MinionRequest) -> MasterReply {
             }
         }
         MinionRequest::Return(ret) => {
-            let stored = ret.clone();
+            // Lent to the store thread and given back: a return may be 16 MiB.
             match shared
                 .store
-                .call(move |s| s.record_return(&stored, now_ms()))
+                .call(move |s| Ok((s.record_return(&ret, now_ms())?, ret)))
                 .await
             {
-                Ok(ReturnOutcome::Stored) => {
+                Ok((ReturnOutcome::Stored, ret)) => {
                     debug!(jid = %ret.jid, minion = %ret.id, "return stored");
                     // Tests crash the master here: stored, not yet answered.
                     fail::fail_point!("master-return-stored");
@@ -536,8 +600,8 @@ async fn handle(shared: &Arc<Shared>, request: MinionRequest) -> MasterReply {
                     }
                     MasterReply::Ok {}
                 }
-                Ok(ReturnOutcome::Duplicate) => MasterReply::Ok {},
-                Ok(ReturnOutcome::NotExpected) => error(
+                Ok((ReturnOutcome::Duplicate, _)) => MasterReply::Ok {},
+                Ok((ReturnOutcome::NotExpected, ret)) => error(
                     ReplyError::Refused,
                     format!(
                         "job {} does not exist or does not expect this minion",

@@ -82,6 +82,38 @@ impl Envelope {
 
     /// Decodes an envelope of this protocol version (the body is not looked at).
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let EnvelopeRef {
+            v,
+            kind,
+            session,
+            body,
+        } = EnvelopeRef::from_bytes(bytes)?;
+        Ok(Self {
+            v,
+            kind,
+            session,
+            body: body.to_vec(),
+        })
+    }
+}
+
+/// An [`Envelope`] read in place: its body is a slice of the frame it came in. A server reads
+/// requests this way, so that a large body (a sealed return of 16 MiB) is not copied before
+/// it is opened, and is looked at only once its size has been admitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnvelopeRef<'a> {
+    pub v: u16,
+    pub kind: BodyKind,
+    #[serde(default)]
+    pub session: Option<u64>,
+    #[serde(borrow)]
+    pub body: &'a [u8],
+}
+
+impl<'a> EnvelopeRef<'a> {
+    /// Decodes an envelope of this protocol version (the body is not looked at).
+    pub fn from_bytes(bytes: &'a [u8]) -> Result<Self, DecodeError> {
         #[derive(Deserialize)]
         struct Version {
             v: u16,
@@ -90,7 +122,7 @@ impl Envelope {
         if v != PROTOCOL_VERSION {
             return Err(DecodeError::UnsupportedVersion(v));
         }
-        decode(bytes)
+        decode_borrowed(bytes)
     }
 }
 
@@ -103,8 +135,15 @@ pub fn encode<T: Serialize + ?Sized>(msg: &T) -> Vec<u8> {
 
 /// Decodes one message from untrusted bytes, checking [`limits`] first.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
+    decode_borrowed(bytes)
+}
+
+/// Decodes one message that may borrow from `bytes`, checking [`limits`] first. Strings and
+/// byte strings are read in place (an owned one is copied once, from the input), never
+/// through a buffer of the decoder's own.
+fn decode_borrowed<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, DecodeError> {
     limits::check(bytes)?;
-    let mut de = rmp_serde::Deserializer::new(bytes);
+    let mut de = rmp_serde::Deserializer::from_read_ref(bytes);
     de.set_max_depth(limits::MAX_DEPTH + 1);
     T::deserialize(&mut de).map_err(|e| DecodeError::Malformed(e.to_string()))
 }

@@ -13,7 +13,9 @@ pub mod limits;
 pub mod msg;
 pub mod target;
 
-pub use codec::{decode, decode_envelope, encode, encode_envelope, DecodeError, Envelope};
+pub use codec::{
+    decode, decode_envelope, encode, encode_envelope, DecodeError, Envelope, EnvelopeRef,
+};
 pub use id::{IdError, MinionId};
 pub use jid::{Jid, JidError};
 pub use msg::{Job, JobReturn, MasterReply, MinionRequest, Publication};
