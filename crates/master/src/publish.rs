@@ -5,9 +5,10 @@
 //! it) and signed with the master's Ed25519 key; the signed header carries the group key's
 //! epoch, the expiry, the jid and (for a job of up to `MAX_LISTED_RECIPIENTS` minions) the ids
 //! of the minions the master expects, in the clear, so a minion can refuse a stale, forged,
-//! already executed or someone else's job before it decrypts anything. Such a job is sent once
-//! per listed minion under that minion's topic: the PUB socket delivers it to that minion
-//! alone, so a large job for one minion costs the others nothing.
+//! already executed or someone else's job before it decrypts anything. A job for up to
+//! `MAX_TOPIC_RECIPIENTS` minions is sent once per minion under that minion's topic: the PUB
+//! socket delivers it to that minion alone, so a large job for one minion costs the others
+//! nothing. Every other publication goes once, under the topic every minion hears.
 //!
 //! PUB never waits for subscribers and drops what a slow or absent one misses; nothing relies
 //! on a publication arriving (minions catch up over REQ), so a failed send is only logged.
@@ -18,7 +19,7 @@
 use std::sync::Arc;
 
 use brine_proto::codec::BodyKind;
-use brine_proto::limits::MAX_LISTED_RECIPIENTS;
+use brine_proto::limits::{MAX_LISTED_RECIPIENTS, MAX_TOPIC_RECIPIENTS};
 use brine_proto::msg::{
     topic_of, PublicationHeader, SignedPublication, Tick, PUBLICATION_AAD, TOPIC_EVERYONE,
 };
@@ -71,8 +72,8 @@ pub async fn run(
         let to = expected.filter(|ids| ids.len() <= MAX_LISTED_RECIPIENTS);
         let envelope = Bytes::from(seal(&shared, &publication, to.clone()));
         let topics = match &to {
-            Some(ids) => ids.iter().map(topic_of).collect(),
-            None => vec![TOPIC_EVERYONE.to_vec()],
+            Some(ids) if ids.len() <= MAX_TOPIC_RECIPIENTS => ids.iter().map(topic_of).collect(),
+            _ => vec![TOPIC_EVERYONE.to_vec()],
         };
         for topic in topics {
             let message = ZmqMessage::try_from(vec![Bytes::from(topic), envelope.clone()])

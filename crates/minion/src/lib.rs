@@ -781,6 +781,31 @@ mod tests {
     }
 
     #[test]
+    fn an_unlisted_job_runs_only_after_the_master_confirms_it() {
+        let mut f = fixture();
+        let jid = Jid::from_micros(now_ms() * 1000);
+        // No list (a job for more minions than a header lists), a target that matches.
+        f.minion
+            .receive(&seal(&f.master, &f.group, &job(&jid), later(), |_, _| {}));
+        let Ok(Command::Claim(claimed)) = f.commands.try_recv() else {
+            panic!("the minion did not ask the master first");
+        };
+        assert_eq!(claimed.jid, jid);
+        assert!(
+            !f.minion.journal.lock().unwrap().has_started(&jid),
+            "nothing started before the master's answer"
+        );
+        // A target that does not match: not even asked.
+        let mut other = job(&Jid::from_micros(now_ms() * 1000 + 1));
+        if let Publication::Job(job) = &mut other {
+            job.target = Target::Glob("db*".into());
+        }
+        f.minion
+            .receive(&seal(&f.master, &f.group, &other, later(), |_, _| {}));
+        assert!(f.commands.try_recv().is_err());
+    }
+
+    #[test]
     fn a_publication_that_lists_other_minions_is_dropped_before_decrypting() {
         let mut f = fixture();
         let jid = Jid::from_micros(now_ms() * 1000);

@@ -20,8 +20,14 @@ pub const MAX_TOTAL_ITEMS: usize = 1_000_000;
 /// every job is stored, and sent to each of its minions. Salt-style arguments (commands, file
 /// contents of a few pages, pillar overrides) are far below it; bulk data travels as files.
 pub const MAX_JOB_BYTES: usize = 1024 * 1024;
-/// The most minions a publication's header lists by id (see `msg::PublicationHeader::to`).
-pub const MAX_LISTED_RECIPIENTS: usize = 256;
+/// The most minions a publication's header lists by id (see `msg::PublicationHeader::to`):
+/// about 26 KiB of ids in every copy. Past it a minion asks the master before it runs a job.
+pub const MAX_LISTED_RECIPIENTS: usize = 2048;
+/// The most minions a job is sent to one by one, each under its own topic, so that no other
+/// minion receives it. Sending a copy per minion costs the PUB socket a pass over every
+/// subscriber for each copy: past a few, one copy for everyone (the others drop it before
+/// decrypting) is cheaper (1000 copies made a 1000-minion ping 2× slower).
+pub const MAX_TOPIC_RECIPIENTS: usize = 16;
 /// The largest grains (encoded) a minion reports: the hello that carries them travels in a
 /// Noise handshake message of at most 64 KiB, and the master keeps every minion's in memory. A
 /// host's own grains are 1–2 KiB.

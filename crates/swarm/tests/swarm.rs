@@ -235,40 +235,39 @@ async fn when_every_minion_fails_the_swarm_exits_1_without_a_started_line() {
     }
 }
 
-/// A job for more minions than a publication's header lists (256) goes to every minion
-/// unlisted, and each runs it only once the master confirmed it expects that minion: 300 of
-/// them all answer, once each.
+/// A job for more than 16 minions goes once to everyone, its header listing the 300 it is for:
+/// all of them answer, once each. (Past 2048, each minion asks the master first: a swarm that
+/// large takes minutes in a debug build, so that path is the minion's unit test and the
+/// benchmark's.)
 #[tokio::test(flavor = "multi_thread")]
-async fn a_job_for_more_minions_than_a_header_lists_is_confirmed_and_answered_by_all() {
+async fn a_job_for_hundreds_of_minions_is_answered_by_all() {
     const COUNT: usize = 300;
     let mut fleet = Fleet::new().await;
     fleet.start_master().await;
     let state_dir = fleet.dir.join("swarm");
     let config = write_swarm_config(&fleet, &state_dir);
-    let count = COUNT.to_string();
+    let minions = COUNT.to_string();
     let mut swarm = SwarmProcess::start(
         &config,
         &fleet.dir.join("swarm.log"),
-        &["--minions", &count, "--ramp-per-sec", "1000"],
+        &["--minions", &minions, "--ramp-per-sec", "1000"],
     );
+    let started = swarm.first_line().await;
     assert!(
-        swarm
-            .first_line()
-            .await
-            .starts_with("brine-swarm: 300 minions started"),
-        "{}",
+        started.starts_with(&format!("brine-swarm: {COUNT} minions started")),
+        "{started}{}",
         swarm.log()
     );
     let ids: Vec<String> = (1..=COUNT).map(|n| format!("e2e-{n:05}")).collect();
     let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
     fleet
-        .wait_connected_as(&ids, true, Duration::from_secs(60))
+        .wait_connected_as(&ids, true, Duration::from_secs(120))
         .await;
 
     let out = bounded(
-        "a ping of 300 minions",
-        Duration::from_secs(60),
-        fleet.brine(&["--out", "json", "-t", "30", "*", "test.ping"]),
+        "a ping of the swarm",
+        Duration::from_secs(90),
+        fleet.brine(&["--out", "json", "-t", "60", "*", "test.ping"]),
     )
     .await;
     assert_eq!(out.code, 0, "{out:?}");

@@ -3,9 +3,9 @@
 //! `grains.setval role web` there, ran on db1: the master refused its return and `jobs.lookup`
 //! never showed it. And a job for one minion reached every minion, which received and decrypted
 //! it (10 × 15 MB jobs took one that was not targeted from 10.6 to 57 MB). Now the signed header
-//! lists the minions the master expects (up to 256; past that a minion asks the master before it
-//! runs a job), each listed minion gets the job under its own topic and no other minion gets it,
-//! and a job is at most 1 MiB.
+//! lists the minions the master expects (up to 2048; past that a minion asks the master before it
+//! runs a job), a job for a few minions (up to 16) goes to each under its own topic and no other
+//! minion gets it, and a job is at most 1 MiB.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
