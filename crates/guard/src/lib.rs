@@ -14,12 +14,15 @@
 //!   runs one task per connection (the `relay` module). The client→server bytes go through the
 //!   incremental ZMTP parser ([`protocol`]) and are forwarded only once checked; the
 //!   server→client bytes come from our own socket and are relayed as they are.
+//! - Large messages go upstream only under a byte budget shared by the port (`budget`), and
+//!   the upstream connection that carried one is replaced once it has been answered.
 //! - A connection that breaks a limit or a deadline is closed on both sides, counted in
 //!   [`GuardStats`] and logged (`warn!`, the excess of a flood at `debug!`).
 //!
 //! The zeromq socket sees every peer as a connection from 127.0.0.1; brine never trusts ZMTP
 //! identities, so nothing is lost.
 
+mod budget;
 mod occupancy;
 pub mod protocol;
 mod relay;
@@ -37,6 +40,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, warn, Instrument};
 
+use budget::Budget;
 use occupancy::{Occupancy, Source, Verdict};
 use protocol::StreamLimits;
 
@@ -92,6 +96,22 @@ pub struct GuardLimits {
     /// TCP keepalive idle time on the peer's connection (the zeromq crate has none), so that
     /// a vanished host does not hold a connection forever. `None` leaves it off.
     pub tcp_keepalive: Option<Duration>,
+    /// A message of more bytes than this is large: the zeromq socket reads it whole before
+    /// anything behind it can refuse it, and keeps a read buffer of its size for as long as
+    /// the connection it came on lives. So its bytes go upstream only under the port's
+    /// `large_budget`, and once it has been answered the guard replaces the upstream
+    /// connection it went on by a fresh one (the peer keeps its connection).
+    pub large_message: u64,
+    /// The most bytes of large messages on their way upstream at once, all connections of the
+    /// port together (at most `u32::MAX`). A connection that would pass it is not read from
+    /// until budget comes back.
+    pub large_budget: u64,
+    /// The most of `large_budget` the connections of one host (an IPv4 address or an IPv6
+    /// /64) hold at once; at least `max_message`, so that any message can get through.
+    pub large_budget_per_host: u64,
+    /// How long a large message may wait for budget, then for its last byte, then for its
+    /// answer, each; past it the connection is closed.
+    pub large_message_timeout: Duration,
 }
 
 impl GuardLimits {
@@ -117,6 +137,15 @@ impl GuardLimits {
             idle_timeout: Some(Duration::from_secs(60)),
             read_chunk: 64 * 1024,
             tcp_keepalive: Some(Duration::from_secs(60)),
+            // What brine's master calls a large request: everything but returns is smaller.
+            large_message: 64 * 1024,
+            // The master handles 64 MiB of large requests at once and answers more
+            // `unavailable` (brine-master's `large_requests`): more in transit would only wait
+            // in the zeromq socket. Half for one host: two returns of the largest size.
+            large_budget: 64 * 1024 * 1024,
+            large_budget_per_host: 32 * 1024 * 1024,
+            // A return of 16 MiB within it needs 280 KB/s.
+            large_message_timeout: Duration::from_secs(60),
         }
     }
 
@@ -173,6 +202,17 @@ impl GuardLimits {
         }
         if self.tcp_keepalive.is_some_and(|idle| idle.is_zero()) {
             return fail("tcp_keepalive must be longer than zero");
+        }
+        if self.large_message < self.max_message
+            && !(self.max_message..=self.large_budget).contains(&self.large_budget_per_host)
+        {
+            return fail("large_budget_per_host must be between max_message and large_budget");
+        }
+        if self.large_budget > u64::from(u32::MAX) {
+            return fail("large_budget must be at most 4 GiB");
+        }
+        if self.large_message_timeout.is_zero() {
+            return fail("large_message_timeout must be longer than zero");
         }
         Ok(())
     }
@@ -250,6 +290,8 @@ pub struct GuardStats {
     pub upstream_failures: u64,
     /// Bytes checked and forwarded from peers to the upstream socket.
     pub forwarded: u64,
+    /// Upstream connections replaced by fresh ones after a large message.
+    pub refreshes: u64,
 }
 
 impl Guard {
@@ -274,7 +316,8 @@ impl Guard {
         listener.set_nonblocking(true)?;
         let listener = TcpListener::from_std(listener)?;
         let local_addr = listener.local_addr()?;
-        let answer = protocol::server_handshake(limits.socket_type);
+        let answer = protocol::handshake(limits.socket_type.as_bytes());
+        let budget = Budget::new(limits.large_budget, limits.large_budget_per_host);
         let shared = Arc::new(Shared {
             name,
             upstream,
@@ -284,6 +327,7 @@ impl Guard {
             log: LogLimiter::new(name),
             answer,
             occupancy: Arc::default(),
+            budget,
         });
         let span = tracing::info_span!("guard", guard = name, %local_addr, %upstream);
         tracker.spawn(accept_loop(listener, Arc::clone(&shared), tracker.clone()).instrument(span));
@@ -309,6 +353,7 @@ impl Guard {
             refused: c.refused.load(Ordering::SeqCst),
             upstream_failures: c.upstream_failures.load(Ordering::SeqCst),
             forwarded: c.forwarded.load(Ordering::SeqCst),
+            refreshes: c.refreshes.load(Ordering::SeqCst),
         }
     }
 }
@@ -326,6 +371,8 @@ struct Shared {
     answer: Vec<u8>,
     /// Who holds the connections.
     occupancy: Arc<Occupancy>,
+    /// The bytes of large messages in transit.
+    budget: Arc<Budget>,
 }
 
 #[derive(Debug, Default)]
@@ -340,6 +387,7 @@ struct Counters {
     refused: AtomicU64,
     upstream_failures: AtomicU64,
     forwarded: AtomicU64,
+    refreshes: AtomicU64,
 }
 
 /// How long a newcomer waits for the room an eviction makes.

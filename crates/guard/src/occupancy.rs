@@ -140,6 +140,13 @@ impl Occupancy {
     }
 }
 
+impl Seat {
+    /// The host the connection comes from.
+    pub(crate) fn source(&self) -> Source {
+        self.source
+    }
+}
+
 impl Drop for Seat {
     fn drop(&mut self) {
         let mut table = self.occupancy.table();

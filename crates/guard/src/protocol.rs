@@ -37,6 +37,12 @@
 //! Bodies are skipped, never stored: the parser's state is a few integers, whatever the
 //! peer sends. After a [`Violation`] the stream is dead and every further call returns it
 //! again.
+//!
+//! A relay that budgets large messages asks the parser to pause ([`ClientStream::pausing`],
+//! [`ClientStream::feed_until_pause`]) right after each frame header that makes a message
+//! larger than its threshold (the bytes it announces need budget before they are passed on)
+//! and right after such a message's last byte (its budget can go back, and its upstream
+//! connection, which read it, can be replaced).
 
 use std::fmt;
 
@@ -53,6 +59,8 @@ const RESERVED: u8 = !(MORE | LONG | COMMAND);
 
 const READY: &[u8] = b"READY";
 const SOCKET_TYPE: &[u8] = b"socket-type";
+/// The longest zeromq socket type name ("ROUTER", "DEALER"...), with room to spare.
+const MAX_SOCKET_TYPE: usize = 16;
 
 /// What one connection may send; see [`crate::GuardLimits`] for the operator's view.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -153,7 +161,17 @@ enum ReadyPart {
     PropertyNameLen,
     PropertyName { len: u8, at: u8, socket_type: bool },
     ValueLen { at: u8, len: u32, socket_type: bool },
-    Value { left: u32 },
+    Value { left: u32, socket_type: bool },
+}
+
+/// Where [`ClientStream::feed_until_pause`] stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pause {
+    /// A frame header made its message large: the bytes it announces (and, the first time,
+    /// those of the message before it) need this much budget before they are passed on.
+    Claim(u64),
+    /// A large message ended.
+    LargeEnd,
 }
 
 /// The parser for one connection's client→server bytes.
@@ -163,11 +181,20 @@ pub struct ClientStream {
     state: State,
     mechanism: [u8; 20],
     socket_type_seen: bool,
+    /// The Socket-Type the peer named, for a handshake of its own upstream.
+    socket_type: [u8; MAX_SOCKET_TYPE],
+    socket_type_len: u8,
     handshake_done: bool,
     frames_in_message: usize,
     message_bytes: u64,
     messages: u64,
     violation: Option<Violation>,
+    /// A message of more bytes than this is large (`u64::MAX`: none is).
+    large_message: u64,
+    /// Bytes of the current message claimed so far.
+    claimed: u64,
+    /// Where the last byte fed asks the relay to stop.
+    pause: Option<Pause>,
 }
 
 impl ClientStream {
@@ -177,12 +204,33 @@ impl ClientStream {
             state: State::Greeting { at: 0 },
             mechanism: [0; 20],
             socket_type_seen: false,
+            socket_type: [0; MAX_SOCKET_TYPE],
+            socket_type_len: 0,
             handshake_done: false,
             frames_in_message: 0,
             message_bytes: 0,
             messages: 0,
             violation: None,
+            large_message: u64::MAX,
+            claimed: 0,
+            pause: None,
         }
+    }
+
+    /// From now on, [`feed_until_pause`](Self::feed_until_pause) stops at the headers and the
+    /// ends of messages larger than `large_message` bytes. When the message under way is
+    /// larger already, returns its bytes so far: they need budget as a [`Pause::Claim`] would.
+    pub fn pause_at_large(&mut self, large_message: u64) -> Option<u64> {
+        self.large_message = large_message;
+        (self.message_bytes > large_message).then(|| {
+            self.claimed = self.message_bytes;
+            self.message_bytes
+        })
+    }
+
+    /// The Socket-Type the peer's READY named, once the handshake is done.
+    pub fn socket_type(&self) -> &[u8] {
+        &self.socket_type[..usize::from(self.socket_type_len)]
     }
 
     /// Whether the 10-byte signature has been seen (and was valid).
@@ -202,6 +250,18 @@ impl ClientStream {
 
     /// Checks the next bytes of the stream. `Ok` means every byte of `data` may be passed on.
     pub fn feed(&mut self, data: &[u8]) -> Result<(), Violation> {
+        let mut rest = data;
+        while !rest.is_empty() {
+            let (used, _) = self.feed_until_pause(rest)?;
+            rest = &rest[used..];
+        }
+        Ok(())
+    }
+
+    /// Checks the next bytes of the stream up to the first [`Pause`], if any: `Ok((n,
+    /// pause))` means the first `n` bytes of `data` may be passed on (once the pause is dealt
+    /// with), and the rest is still to be fed.
+    pub fn feed_until_pause(&mut self, data: &[u8]) -> Result<(usize, Option<Pause>), Violation> {
         if let Some(violation) = &self.violation {
             return Err(violation.clone());
         }
@@ -216,16 +276,19 @@ impl ClientStream {
                 if left == 0 {
                     self.end_frame(last);
                 }
-                continue;
+            } else {
+                if let Err(violation) = self.byte(byte) {
+                    self.state = State::Failed;
+                    self.violation = Some(violation.clone());
+                    return Err(violation);
+                }
+                rest = tail;
             }
-            if let Err(violation) = self.byte(byte) {
-                self.state = State::Failed;
-                self.violation = Some(violation.clone());
-                return Err(violation);
+            if let Some(pause) = self.pause.take() {
+                return Ok((data.len() - rest.len(), Some(pause)));
             }
-            rest = tail;
         }
-        Ok(())
+        Ok((data.len(), None))
     }
 
     fn byte(&mut self, byte: u8) -> Result<(), Violation> {
@@ -362,6 +425,10 @@ impl ClientStream {
             });
         }
         self.message_bytes = message_bytes;
+        if message_bytes > self.large_message && message_bytes > self.claimed {
+            self.pause = Some(Pause::Claim(message_bytes - self.claimed));
+            self.claimed = message_bytes;
+        }
         self.frames_in_message += 1;
         let last = flags & MORE == 0;
         if self.limits.subscriptions_only {
@@ -385,6 +452,10 @@ impl ClientStream {
             self.messages += 1;
             self.frames_in_message = 0;
             self.message_bytes = 0;
+            if self.claimed > 0 {
+                self.claimed = 0;
+                self.pause = Some(Pause::LargeEnd);
+            }
         }
         self.state = State::Flags;
     }
@@ -461,17 +532,37 @@ impl ClientStream {
                         if len == 0 {
                             return Err(Violation::MalformedReady("empty Socket-Type"));
                         }
+                        // No zeromq socket type is longer; the socket would refuse it.
+                        if len as usize > MAX_SOCKET_TYPE {
+                            return Err(Violation::MalformedReady("Socket-Type too long"));
+                        }
                         self.socket_type_seen = true;
+                        self.socket_type_len = 0;
                     }
                     if len == 0 {
                         ReadyPart::PropertyNameLen
                     } else {
-                        ReadyPart::Value { left: len }
+                        ReadyPart::Value {
+                            left: len,
+                            socket_type,
+                        }
                     }
                 }
             }
-            ReadyPart::Value { left } if left > 1 => ReadyPart::Value { left: left - 1 },
-            ReadyPart::Value { .. } => ReadyPart::PropertyNameLen,
+            ReadyPart::Value { left, socket_type } => {
+                if socket_type {
+                    self.socket_type[usize::from(self.socket_type_len)] = byte;
+                    self.socket_type_len += 1;
+                }
+                if left > 1 {
+                    ReadyPart::Value {
+                        left: left - 1,
+                        socket_type,
+                    }
+                } else {
+                    ReadyPart::PropertyNameLen
+                }
+            }
         };
         if left > 0 {
             self.state = State::Ready { part, left };
@@ -491,10 +582,12 @@ impl ClientStream {
     }
 }
 
-/// The server's half of a NULL-mechanism handshake, as a zeromq socket of `socket_type` sends
-/// it: a ZMTP 3.0 greeting and a READY command. The guard answers every peer with it itself, so
-/// that the zeromq socket sees no peer before that peer's first message has been checked.
-pub fn server_handshake(socket_type: &str) -> Vec<u8> {
+/// A NULL-mechanism handshake, as a zeromq socket of `socket_type` sends it (the same from
+/// either side): a ZMTP 3.0 greeting and a READY command. The guard answers every peer with
+/// it itself, as the upstream socket, so that the zeromq socket sees no peer before that
+/// peer's first message has been checked; and it opens a fresh upstream connection with it,
+/// as the peer ([`ClientStream::socket_type`]).
+pub fn handshake(socket_type: &[u8]) -> Vec<u8> {
     let mut bytes = vec![0u8; GREETING_LEN];
     bytes[0] = 0xFF;
     bytes[9] = 0x7F;
@@ -505,7 +598,7 @@ pub fn server_handshake(socket_type: &str) -> Vec<u8> {
     body.push(11);
     body.extend_from_slice(b"Socket-Type");
     body.extend_from_slice(&(socket_type.len() as u32).to_be_bytes());
-    body.extend_from_slice(socket_type.as_bytes());
+    body.extend_from_slice(socket_type);
     assert!(body.len() <= 255, "a socket type is a short word");
     bytes.extend_from_slice(&[COMMAND, body.len() as u8]);
     bytes.extend_from_slice(&body);
@@ -513,7 +606,7 @@ pub fn server_handshake(socket_type: &str) -> Vec<u8> {
 }
 
 /// Finds the end of the upstream socket's own greeting and READY command, which the guard has
-/// answered the peer with already ([`server_handshake`]): what follows is relayed.
+/// answered the peer with already ([`handshake`]): what follows is relayed.
 #[derive(Debug, Clone, Default)]
 pub struct UpstreamHandshake {
     /// Greeting bytes seen.
@@ -561,6 +654,82 @@ impl UpstreamHandshake {
             }
         }
         Ok(None)
+    }
+}
+
+/// Counts the messages the upstream socket sends (its replies), past its handshake. Our own
+/// socket's bytes are trusted: only the frame boundaries are followed.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Replies {
+    /// Complete messages seen.
+    messages: u64,
+    state: ReplyState,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+enum ReplyState {
+    #[default]
+    Flags,
+    Size {
+        more: bool,
+        left: u8,
+        size: u64,
+    },
+    Body {
+        more: bool,
+        left: u64,
+    },
+}
+
+impl Replies {
+    /// How many complete messages have been seen.
+    pub fn messages(&self) -> u64 {
+        self.messages
+    }
+
+    /// Takes the next bytes from upstream.
+    pub fn feed(&mut self, data: &[u8]) {
+        let mut rest = data;
+        while let Some((&byte, tail)) = rest.split_first() {
+            self.state = match self.state {
+                ReplyState::Body { more, left } => {
+                    let take = usize::try_from(left).map_or(rest.len(), |l| l.min(rest.len()));
+                    rest = &rest[take..];
+                    self.body(more, left - take as u64)
+                }
+                ReplyState::Flags => {
+                    rest = tail;
+                    ReplyState::Size {
+                        more: byte & MORE != 0,
+                        left: if byte & LONG != 0 { 8 } else { 1 },
+                        size: 0,
+                    }
+                }
+                ReplyState::Size { more, left, size } => {
+                    rest = tail;
+                    let size = size << 8 | u64::from(byte);
+                    if left > 1 {
+                        ReplyState::Size {
+                            more,
+                            left: left - 1,
+                            size,
+                        }
+                    } else {
+                        self.body(more, size)
+                    }
+                }
+            };
+        }
+    }
+
+    fn body(&mut self, more: bool, left: u64) -> ReplyState {
+        if left > 0 {
+            return ReplyState::Body { more, left };
+        }
+        if !more {
+            self.messages += 1;
+        }
+        ReplyState::Flags
     }
 }
 
@@ -1031,6 +1200,52 @@ mod tests {
             }
             let _ = stream.feed(&bytes);
         }
+    }
+
+    #[test]
+    fn large_messages_pause_at_their_headers_and_ends() {
+        let mut stream = ClientStream::new(LIMITS);
+        stream.feed(&handshake()).unwrap();
+        assert_eq!(stream.pause_at_large(600), None);
+        let small = [frame(b"", true), frame(&[1; 500], false)].concat();
+        let large = [frame(&[2; 400], true), frame(&[3; 300], false)].concat();
+        let bytes = [small.clone(), large, small.clone()].concat();
+        // The small message passes; the large one's second header asks for all its 700 bytes.
+        let (used, pause) = stream.feed_until_pause(&bytes).unwrap();
+        let second_header = small.len() + 9 + 400 + 9;
+        assert_eq!((used, pause), (second_header, Some(Pause::Claim(700))));
+        let (ended, pause) = stream.feed_until_pause(&bytes[used..]).unwrap();
+        assert_eq!(pause, Some(Pause::LargeEnd));
+        assert_eq!(stream.messages(), 2);
+        assert_eq!(
+            stream.feed_until_pause(&bytes[used + ended..]).unwrap(),
+            (small.len(), None)
+        );
+        assert_eq!(stream.socket_type(), b"REQ");
+    }
+
+    #[test]
+    fn a_message_already_large_is_claimed_when_pausing_starts() {
+        let mut stream = ClientStream::new(LIMITS);
+        stream
+            .feed(&[handshake(), frame(&[1; 900], false)[..20].to_vec()].concat())
+            .unwrap();
+        assert_eq!(stream.pause_at_large(600), Some(900));
+        let (_, pause) = stream.feed_until_pause(&[1; 889]).unwrap();
+        assert_eq!(pause, Some(Pause::LargeEnd));
+    }
+
+    #[test]
+    fn replies_are_counted_at_their_last_frame() {
+        let reply = [frame(b"", true), frame(&[5; 70_000], false)].concat();
+        let mut replies = Replies::default();
+        for piece in reply.chunks(1000) {
+            assert_eq!(replies.messages(), 0);
+            replies.feed(piece);
+        }
+        assert_eq!(replies.messages(), 1);
+        replies.feed(&[reply.clone(), reply].concat());
+        assert_eq!(replies.messages(), 3);
     }
 
     #[test]

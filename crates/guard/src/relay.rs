@@ -14,7 +14,13 @@
 //! 3. Both directions run side by side until either side closes, the peer breaks the
 //!    protocol or a limit, a deadline passes, or the guard shuts down. Peer→upstream bytes are
 //!    checked by the [`ClientStream`] parser before they are written; a read that contains a
-//!    violation is not forwarded at all. Upstream→peer bytes are relayed as they are.
+//!    violation is not forwarded at all. Upstream→peer bytes are relayed as they are, their
+//!    messages counted. A large message's bytes wait for budget (see `budget`); once it has
+//!    been answered (every message sent upstream has its reply, as a REQ peer's always has
+//!    before it says more), the upstream connection is closed, seen closed by the socket and
+//!    replaced by a fresh one, and only then does the budget go back: the zeromq socket keeps
+//!    a read buffer of a connection's largest message for as long as the connection lives. The
+//!    socket's ROUTER answers by connection, so nothing is outstanding on the old one.
 //!
 //! Buffers: each direction reads into a buffer of at most `read_chunk` bytes, writes it out,
 //! and reuses it while bytes keep coming; when the socket has nothing more to read the buffer
@@ -25,16 +31,17 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use bytes::{BufMut, BytesMut};
+use bytes::{Buf, BufMut, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
-use tokio::sync::OwnedSemaphorePermit;
+use tokio::sync::{watch, OwnedSemaphorePermit};
 use tokio::time::{timeout, timeout_at, Instant};
 use tracing::{debug, warn};
 
-use crate::occupancy::Seat;
-use crate::protocol::{ClientStream, UpstreamHandshake, Violation};
+use crate::budget::Held;
+use crate::occupancy::{Seat, Source};
+use crate::protocol::{self, ClientStream, Pause, Replies, UpstreamHandshake, Violation};
 use crate::Shared;
 
 /// Why a connection ended.
@@ -56,6 +63,9 @@ enum Close {
     WriteStalled,
     /// The peer sent no message for the idle timeout.
     Idle,
+    /// A large message did not get budget, arrive whole or get its answer (which) within the
+    /// large-message timeout.
+    LargeMessage(&'static str),
     /// Its room went to a host that held fewer connections.
     Evicted,
     /// The guard is shutting down.
@@ -71,6 +81,7 @@ pub(crate) async fn serve(
     _permit: OwnedSemaphorePermit,
     seat: Seat,
 ) {
+    let source = seat.source();
     let accepted = Instant::now();
     shared.counters.active.fetch_add(1, Ordering::SeqCst);
     configure(&peer, &shared);
@@ -78,7 +89,7 @@ pub(crate) async fn serve(
         biased;
         _ = shared.cancel.cancelled() => Close::Shutdown,
         _ = seat.evicted.cancelled() => Close::Evicted,
-        close = relay(&mut peer, &shared, accepted) => close,
+        close = relay(&mut peer, &shared, source, accepted) => close,
     };
     drop(seat);
     // Count before the peer sees the connection close.
@@ -124,6 +135,13 @@ fn report(shared: &Shared, peer: SocketAddr, close: Close) {
         Close::WriteStalled => (
             &counters.stalls,
             format!("peer read nothing for {:?}", limits.write_stall_timeout),
+        ),
+        Close::LargeMessage(what) => (
+            &counters.timeouts,
+            format!(
+                "a large message waited for {what} for {:?}",
+                limits.large_message_timeout
+            ),
         ),
         Close::Idle => (
             &counters.idle,
@@ -178,7 +196,7 @@ fn deadline(
     }
 }
 
-async fn relay(peer: &mut TcpStream, shared: &Shared, accepted: Instant) -> Close {
+async fn relay(peer: &mut TcpStream, shared: &Shared, source: Source, accepted: Instant) -> Close {
     let chunk = shared.limits.read_chunk;
     let mut stream = ClientStream::new(shared.limits.stream());
     let (mut peer_rx, mut peer_tx) = peer.split();
@@ -216,40 +234,133 @@ async fn relay(peer: &mut TcpStream, shared: &Shared, accepted: Instant) -> Clos
         }
     }
 
+    // From here on large messages need budget. The first one, which the guard holds itself
+    // until it is complete, needs none (the early limit bounds it), but what followed it in
+    // the same read may be the start of one.
+    let (replied_tx, replied) = watch::channel(0);
+    let under_way = stream.pause_at_large(shared.limits.large_message);
+    let mut relay = PeerSide {
+        stream,
+        pending: BytesMut::new(),
+        held: None,
+        last_message: Instant::now(),
+        replied,
+    };
+    if let Some(bytes) = under_way {
+        if let Err(close) = relay.claim(shared, source, bytes).await {
+            return close;
+        }
+    }
+
     // 2. The upstream connection, within the handshake deadline: the peer's bytes so far go
     //    up, the socket's own greeting and READY (the peer has had ours) are skipped.
+    let deadline = accepted + shared.limits.handshake_timeout;
+    let mut replies = Replies::default();
+    let mut upstream = match connect_upstream(shared, deadline, &first).await {
+        Ok((upstream, rest)) => {
+            if !rest.is_empty() && peer_tx.write_all(&rest).await.is_err() {
+                return Close::PeerClosed;
+            }
+            replies.feed(&rest);
+            replied_tx.send_replace(replies.messages());
+            upstream
+        }
+        Err(close) => return close,
+    };
+    drop(first);
+
+    // 3. Both directions, until a large message has been answered: then the upstream
+    //    connection, whose read buffer in the zeromq socket has grown to that message's size
+    //    and would stay so for as long as it lives, is replaced by a fresh one.
+    loop {
+        let (mut upstream_rx, mut upstream_tx) = upstream.split();
+        let step = tokio::select! {
+            step = relay.run(&mut peer_rx, &mut upstream_tx, shared, source, accepted) => step,
+            close = upstream_to_peer(&mut upstream_rx, &mut peer_tx, &mut replies, &replied_tx, shared) => Step::Close(close),
+        };
+        match step {
+            Step::Close(close) => {
+                if relay.held.is_some() {
+                    // The peer need not wait for the budget to go back.
+                    let _ = peer_tx.shutdown().await;
+                    let deadline = Instant::now() + shared.limits.handshake_timeout;
+                    close_upstream(upstream, deadline).await;
+                }
+                return close;
+            }
+            Step::Refresh => {}
+        }
+        upstream = match refresh(upstream, relay.stream.socket_type(), shared).await {
+            Ok(upstream) => upstream,
+            Err(close) => return close,
+        };
+        relay.held = None;
+        shared.counters.refreshes.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// Connects to the upstream socket by `deadline`, sends it `hello` (a handshake and what
+/// follows it) and reads its greeting and READY; returns the connection and what came after
+/// them.
+async fn connect_upstream(
+    shared: &Shared,
+    deadline: Instant,
+    hello: &[u8],
+) -> Result<(TcpStream, BytesMut), Close> {
     let connect = TcpStream::connect(shared.upstream);
-    let mut upstream = match timeout_at(accepted + shared.limits.handshake_timeout, connect).await {
+    let mut upstream = match timeout_at(deadline, connect).await {
         Ok(Ok(upstream)) => upstream,
-        Ok(Err(err)) => return Close::UpstreamUnreachable(err),
-        Err(_) => return Close::UpstreamUnreachable(io::ErrorKind::TimedOut.into()),
+        Ok(Err(err)) => return Err(Close::UpstreamUnreachable(err)),
+        Err(_) => return Err(Close::UpstreamUnreachable(io::ErrorKind::TimedOut.into())),
     };
     if let Err(err) = upstream.set_nodelay(true) {
         debug!(cause = %err, "could not set TCP_NODELAY upstream");
     }
     let (mut upstream_rx, mut upstream_tx) = upstream.split();
-    if upstream_tx.write_all(&first).await.is_err() {
-        return Close::UpstreamClosed;
+    if upstream_tx.write_all(hello).await.is_err() {
+        return Err(Close::UpstreamClosed);
     }
     shared
         .counters
         .forwarded
-        .fetch_add(first.len() as u64, Ordering::SeqCst);
-    drop(first);
-    let skip = skip_upstream_handshake(&mut upstream_rx, chunk);
+        .fetch_add(hello.len() as u64, Ordering::SeqCst);
+    let skip = skip_upstream_handshake(&mut upstream_rx, shared.limits.read_chunk);
     let rest = match timeout(shared.limits.handshake_timeout, skip).await {
         Ok(Ok(rest)) => rest,
-        Ok(Err(close)) => return close,
-        Err(_) => return Close::UpstreamUnreachable(io::ErrorKind::TimedOut.into()),
+        Ok(Err(close)) => return Err(close),
+        Err(_) => return Err(Close::UpstreamUnreachable(io::ErrorKind::TimedOut.into())),
     };
-    if !rest.is_empty() && peer_tx.write_all(&rest).await.is_err() {
-        return Close::PeerClosed;
-    }
+    Ok((upstream, rest))
+}
 
-    // 3. Both directions.
-    tokio::select! {
-        close = peer_to_upstream(&mut peer_rx, &mut upstream_tx, &mut stream, shared, accepted) => close,
-        close = upstream_to_peer(&mut upstream_rx, &mut peer_tx, shared) => close,
+/// Replaces the upstream connection `old`, which has answered everything it was sent, with a
+/// fresh one that the guard opens with a handshake of its own as the peer's socket type.
+async fn refresh(old: TcpStream, socket_type: &[u8], shared: &Shared) -> Result<TcpStream, Close> {
+    let deadline = Instant::now() + shared.limits.handshake_timeout;
+    close_upstream(old, deadline).await;
+    let hello = protocol::handshake(socket_type);
+    let (upstream, rest) = connect_upstream(shared, deadline, &hello).await?;
+    if !rest.is_empty() {
+        warn!("the upstream socket spoke first on a fresh connection");
+        return Err(Close::UpstreamClosed);
+    }
+    Ok(upstream)
+}
+
+/// Closes an upstream connection and waits, until `deadline`, for the socket to close its
+/// side: only then has it let go of what it read on it (budget held for a large message goes
+/// back after this), and forgotten the peer's identity (a peer that named an Identity in its
+/// READY comes back under the same one on a fresh connection).
+async fn close_upstream(mut old: TcpStream, deadline: Instant) {
+    let closed = timeout_at(deadline, async {
+        old.shutdown().await?;
+        let mut scrap = [0u8; 256];
+        while old.read(&mut scrap).await? > 0 {}
+        io::Result::Ok(())
+    })
+    .await;
+    if !matches!(closed, Ok(Ok(()))) {
+        debug!("the upstream socket did not close a connection in time");
     }
 }
 
@@ -276,40 +387,111 @@ async fn skip_upstream_handshake(
     }
 }
 
-/// Checks and forwards what the peer sends, under the deadline that applies.
-async fn peer_to_upstream(
-    peer: &mut ReadHalf<'_>,
-    upstream: &mut WriteHalf<'_>,
-    stream: &mut ClientStream,
-    shared: &Shared,
-    accepted: Instant,
-) -> Close {
-    let chunk = shared.limits.read_chunk;
-    let mut buf = BytesMut::new();
-    let mut last_message = Instant::now();
-    loop {
-        let deadline = deadline(shared, accepted, stream, last_message);
-        match read_before(peer, &mut buf, chunk, deadline).await {
-            Ok(0) => return Close::PeerClosed,
-            Ok(_) => {}
-            Err(close) => return close,
+/// What peer→upstream relaying does next.
+enum Step {
+    Close(Close),
+    /// A large message has been answered: replace the upstream connection.
+    Refresh,
+}
+
+/// The peer→upstream direction, kept across upstream connections.
+struct PeerSide {
+    stream: ClientStream,
+    /// Bytes read from the peer, checked whole, not yet passed on.
+    pending: BytesMut,
+    /// Budget for the large message in transit (until the upstream connection that read it
+    /// is gone), with the deadline its last byte must come by.
+    held: Option<(Held, Instant)>,
+    /// When the peer's last message ended.
+    last_message: Instant,
+    /// The replies relayed to the peer so far.
+    replied: watch::Receiver<u64>,
+}
+
+impl PeerSide {
+    /// Checks and forwards what the peer sends, under the deadline that applies, taking
+    /// budget for large messages; returns when the connection must close, or once a large
+    /// message has been answered.
+    async fn run(
+        &mut self,
+        peer: &mut ReadHalf<'_>,
+        upstream: &mut WriteHalf<'_>,
+        shared: &Shared,
+        source: Source,
+        accepted: Instant,
+    ) -> Step {
+        let chunk = shared.limits.read_chunk;
+        loop {
+            if self.pending.is_empty() {
+                let deadline = match &self.held {
+                    Some((_, by)) => Some((*by, Close::LargeMessage("its bytes to arrive"))),
+                    None => deadline(shared, accepted, &self.stream, self.last_message),
+                };
+                match read_before(peer, &mut self.pending, chunk, deadline).await {
+                    Ok(0) => return Step::Close(Close::PeerClosed),
+                    Ok(_) => {}
+                    Err(close) => return Step::Close(close),
+                }
+                // A read that breaks a limit anywhere is not passed on at all.
+                if let Err(violation) = self.stream.clone().feed(&self.pending) {
+                    return Step::Close(Close::Violation(violation));
+                }
+            }
+            let messages = self.stream.messages();
+            let (used, pause) = match self.stream.feed_until_pause(&self.pending) {
+                Ok(fed) => fed,
+                Err(violation) => return Step::Close(Close::Violation(violation)),
+            };
+            if self.stream.messages() > messages {
+                self.last_message = Instant::now();
+            }
+            if let Some(Pause::Claim(bytes)) = pause {
+                if let Err(close) = self.claim(shared, source, bytes).await {
+                    return Step::Close(close);
+                }
+            }
+            // Our own socket: no stall limit.
+            if upstream.write_all(&self.pending[..used]).await.is_err() {
+                return Step::Close(Close::UpstreamClosed);
+            }
+            shared
+                .counters
+                .forwarded
+                .fetch_add(used as u64, Ordering::SeqCst);
+            self.pending.advance(used);
+            if pause == Some(Pause::LargeEnd) {
+                // The budget is kept until the connection that read the message is gone.
+                return self.answered(shared).await;
+            }
         }
-        let messages = stream.messages();
-        if let Err(violation) = stream.feed(&buf) {
-            return Close::Violation(violation);
+    }
+
+    /// Waits for `bytes` more budget, up to the large-message timeout.
+    async fn claim(&mut self, shared: &Shared, source: Source, bytes: u64) -> Result<(), Close> {
+        let wait = shared.limits.large_message_timeout;
+        let mut held = self.held.take().map(|(held, _)| held);
+        let claim = shared.budget.claim(source, &mut held, bytes);
+        if timeout(wait, claim).await.is_err() {
+            return Err(Close::LargeMessage("budget"));
         }
-        if stream.messages() > messages {
-            last_message = Instant::now();
+        let by = match self.held {
+            Some((_, by)) => by,
+            None => Instant::now() + wait,
+        };
+        self.held = held.map(|held| (held, by));
+        Ok(())
+    }
+
+    /// Waits until every message sent upstream has been answered (a REQ peer waits for its
+    /// answer anyway), up to the large-message timeout.
+    async fn answered(&mut self, shared: &Shared) -> Step {
+        let sent = self.stream.messages();
+        let wait = self.replied.wait_for(|&replied| replied >= sent);
+        match timeout(shared.limits.large_message_timeout, wait).await {
+            Ok(Ok(_)) => Step::Refresh,
+            Ok(Err(_)) => Step::Close(Close::UpstreamClosed),
+            Err(_) => Step::Close(Close::LargeMessage("its answer")),
         }
-        // Our own socket: no stall limit.
-        if upstream.write_all(&buf).await.is_err() {
-            return Close::UpstreamClosed;
-        }
-        shared
-            .counters
-            .forwarded
-            .fetch_add(buf.len() as u64, Ordering::SeqCst);
-        buf.clear();
     }
 }
 
@@ -317,6 +499,8 @@ async fn peer_to_upstream(
 async fn upstream_to_peer(
     upstream: &mut ReadHalf<'_>,
     peer: &mut WriteHalf<'_>,
+    replies: &mut Replies,
+    replied: &watch::Sender<u64>,
     shared: &Shared,
 ) -> Close {
     let chunk = shared.limits.read_chunk;
@@ -335,6 +519,8 @@ async fn upstream_to_peer(
                 Ok(Ok(n)) => rest = &rest[n..],
             }
         }
+        replies.feed(&buf);
+        replied.send_replace(replies.messages());
         buf.clear();
     }
 }

@@ -572,3 +572,164 @@ async fn the_first_messages_are_small_and_later_ones_may_be_large() {
     assert_eq!(harness.guard.stats().violations, 1);
     assert_eq!(harness.messages(), 3);
 }
+
+/// Waits, polling, until `done` holds.
+async fn until(what: &str, done: impl Fn() -> bool) {
+    within(what, async {
+        while !done() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_large_message_s_upstream_connection_is_replaced_once_answered() {
+    let harness = Harness::start(test_limits()).await;
+    let mut req = req(harness.addr()).await;
+    // The first message, which the guard holds until it is complete, stays out of this.
+    round_trip(&mut req, b"first".to_vec()).await;
+    for (n, size) in [(1, 1024 * 1024), (1, 10), (2, 100_000)] {
+        round_trip(&mut req, vec![7; size]).await;
+        until("the upstream connection replaced", || {
+            harness.guard.stats().refreshes == n
+        })
+        .await;
+    }
+    round_trip(&mut req, b"on the fresh connection".to_vec()).await;
+    let stats = harness.guard.stats();
+    assert_eq!(
+        (stats.accepted, stats.active),
+        (1, 1),
+        "the peer kept its connection"
+    );
+    assert_eq!(
+        stats.violations + stats.timeouts + stats.upstream_failures,
+        0
+    );
+    assert_eq!(harness.messages(), 5);
+}
+
+/// A REQ request of `len` bytes of `byte`, as raw ZMTP: the empty delimiter, then the body.
+fn request(byte: u8, len: usize) -> Vec<u8> {
+    let mut bytes = vec![0x01, 0, 0x02];
+    bytes.extend_from_slice(&(len as u64).to_be_bytes());
+    bytes.resize(bytes.len() + len, byte);
+    bytes
+}
+
+/// Reads the echo of a `request(_, len)`.
+async fn echoed(stream: &mut TcpStream, len: usize) -> Vec<u8> {
+    let header = if len > 255 { 9 } else { 2 };
+    let mut reply = vec![0u8; 2 + header + len];
+    within("the echo", stream.read_exact(&mut reply))
+        .await
+        .expect("the echo");
+    reply
+}
+
+#[tokio::test]
+async fn large_messages_wait_for_budget_and_one_host_gets_its_share_only() {
+    const FRAME: usize = 1024 * 1024;
+    let limits = GuardLimits {
+        max_frame: FRAME as u64,
+        max_message: FRAME as u64 + 64,
+        large_budget_per_host: FRAME as u64 + 64,
+        large_budget: 2 * (FRAME as u64 + 64),
+        early_messages: 0,
+        ..test_limits()
+    };
+    let harness = Harness::start(limits).await;
+    let hello = [greeting(), ready("REQ")].concat();
+    let (busy_host, other_host) = ([127, 0, 0, 2], [127, 0, 0, 3]);
+    let mut peers = Vec::new();
+    for source in [busy_host, busy_host, other_host] {
+        let mut peer = connect_from(source, harness.addr()).await;
+        within("handshake", peer.write_all(&hello)).await.unwrap();
+        let mut theirs = vec![0u8; protocol_answer_len()];
+        within("the guard's handshake", peer.read_exact(&mut theirs))
+            .await
+            .unwrap();
+        // A small first message, so that the guard is connected upstream.
+        within("a small request", peer.write_all(&request(0, 10)))
+            .await
+            .unwrap();
+        echoed(&mut peer, 10).await;
+        peers.push(peer);
+    }
+    let [first, second, third] = &mut peers[..] else {
+        unreachable!()
+    };
+    // The first takes its host's whole share and sends half of its message.
+    let large = request(1, FRAME);
+    within("half a large request", first.write_all(&large[..FRAME / 2]))
+        .await
+        .unwrap();
+    until("the first half upstream", || {
+        harness.guard.stats().forwarded >= (FRAME / 2) as u64
+    })
+    .await;
+    // The same host's second large message waits; another host's goes through.
+    within("a large request", second.write_all(&large))
+        .await
+        .unwrap();
+    within("another host's", third.write_all(&request(3, FRAME)))
+        .await
+        .unwrap();
+    echoed(third, FRAME).await;
+    let mut byte = [0u8; 1];
+    let early = tokio::time::timeout(Duration::from_millis(300), second.read(&mut byte)).await;
+    assert!(early.is_err(), "a host went past its share");
+    // Once the first message is through (and answered), the second gets its turn.
+    within("the rest", first.write_all(&large[FRAME / 2..]))
+        .await
+        .unwrap();
+    echoed(first, FRAME).await;
+    echoed(second, FRAME).await;
+    let stats = harness.guard.stats();
+    assert_eq!(stats.violations + stats.timeouts, 0);
+    assert_eq!(harness.messages(), 6);
+}
+
+/// The length of the guard's own greeting and READY.
+fn protocol_answer_len() -> usize {
+    brine_guard::protocol::handshake(test_limits().socket_type.as_bytes()).len()
+}
+
+#[tokio::test]
+async fn a_large_message_that_cannot_get_budget_in_time_is_closed() {
+    const FRAME: usize = 1024 * 1024;
+    let limits = GuardLimits {
+        max_frame: FRAME as u64,
+        max_message: FRAME as u64 + 64,
+        large_budget_per_host: FRAME as u64 + 64,
+        large_budget: FRAME as u64 + 64,
+        large_message_timeout: Duration::from_millis(500),
+        handshake_timeout: Duration::from_secs(1),
+        early_messages: 0,
+        ..test_limits()
+    };
+    let harness = Harness::start(limits).await;
+    let mut slow = req(harness.addr()).await;
+    // Holds the whole budget with half a message, then its time runs out.
+    let mut raw = raw_handshake(harness.addr()).await;
+    within("a small request", raw.write_all(&request(0, 10)))
+        .await
+        .unwrap();
+    echoed(&mut raw, 10).await;
+    let large = request(1, FRAME);
+    within("half a large request", raw.write_all(&large[..FRAME / 2]))
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let (took, _) = until_closed(&mut raw, started).await;
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    // The budget came back with it (once the upstream connection was closed: the test's REP
+    // socket, unlike the master's ROUTER, never closes its side of a peer that left mid-message,
+    // hence the short handshake timeout, which bounds the wait).
+    round_trip(&mut slow, vec![2; FRAME]).await;
+    until("the timeout counted", || {
+        harness.guard.stats().timeouts == 1
+    })
+    .await;
+}

@@ -7,6 +7,7 @@ mod connections;
 mod control_socket;
 mod hostile_peers;
 mod key_enrollment;
+mod large_messages;
 mod large_returns;
 mod local_users;
 mod publications;
