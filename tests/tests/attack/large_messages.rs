@@ -11,17 +11,12 @@
 
 use std::time::Duration;
 
-use brine_proto::{JobReturn, MasterReply, MinionId, MinionRequest, Value};
-use brine_tests::fleet::{bounded, eventually, Fleet, MinionOptions};
+use brine_proto::{MasterReply, MinionId, MinionRequest};
+use brine_tests::fleet::{bounded, Fleet};
 use brine_tests::raw_minion::RawMinion;
 use tokio::io::AsyncWriteExt;
 
-use crate::{rss_of, zmtp, MIB};
-
-/// Resets the peak (`VmHWM`) of `pid` to what it holds now (proc(5), `clear_refs`).
-fn reset_peak(pid: u32) {
-    std::fs::write(format!("/proc/{pid}/clear_refs"), "5").unwrap();
-}
+use crate::{large_return, reset_peak, rss_of, settles_near, zmtp, MIB};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_messages_of_peers_without_a_key_wait_for_the_budget() {
@@ -31,10 +26,7 @@ async fn large_messages_of_peers_without_a_key_wait_for_the_budget() {
     /// The guard's budget (64 MiB) in the zeromq socket's buffers, the guard's read chunks and
     /// what the allocator keeps: measured 52-57 MiB; 169 MiB without the budget.
     const PEAK_RISE: u64 = 96 * MIB;
-    let mut fleet = Fleet::new().await;
-    fleet.start_master().await;
-    fleet.add_minion("web1", MinionOptions::default()).await;
-    fleet.wait_connected(&["web1"]).await;
+    let fleet = Fleet::start(&["web1"]).await;
     let pid = fleet.master_pid().unwrap();
     let baseline = rss_of(pid).now;
     reset_peak(pid);
@@ -84,10 +76,7 @@ async fn a_large_return_does_not_stay_in_the_master_while_its_connection_lives()
     const ID: &str = "big2";
     /// How close to the baseline the master must come back; the return is 16 MiB.
     const SETTLED_RISE: u64 = 8 * MIB;
-    let mut fleet = Fleet::new().await;
-    fleet.start_master().await;
-    fleet.add_minion("web1", MinionOptions::default()).await;
-    fleet.wait_connected(&["web1"]).await;
+    let fleet = Fleet::start(&["web1"]).await;
     let pid = fleet.master_pid().unwrap();
 
     let id = MinionId::new(ID).unwrap();
@@ -98,32 +87,13 @@ async fn a_large_return_does_not_stay_in_the_master_while_its_connection_lives()
     assert_eq!(minion.ask(&keepalive).await.1, MasterReply::Ok {});
     fleet.wait_connected(&[ID]).await;
     let jid = fleet.publish(120, &[ID, "test.ping"]).await;
-    let ret = MinionRequest::Return(JobReturn {
-        id: id.clone(),
-        jid,
-        fun: "test.ping".into(),
-        ret: Value::String("x".repeat(16 * 1024 * 1024 - 128 * 1024)),
-        retcode: 0,
-        success: true,
-        started_ms: 0,
-        finished_ms: 0,
-        interrupted: false,
-        rejected: false,
-    });
+    let ret = MinionRequest::Return(large_return(ID, jid, 16 * 1024 * 1024 - 128 * 1024));
     fleet.ping(&["web1"]).await;
     let baseline = rss_of(pid).now;
 
     assert_eq!(minion.ask(&ret).await.1, MasterReply::Ok {});
     drop(ret);
-    let settled = eventually(
-        "the master's memory to come back near where it was",
-        Duration::from_secs(30),
-        || async {
-            let now = rss_of(pid).now;
-            (now < baseline + SETTLED_RISE).then_some(now)
-        },
-    )
-    .await;
+    let settled = settles_near(pid, baseline, SETTLED_RISE).await;
     eprintln!(
         "master RSS: {} MiB before a 16 MiB return, {} MiB after it",
         baseline / MIB,

@@ -13,11 +13,11 @@
 use std::time::Duration;
 
 use brine_proto::msg::ReplyError;
-use brine_proto::{JobReturn, MasterReply, MinionId, MinionRequest, Value};
-use brine_tests::fleet::{bounded, eventually, Fleet, MinionOptions};
+use brine_proto::{MasterReply, MinionId, MinionRequest};
+use brine_tests::fleet::{bounded, Fleet, MinionOptions};
 use brine_tests::raw_minion::RawMinion;
 
-use crate::{rss_of, zmtp, MIB};
+use crate::{large_return, reset_peak, rss_of, settles_near, zmtp, MIB};
 
 /// The attacker's id: a new key, accepted by the fleet's `auto_accept`.
 const ATTACKER: &str = "big1";
@@ -34,11 +34,6 @@ const ROUNDS: usize = 3;
 const PEAK_RISE: u64 = 192 * MIB;
 /// How close to the baseline the master must come back.
 const SETTLED_RISE: u64 = 32 * MIB;
-
-/// Resets the peak (`VmHWM`) of `pid` to what it holds now (proc(5), `clear_refs`).
-fn reset_peak(pid: u32) {
-    std::fs::write(format!("/proc/{pid}/clear_refs"), "5").unwrap();
-}
 
 /// `SESSIONS` sessions of the attacker's key, each on a REQ socket of its own: the first
 /// proven by a keepalive, the others unproven. The master knows a session by its id, not by
@@ -81,18 +76,7 @@ async fn large_returns_of_one_minion_are_bounded_and_given_back() {
     let mut round = sessions(&mut attacker, fleet.ret_port).await;
     fleet.wait_connected(&[ATTACKER]).await;
     let jid = fleet.publish(120, &[ATTACKER, "test.ping"]).await;
-    let ret = JobReturn {
-        id: MinionId::new(ATTACKER).unwrap(),
-        jid: jid.clone(),
-        fun: "test.ping".into(),
-        ret: Value::String("x".repeat(RETURN_BYTES)),
-        retcode: 0,
-        success: true,
-        started_ms: 0,
-        finished_ms: 0,
-        interrupted: false,
-        rejected: false,
-    };
+    let ret = large_return(ATTACKER, jid.clone(), RETURN_BYTES);
     let request = MinionRequest::Return(ret);
     fleet.ping(&["web1"]).await;
 
@@ -152,15 +136,7 @@ async fn large_returns_of_one_minion_are_bounded_and_given_back() {
 
     // The attacker's connections closed, nothing of the attack stays.
     drop((round, attacker));
-    let settled = eventually(
-        "the master's memory to come back near where it was",
-        Duration::from_secs(30),
-        || async {
-            let now = rss_of(pid).now;
-            (now < baseline + SETTLED_RISE).then_some(now)
-        },
-    )
-    .await;
+    let settled = settles_near(pid, baseline, SETTLED_RISE).await;
     eprintln!("master RSS settled at {} MiB", settled / MIB);
     fleet.ping(&["web1"]).await;
 }
@@ -168,10 +144,7 @@ async fn large_returns_of_one_minion_are_bounded_and_given_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_messages_before_authentication_are_cut_off() {
     const PEERS: usize = 48;
-    let mut fleet = Fleet::new().await;
-    fleet.start_master().await;
-    fleet.add_minion("web1", MinionOptions::default()).await;
-    fleet.wait_connected(&["web1"]).await;
+    let fleet = Fleet::start(&["web1"]).await;
     let pid = fleet.master_pid().unwrap();
     let baseline = rss_of(pid).now;
     reset_peak(pid);

@@ -38,3 +38,37 @@ fn rss_of(pid: u32) -> Rss {
 }
 
 const MIB: u64 = 1024 * 1024;
+
+/// Resets the peak (`VmHWM`) of `pid` to what it holds now (proc(5), `clear_refs`).
+fn reset_peak(pid: u32) {
+    std::fs::write(format!("/proc/{pid}/clear_refs"), "5").unwrap();
+}
+
+/// Waits (up to 30 s) until `pid` holds less than `baseline + rise`; gives what it holds then.
+async fn settles_near(pid: u32, baseline: u64, rise: u64) -> u64 {
+    brine_tests::fleet::eventually(
+        "the master's memory to come back near where it was",
+        std::time::Duration::from_secs(30),
+        || async {
+            let now = rss_of(pid).now;
+            (now < baseline + rise).then_some(now)
+        },
+    )
+    .await
+}
+
+/// A successful `test.ping` return of `id` for `jid` whose value is `bytes` long.
+fn large_return(id: &str, jid: brine_proto::Jid, bytes: usize) -> brine_proto::JobReturn {
+    brine_proto::JobReturn {
+        id: brine_proto::MinionId::new(id).unwrap(),
+        jid,
+        fun: "test.ping".into(),
+        ret: brine_proto::Value::String("x".repeat(bytes)),
+        retcode: 0,
+        success: true,
+        started_ms: 0,
+        finished_ms: 0,
+        interrupted: false,
+        rejected: false,
+    }
+}
