@@ -16,12 +16,7 @@ use brine_tests::fleet::{bounded, eventually, Fleet, MinionOptions};
 use brine_tests::raw_minion::RawMinion;
 use tokio::io::AsyncWriteExt;
 
-use crate::{rss_of, zmtp, MIB};
-
-/// Resets the peak (`VmHWM`) of `pid` to what it holds now (proc(5), `clear_refs`).
-fn reset_peak(pid: u32) {
-    std::fs::write(format!("/proc/{pid}/clear_refs"), "5").unwrap();
-}
+use crate::{reset_peak, rss_of, zmtp, MIB};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_messages_of_peers_without_a_key_wait_for_the_budget() {

@@ -17,7 +17,7 @@ use brine_proto::{JobReturn, MasterReply, MinionId, MinionRequest, Value};
 use brine_tests::fleet::{bounded, eventually, Fleet, MinionOptions};
 use brine_tests::raw_minion::RawMinion;
 
-use crate::{rss_of, zmtp, MIB};
+use crate::{reset_peak, rss_of, zmtp, MIB};
 
 /// The attacker's id: a new key, accepted by the fleet's `auto_accept`.
 const ATTACKER: &str = "big1";
@@ -34,11 +34,6 @@ const ROUNDS: usize = 3;
 const PEAK_RISE: u64 = 192 * MIB;
 /// How close to the baseline the master must come back.
 const SETTLED_RISE: u64 = 32 * MIB;
-
-/// Resets the peak (`VmHWM`) of `pid` to what it holds now (proc(5), `clear_refs`).
-fn reset_peak(pid: u32) {
-    std::fs::write(format!("/proc/{pid}/clear_refs"), "5").unwrap();
-}
 
 /// `SESSIONS` sessions of the attacker's key, each on a REQ socket of its own: the first
 /// proven by a keepalive, the others unproven. The master knows a session by its id, not by

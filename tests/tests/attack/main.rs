@@ -12,6 +12,7 @@ mod large_returns;
 mod local_users;
 mod publications;
 mod publish_port;
+mod stuck_subscribers;
 mod watchdog;
 mod zmtp;
 
@@ -38,3 +39,8 @@ fn rss_of(pid: u32) -> Rss {
 }
 
 const MIB: u64 = 1024 * 1024;
+
+/// Resets the peak (`VmHWM`) of `pid` to what it holds now (proc(5), `clear_refs`).
+fn reset_peak(pid: u32) {
+    std::fs::write(format!("/proc/{pid}/clear_refs"), "5").unwrap();
+}
