@@ -82,6 +82,13 @@ pub struct GuardLimits {
     /// A write toward the peer that makes no progress for this long closes the connection
     /// (a peer that does not read must not hold our socket's send queue forever).
     pub write_stall_timeout: Duration,
+    /// A connection whose peer has not taken every byte the upstream socket sent it for this
+    /// long is closed (`None`: never). The guard counts from the moment it last had nothing to
+    /// write and the socket nothing to read: a peer that reads a little now and then, slower
+    /// than the socket publishes, passes `write_stall_timeout` while the PUB socket queues up
+    /// to 100,000 messages for it; bounding how far behind it may fall bounds that queue by
+    /// what the port published within this time.
+    pub max_lag: Option<Duration>,
     /// Most connections open at once. Each costs two file descriptors in the guard and one in
     /// the zeromq socket. When they are all taken, a connection from a host that holds fewer
     /// than the busiest host closes the busiest host's oldest one; any other is closed at once
@@ -132,6 +139,9 @@ impl GuardLimits {
             handshake_timeout: Duration::from_secs(10),
             first_message_timeout: Duration::from_secs(10),
             write_stall_timeout: Duration::from_secs(15),
+            // A REQ peer may take its time over a 16 MiB answer; what it has not read yet is
+            // the ROUTER's one reply, not a queue.
+            max_lag: None,
             max_connections: 16_384,
             // A minion sends a keepalive every 10 s; the master sets this from its own interval.
             idle_timeout: Some(Duration::from_secs(60)),
@@ -161,6 +171,10 @@ impl GuardLimits {
             subscriptions_only: true,
             socket_type: "PUB",
             idle_timeout: None,
+            // A minion reads continuously and gets a tick every second; 10 s lets a 1 MiB job
+            // through a 1 Mbit/s link, and what a stuck subscriber retains is then what the
+            // master published in the last 10 s.
+            max_lag: Some(Duration::from_secs(10)),
             ..Self::return_port()
         }
     }
@@ -188,6 +202,7 @@ impl GuardLimits {
         if self.handshake_timeout.is_zero()
             || self.first_message_timeout.is_zero()
             || self.write_stall_timeout.is_zero()
+            || self.max_lag.is_some_and(|lag| lag.is_zero())
         {
             return fail("timeouts must be longer than zero");
         }
@@ -278,7 +293,7 @@ pub struct GuardStats {
     pub violations: u64,
     /// Connections closed because the handshake or the first message came too late.
     pub timeouts: u64,
-    /// Connections closed because the peer stopped reading.
+    /// Connections closed because the peer stopped reading or fell behind by `max_lag`.
     pub stalls: u64,
     /// Connections closed because they sent nothing for `idle_timeout`.
     pub idle: u64,

@@ -61,6 +61,8 @@ enum Close {
     FirstMessageTimeout,
     /// The peer stopped reading what we send it.
     WriteStalled,
+    /// The peer fell behind what we send it by the maximum lag.
+    Lagging,
     /// The peer sent no message for the idle timeout.
     Idle,
     /// A large message did not get budget, arrive whole or get its answer (which) within the
@@ -135,6 +137,13 @@ fn report(shared: &Shared, peer: SocketAddr, close: Close) {
         Close::WriteStalled => (
             &counters.stalls,
             format!("peer read nothing for {:?}", limits.write_stall_timeout),
+        ),
+        Close::Lagging => (
+            &counters.stalls,
+            format!(
+                "peer fell behind by {:?}",
+                limits.max_lag.unwrap_or_default()
+            ),
         ),
         Close::LargeMessage(what) => (
             &counters.timeouts,
@@ -495,7 +504,8 @@ impl PeerSide {
     }
 }
 
-/// Relays what our own socket sends, closing when the peer stops reading.
+/// Relays what our own socket sends, closing when the peer stops reading or falls behind by
+/// the maximum lag.
 async fn upstream_to_peer(
     upstream: &mut ReadHalf<'_>,
     peer: &mut WriteHalf<'_>,
@@ -506,15 +516,27 @@ async fn upstream_to_peer(
     let chunk = shared.limits.read_chunk;
     let stall = shared.limits.write_stall_timeout;
     let mut buf = BytesMut::new();
+    // Since when the peer has been behind: the last time the guard had written everything
+    // and the socket had nothing more, so that the socket's queue for this peer was empty.
+    let mut behind_since = Instant::now();
     loop {
-        match read_some(upstream, &mut buf, chunk).await {
-            Ok(0) | Err(_) => return Close::UpstreamClosed,
-            Ok(_) => {}
+        match read_some_waiting(upstream, &mut buf, chunk).await {
+            Ok((0, _)) | Err(_) => return Close::UpstreamClosed,
+            Ok((_, waited)) => {
+                if waited {
+                    behind_since = Instant::now();
+                }
+            }
         }
         let mut rest = &buf[..];
         while !rest.is_empty() {
-            match timeout(stall, peer.write(rest)).await {
-                Err(_) => return Close::WriteStalled,
+            let stalled = Instant::now() + stall;
+            let (by, close) = match shared.limits.max_lag {
+                Some(lag) if behind_since + lag < stalled => (behind_since + lag, Close::Lagging),
+                _ => (stalled, Close::WriteStalled),
+            };
+            match timeout_at(by, peer.write(rest)).await {
+                Err(_) => return close,
                 Ok(Ok(0) | Err(_)) => return Close::PeerClosed,
                 Ok(Ok(n)) => rest = &rest[n..],
             }
@@ -548,11 +570,22 @@ async fn read_before(
 /// empty `buf` gives its memory back while the socket has nothing to read, so an idle
 /// connection holds no buffer; while bytes keep coming it is reused.
 async fn read_some(src: &mut ReadHalf<'_>, buf: &mut BytesMut, chunk: usize) -> io::Result<usize> {
+    Ok(read_some_waiting(src, buf, chunk).await?.0)
+}
+
+/// [`read_some`], saying too whether the socket had nothing to read when it was called.
+async fn read_some_waiting(
+    src: &mut ReadHalf<'_>,
+    buf: &mut BytesMut,
+    chunk: usize,
+) -> io::Result<(usize, bool)> {
+    let mut waited = false;
     if buf.is_empty() {
         tokio::select! {
             biased;
             ready = src.readable() => ready?,
             () = std::future::ready(()) => {
+                waited = true;
                 *buf = BytesMut::new();
                 src.readable().await?;
             }
@@ -562,5 +595,5 @@ async fn read_some(src: &mut ReadHalf<'_>, buf: &mut BytesMut, chunk: usize) -> 
         buf.reserve(chunk - buf.len());
     }
     let room = chunk - buf.len();
-    src.read_buf(&mut (&mut *buf).limit(room)).await
+    Ok((src.read_buf(&mut (&mut *buf).limit(room)).await?, waited))
 }

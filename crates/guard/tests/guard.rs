@@ -733,3 +733,102 @@ async fn a_large_message_that_cannot_get_budget_in_time_is_closed() {
     })
     .await;
 }
+
+/// A raw SUB peer through the guard, subscribed to everything; it reads nothing itself.
+async fn raw_subscriber(addr: SocketAddr) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    // A small window, so that the peer stops taking bytes soon.
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut stream = within("connect", socket.connect(addr))
+        .await
+        .expect("connect");
+    let hello = [greeting(), ready("SUB"), vec![0x00, 0x01, 0x01]].concat();
+    within("subscribe", stream.write_all(&hello)).await.unwrap();
+    stream
+}
+
+#[tokio::test]
+async fn subscribers_that_do_not_keep_up_are_closed_while_a_reading_one_receives() {
+    let mut publisher = zeromq::PubSocket::new();
+    let endpoint = within("bind PUB", publisher.bind("tcp://127.0.0.1:0"))
+        .await
+        .expect("bind PUB");
+    let Endpoint::Tcp(_, port) = endpoint else {
+        panic!("not a tcp endpoint: {endpoint}");
+    };
+    let upstream = SocketAddr::from(([127, 0, 0, 1], port));
+    let cancel = CancellationToken::new();
+    let _stop = cancel.clone().drop_guard();
+    let tracker = TaskTracker::new();
+    let limits = GuardLimits {
+        max_lag: Some(Duration::from_millis(500)),
+        // Only the lag may close them: the slow reader makes progress every 50 ms.
+        write_stall_timeout: Duration::from_secs(60),
+        ..GuardLimits::publish_port()
+    };
+    let listener = listen("127.0.0.1:0".parse().unwrap()).expect("listen");
+    let guard = Guard::spawn("test", listener, upstream, limits, cancel.clone(), &tracker)
+        .expect("spawn guard");
+
+    let mut reader = zeromq::SubSocket::new();
+    reader.subscribe("").await.unwrap();
+    within(
+        "SUB connect",
+        reader.connect(&format!("tcp://{}", guard.local_addr())),
+    )
+    .await
+    .expect("SUB connect");
+    let mut stuck = raw_subscriber(guard.local_addr()).await;
+    let mut slow = raw_subscriber(guard.local_addr()).await;
+    // 16 KiB every 5 ms (3.2 MB/s), until the test ends.
+    let sending = tokio::spawn(async move {
+        let mut interval = tokio::time::interval(Duration::from_millis(5));
+        loop {
+            interval.tick().await;
+            let message = ZmqMessage::from(vec![9u8; 16 * 1024]);
+            if publisher.send(message).await.is_err() {
+                return;
+            }
+        }
+    });
+    // 1 KiB every 50 ms (20 KB/s): never stalled, ever further behind.
+    let slow_done = CancellationToken::new();
+    let slow_stop = slow_done.clone();
+    let slow_reader = tokio::spawn(async move {
+        let mut buf = [0u8; 1024];
+        while !slow_stop.is_cancelled() {
+            match slow.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+        slow
+    });
+    let started = Instant::now();
+    loop {
+        within("the reading subscriber receiving", reader.recv())
+            .await
+            .expect("a publication");
+        if guard.stats().stalls == 2 {
+            break;
+        }
+        assert!(started.elapsed() < STEP, "{:?}", guard.stats());
+    }
+    let took = started.elapsed();
+    // Both read on at full speed: what the kernel holds comes, then the close.
+    slow_done.cancel();
+    let mut slow = within("the slow reader stopping", slow_reader)
+        .await
+        .unwrap();
+    until_closed(&mut slow, Instant::now()).await;
+    until_closed(&mut stuck, Instant::now()).await;
+    // The reading subscriber keeps receiving.
+    for _ in 0..10 {
+        within("the reading subscriber receiving after", reader.recv())
+            .await
+            .expect("a publication");
+    }
+    assert!(took < Duration::from_secs(5), "closed after {took:?}");
+    assert_eq!(guard.stats().active, 1, "{:?}", guard.stats());
+    sending.abort();
+}

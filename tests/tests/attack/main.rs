@@ -12,6 +12,7 @@ mod large_returns;
 mod local_users;
 mod publications;
 mod publish_port;
+mod stuck_subscribers;
 mod watchdog;
 mod zmtp;
 
