@@ -21,7 +21,8 @@ use std::sync::Arc;
 use brine_proto::codec::BodyKind;
 use brine_proto::limits::{MAX_LISTED_RECIPIENTS, MAX_TOPIC_RECIPIENTS};
 use brine_proto::msg::{
-    topic_of, PublicationHeader, SignedPublication, Tick, PUBLICATION_AAD, TOPIC_EVERYONE,
+    topic_of, PublicationHeader, Recipients, SignedPublication, Tick, PUBLICATION_AAD,
+    TOPIC_EVERYONE,
 };
 use brine_proto::{encode, now_ms, Envelope, Job, MinionId, Publication};
 use bytes::Bytes;
@@ -70,7 +71,7 @@ pub async fn run(
             }
         };
         let to = expected.filter(|ids| ids.len() <= MAX_LISTED_RECIPIENTS);
-        let envelope = Bytes::from(seal(&shared, &publication, to.clone()));
+        let envelope = Bytes::from(seal(&shared, &publication, to.as_deref()));
         let topics = match &to {
             Some(ids) if ids.len() <= MAX_TOPIC_RECIPIENTS => ids.iter().map(topic_of).collect(),
             _ => vec![TOPIC_EVERYONE.to_vec()],
@@ -98,7 +99,7 @@ pub struct Outgoing {
 
 /// Seals `publication` with the group key and signs it, for the minions `to` (none: for every
 /// minion the target matches, once the master confirms it): the envelope of one PUB message.
-fn seal(shared: &Shared, publication: &Publication, to: Option<Vec<MinionId>>) -> Vec<u8> {
+fn seal(shared: &Shared, publication: &Publication, to: Option<&[MinionId]>) -> Vec<u8> {
     let now = now_ms();
     let (jid, expires_ms) = match publication {
         Publication::Job(job) => (Some(job.jid.clone()), job.expires_ms),
@@ -109,7 +110,7 @@ fn seal(shared: &Shared, publication: &Publication, to: Option<Vec<MinionId>>) -
     let header = encode(&PublicationHeader {
         group_epoch: group.epoch(),
         jid,
-        to,
+        to: to.map(Recipients::of),
         expires_ms,
         master_time_ms: now,
         nonce: nonce.to_vec(),

@@ -416,7 +416,7 @@ impl Minion {
             return Err(Dropped::Stale(late));
         }
         let vouched = match &header.to {
-            Some(ids) if ids.contains(&self.id) => Vouched::Listed,
+            Some(to) if to.lists(&self.id) => Vouched::Listed,
             Some(_) => return Err(Dropped::NotForThisMinion),
             None => Vouched::ToBeConfirmed,
         };
@@ -749,7 +749,7 @@ mod tests {
         let mut header = encode(&PublicationHeader {
             group_epoch: group.epoch(),
             jid,
-            to,
+            to: to.as_ref().map(brine_proto::msg::Recipients::of),
             expires_ms,
             master_time_ms: now_ms(),
             nonce: nonce.to_vec(),

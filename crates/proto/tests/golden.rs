@@ -44,7 +44,7 @@ use brine_proto::control::{
     KeyCommand, KeyInfo, KeySelection, KeyState, MinionOutcome, MinionProgress, MinionState,
     MinionStatus, PublishRequest,
 };
-use brine_proto::msg::{PublicationHeader, ReplyError, SignedPublication, Tick};
+use brine_proto::msg::{PublicationHeader, Recipients, ReplyError, SignedPublication, Tick};
 use brine_proto::{
     decode, decode_envelope, encode, GrainExpr, Jid, Job, JobReturn, Map, MasterReply, MinionId,
     MinionRequest, Publication, Target, Value,
@@ -406,7 +406,7 @@ fn publication_header() -> PublicationHeader {
     PublicationHeader {
         group_epoch: EPOCH,
         jid: Some(jid()),
-        to: Some(vec![id("web1"), id("db-2.example.com")]),
+        to: Some(Recipients::of(&[id("web1"), id("db-2.example.com")])),
         expires_ms: T0_MS + 60_000,
         master_time_ms: T0_MS,
         nonce: counting(0x80, 24),

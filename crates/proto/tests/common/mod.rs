@@ -14,7 +14,7 @@ use brine_proto::control::{
     KeyCommand, KeyInfo, KeySelection, KeyState, MinionOutcome, MinionProgress, MinionState,
     MinionStatus, PublishRequest,
 };
-use brine_proto::msg::{PublicationHeader, ReplyError, SignedPublication, Tick};
+use brine_proto::msg::{PublicationHeader, Recipients, ReplyError, SignedPublication, Tick};
 use brine_proto::{
     GrainExpr, Jid, Job, JobReturn, Map, MasterReply, MinionId, MinionRequest, Publication, Target,
     Value,
@@ -373,7 +373,7 @@ pub fn publication_header() -> impl Strategy<Value = PublicationHeader> {
     (
         any::<u32>(),
         proptest::option::of(jid()),
-        proptest::option::of(vec(minion_id(), 0..4)),
+        proptest::option::of(vec(minion_id(), 0..4).prop_map(|ids| Recipients::of(&ids))),
         any::<u64>(),
         any::<u64>(),
         prop_oneof![bytes_of(24), bytes()],
