@@ -10,12 +10,15 @@
 //!
 //! A publication is checked in this order before anything in it is used: the master's
 //! signature (the key pinned at the handshake), the expiry in the signed header (on the
-//! master's clock, estimated from its welcome and ticks), "not already started here" (the
-//! journal), and only then is it decrypted with the group key and decoded. A job is then run
-//! if its target matches this minion: marked started, acknowledged (`receipt`) and run in its
-//! own task under its time limit; the return is spooled before it is sent. Jobs from catch-up
-//! come over the authenticated session and go through the same target, expiry and journal
-//! checks.
+//! master's clock, estimated from its welcome and ticks), its recipients (a header that lists
+//! minions, this one not among them, is dropped), "not already started here" (the journal),
+//! and only then is it decrypted with the group key and decoded. A job runs only where the
+//! master expects it: one whose header lists this minion at once; one for more minions than a
+//! header lists if its target matches and the master then answers its `receipt` with `ok`.
+//! Running is: marked started, run in its own task under its time limit (acknowledged by a
+//! `receipt` if it outlives 50 ms); the return is spooled before it is sent. Jobs from catch-up
+//! come over the authenticated session, for this minion, and go through the same expiry and
+//! journal checks.
 
 mod backoff;
 pub mod client;
