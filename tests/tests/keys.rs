@@ -98,6 +98,15 @@ async fn accepted_minion(master: &TestMaster, dir: &Path, id: &str) -> (TestMini
     (minion, fingerprint)
 }
 
+/// Every line of the master's audit log.
+fn audit_lines(master: &TestMaster) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(master.state_dir.join("audit.log"))
+        .expect("the audit log")
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
+}
+
 /// Another well-formed fingerprint.
 fn other_than(fingerprint: &str) -> String {
     let first = if fingerprint.starts_with('0') {
@@ -184,6 +193,21 @@ async fn accept_checks_the_fingerprint_then_the_minion_answers() {
     assert_eq!(
         states_of(&master, "web1").await,
         vec![(KeyState::Pending, fingerprint.clone())]
+    );
+    // The audit log says it was allowed, then refused, and why: nothing was accepted.
+    let lines = audit_lines(&master);
+    let [.., allowed, refused] = lines.as_slice() else {
+        panic!("no audit lines: {lines:?}");
+    };
+    assert_eq!(
+        (&allowed["outcome"], &refused["outcome"]),
+        (&json!("allowed"), &json!("refused")),
+        "{lines:?}"
+    );
+    assert_eq!(refused["action"], "accept", "{refused}");
+    assert!(
+        refused["reason"].as_str().unwrap().contains("not accepted"),
+        "{refused}"
     );
 
     let out = brine_key(

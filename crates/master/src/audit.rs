@@ -114,6 +114,9 @@ pub enum Outcome {
     Denied,
     Invalid,
     NoMinions,
+    /// Allowed, then refused by what it was about: a key command for an id without a key in
+    /// the right state, a fingerprint that no key has. Nothing was changed.
+    Refused,
     Failed,
 }
 

@@ -404,14 +404,26 @@ async fn serve_keys(
         );
         return deny(guard, conn, &caller, request, reason).await;
     }
-    if !matches!(command, KeyCommand::List {}) {
-        if let Err(message) =
-            audit_required(guard, Record::new(&caller, request, Outcome::Allowed)).await
-        {
+    let audited = !matches!(command, KeyCommand::List {});
+    if audited {
+        let allowed = Record::new(&caller, request.clone(), Outcome::Allowed);
+        if let Err(message) = audit_required(guard, allowed).await {
             return send_error(conn, ControlError::Storage, message).await;
         }
     }
     let answer = crate::keyring::command(shared, command).await;
+    // The allowed line said it may be done; one that was not done says so, and why.
+    if let (true, ControlEvent::Error { code, message }) = (audited, &answer) {
+        let outcome = match code {
+            ControlError::NotFound | ControlError::BadRequest => Outcome::Refused,
+            _ => Outcome::Failed,
+        };
+        audit_best_effort(
+            guard,
+            Record::new(&caller, request, outcome).because(message),
+        )
+        .await;
+    }
     send(conn, &answer).await
 }
 
