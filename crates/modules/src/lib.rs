@@ -246,8 +246,33 @@ pub fn docs(selectors: &[String]) -> Vec<(&'static str, &'static str)> {
 /// Runs `fun` (`module.function`) with positional `arg` and keyword `kwarg`.
 ///
 /// Never panics and never fails as such: a failure is an [`Outcome`] with `success = false`, a
-/// non-zero `retcode` and a message as `ret`.
+/// non-zero `retcode` and a message as `ret`; so is a handler that panicked (its job would
+/// otherwise end without a return).
 pub async fn execute(ctx: &Context, fun: &str, arg: Vec<Value>, kwarg: Map) -> Outcome {
+    unless_it_panics(fun, dispatch(ctx, fun, arg, kwarg)).await
+}
+
+/// `call`'s outcome, or, if it panicked, a failed one that says so.
+async fn unless_it_panics(fun: &str, call: impl std::future::Future<Output = Outcome>) -> Outcome {
+    use futures::FutureExt as _;
+    match std::panic::AssertUnwindSafe(call).catch_unwind().await {
+        Ok(outcome) => outcome,
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "no message".to_owned());
+            tracing::error!(fun = %shorten(fun), panic = %what, "a function panicked");
+            Outcome::failure(
+                format!("{}: brine panicked running it: {what}", shorten(fun)),
+                1,
+            )
+        }
+    }
+}
+
+async fn dispatch(ctx: &Context, fun: &str, arg: Vec<Value>, kwarg: Map) -> Outcome {
     let Some(function) = functions().find(|f| f.name == fun) else {
         tracing::debug!(fun = %shorten(fun), "function not available");
         return Outcome::failure(not_available(fun), 1);
@@ -339,6 +364,35 @@ mod tests {
         let id = MinionId::new("web1").unwrap();
         let grains = collect_grains(&id);
         Context::new(id, grains)
+    }
+
+    #[tokio::test]
+    async fn a_function_that_panics_fails_with_a_message_instead_of_losing_its_job() {
+        let outcome = unless_it_panics("test.boom", async {
+            if true {
+                panic!("index out of range");
+            }
+            Outcome::ok(true)
+        })
+        .await;
+        assert!(!outcome.success);
+        assert_eq!(outcome.retcode, 1);
+        assert_eq!(
+            outcome.ret,
+            json!("test.boom: brine panicked running it: index out of range")
+        );
+        let formatted = unless_it_panics("test.boom", async {
+            let n = 7;
+            if n > 0 {
+                panic!("{n} is too many");
+            }
+            Outcome::ok(true)
+        })
+        .await;
+        assert_eq!(
+            formatted.ret,
+            json!("test.boom: brine panicked running it: 7 is too many")
+        );
     }
 
     pub(crate) async fn run(fun: &str, arg: Vec<Value>, kwarg: Value) -> Outcome {
