@@ -434,7 +434,9 @@ impl Store {
                 (Some(ret), _, _) if ret.interrupted => MinionState::Interrupted,
                 (Some(ret), _, _) if ret.rejected => MinionState::Rejected,
                 (Some(_), _, _) => MinionState::Returned,
-                (None, Some(name), _) => parse_state(name).ok_or_else(|| corrupt(name.into()))?,
+                (None, Some(name), _) => {
+                    MinionState::from_name(name).ok_or_else(|| corrupt(name.into()))?
+                }
                 (None, None, Some(_)) => MinionState::Running,
                 (None, None, None) => MinionState::Waiting,
             };
@@ -1031,34 +1033,9 @@ fn write_states(
         "UPDATE expected SET state = ?3 WHERE jid = ?1 AND minion = ?2 AND state IS NULL",
     )?;
     for (id, state) in states {
-        stmt.execute(params![jid.as_str(), id.as_str(), state_name(*state)])?;
+        stmt.execute(params![jid.as_str(), id.as_str(), state.name()])?;
     }
     Ok(())
-}
-
-fn state_name(state: MinionState) -> &'static str {
-    match state {
-        MinionState::Returned => "returned",
-        MinionState::Running => "running",
-        MinionState::Waiting => "waiting",
-        MinionState::NoResponse => "no_response",
-        MinionState::NotConnected => "not_connected",
-        MinionState::Interrupted => "interrupted",
-        MinionState::Rejected => "rejected",
-    }
-}
-
-fn parse_state(name: &str) -> Option<MinionState> {
-    Some(match name {
-        "returned" => MinionState::Returned,
-        "running" => MinionState::Running,
-        "waiting" => MinionState::Waiting,
-        "no_response" => MinionState::NoResponse,
-        "not_connected" => MinionState::NotConnected,
-        "interrupted" => MinionState::Interrupted,
-        "rejected" => MinionState::Rejected,
-        _ => return None,
-    })
 }
 
 /// One store call, run on the store thread; it gives back what answers the caller once the

@@ -376,9 +376,22 @@ impl MinionOutcome {
     }
 }
 
-/// Where an expected minion stands in a job.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// Where an expected minion stands in a job. Its name (`name`, `from_name`) is the one serde
+/// writes: on the wire, in the store, in the CLI's `json`/`yaml` output.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    strum::IntoStaticStr,
+    strum::EnumString,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum MinionState {
     /// Its return is stored.
     Returned,
@@ -400,6 +413,16 @@ pub enum MinionState {
 }
 
 impl MinionState {
+    /// The state's name, as serde writes it.
+    pub fn name(self) -> &'static str {
+        self.into()
+    }
+
+    /// The state a [`MinionState::name`] names.
+    pub fn from_name(name: &str) -> Option<Self> {
+        name.parse().ok()
+    }
+
     /// Whether this is a final state (the job is over for this minion).
     pub fn is_final(self) -> bool {
         !matches!(self, MinionState::Running | MinionState::Waiting)
@@ -429,9 +452,24 @@ pub struct KeyInfo {
     pub fingerprint: String,
 }
 
-/// Where a minion key stands, as in `salt-key`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+/// Where a minion key stands, as in `salt-key`. Its name (`name`, `from_name`) is the one serde
+/// writes: on the wire, in the store, in the CLI's `json`/`yaml` output.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    strum::IntoStaticStr,
+    strum::EnumString,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum KeyState {
     /// Seen, waiting for an operator.
     Pending,
@@ -456,20 +494,14 @@ impl KeyState {
         KeyState::Preaccepted,
     ];
 
-    /// The state's name: on the wire, in the store, in the CLI's `json`/`yaml` output.
+    /// The state's name, as serde writes it.
     pub fn name(self) -> &'static str {
-        match self {
-            KeyState::Pending => "pending",
-            KeyState::Accepted => "accepted",
-            KeyState::Rejected => "rejected",
-            KeyState::Denied => "denied",
-            KeyState::Preaccepted => "preaccepted",
-        }
+        self.into()
     }
 
     /// The state a [`KeyState::name`] names.
     pub fn from_name(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|s| s.name() == name)
+        name.parse().ok()
     }
 }
 

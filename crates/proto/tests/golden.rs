@@ -782,6 +782,8 @@ fn closed_sets_spell_as_documented() {
     ];
     for (x, w) in states {
         assert_eq!(word(x), w);
+        // The name the store and the CLI use is serde's.
+        assert_eq!((x.name(), MinionState::from_name(w)), (w, Some(x)));
     }
     let kinds = [
         (BodyKind::Plain, "plain"),
@@ -801,7 +803,9 @@ fn closed_sets_spell_as_documented() {
     ];
     for (x, w) in key_states {
         assert_eq!(word(x), w);
+        assert_eq!((x.name(), KeyState::from_name(w)), (w, Some(x)));
     }
+    assert_eq!(KeyState::ALL.len(), key_states.len());
     // The tags of tagged messages: `type`, and `action` for brine-key's commands.
     fn tag<T: Serialize>(x: &T, field: &str) -> String {
         #[derive(serde::Deserialize)]
