@@ -34,7 +34,7 @@ Exit codes:
   2   usage error: bad flags, target, function name or request
   3   some targeted minion did not return (wins over 1 when both apply)
   4   the target matched no minion
-  69  the master is unreachable or shutting down, or the connection broke
+  69  the master is unreachable, busy or shutting down, or the connection broke
   77  permission denied (publisher_acl, or brine-key as a user other than root)
   130 interrupted (Ctrl-C) while waiting; the job goes on: brine-run jobs.lookup <JID>";
 
@@ -46,7 +46,7 @@ Exit codes:
       jobs.lookup: some function failed
   2   usage error: bad flags or jid
   3   jobs.lookup: some expected minion did not return (yet); wins over 1
-  69  the master is unreachable or shutting down, or the connection broke
+  69  the master is unreachable, busy or shutting down, or the connection broke
   77  permission denied (a request the master does not allow this user)";
 
 /// The exit code section of `brine-call --help`.
@@ -70,7 +70,7 @@ Exit codes:
       or the question was not answered yes (no key changed)
   2   usage error: bad flags, id or fingerprint; accept, reject or delete without --yes
       when stdin is not a terminal
-  69  the master is unreachable or shutting down, or the connection broke
+  69  the master is unreachable, busy or shutting down, or the connection broke
   77  permission denied (brine-key is for root and the master's user)";
 
 /// The exit code for a finished (or looked-up) job: [`NO_RETURN`] when any expected minion has

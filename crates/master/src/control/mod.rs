@@ -258,7 +258,7 @@ async fn deny(
     // The reason as the audit line has it: it may quote the caller's function name at length.
     let logged = record.reason.clone().unwrap_or_default();
     if audit_best_effort(guard, record).await == Written::Yes {
-        warn!(uid = caller.uid, gid = caller.gid, pid = ?caller.pid, user = %caller.user, request = %summary, reason = %logged, "control request denied");
+        warn!(uid = caller.uid, gid = caller.gid, pid = caller.pid, user = %caller.user, request = %summary, reason = %logged, "control request denied");
     }
     send_error(conn, DENIED, reason.to_string()).await
 }
