@@ -299,7 +299,7 @@ async fn handshake(shared: &Arc<Shared>, msg1: &[u8]) -> Vec<u8> {
         Ok(KeyState::Accepted) => welcome(shared, sid),
         Ok(KeyState::Pending) => {
             if KEY_LOG.admit() {
-                info!(minion = %id, %fingerprint, "key pending: accept it with `brine-key accept {id}`");
+                info!(minion = %id, %fingerprint, "key pending: accept it with `brine-key accept {id} --fingerprint {fingerprint}`");
             } else {
                 debug!(minion = %id, %fingerprint, "key pending");
             }

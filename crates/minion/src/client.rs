@@ -64,6 +64,8 @@ enum AttemptError {
     Handshake(String),
     #[error("the master refused this minion: {0}")]
     Refused(String),
+    #[error("{0}")]
+    Pending(String),
     #[error("the session ended: {0}")]
     NoSession(String),
 }
@@ -214,7 +216,9 @@ impl ReqClient {
                     let pause = self.backoff();
                     // Say so at the first failure and then now and again, never silently.
                     if self.failures == 1 || self.failures.is_power_of_two() {
-                        if err.needs_operator() {
+                        if let AttemptError::Pending(what) = &err {
+                            warn!(master = %self.endpoint, attempts = self.failures, retry_in = ?pause, "{what}; retrying");
+                        } else if err.needs_operator() {
                             error!(master = %self.endpoint, cause = %err, attempts = self.failures, retry_in = ?pause, "cannot talk to the master; retrying");
                         } else {
                             warn!(master = %self.endpoint, cause = %err, attempts = self.failures, retry_in = ?pause, "master not answering; retrying");
@@ -384,12 +388,24 @@ impl ReqClient {
                 })
             }
             MasterReply::Error {
-                code: ReplyError::NotAccepted | ReplyError::Rejected,
+                code: ReplyError::NotAccepted,
+                ..
+            } => {
+                let id = match &self.hello {
+                    MinionRequest::Hello { id, .. } => id.as_str(),
+                    _ => "<id>",
+                };
+                Err(AttemptError::Pending(format!(
+                    "this minion's key is not accepted yet: on the master, run \
+                     `brine-key accept {id} --fingerprint {}`",
+                    self.keys.fingerprint()
+                )))
+            }
+            // The master's message names the key and its fingerprint.
+            MasterReply::Error {
+                code: ReplyError::Rejected,
                 message,
-            } => Err(AttemptError::Refused(format!(
-                "{message} (this minion's fingerprint: {})",
-                self.keys.fingerprint()
-            ))),
+            } => Err(AttemptError::Refused(message)),
             MasterReply::Error { code, message } => {
                 Err(AttemptError::Handshake(format!("{code:?}: {message}")))
             }

@@ -150,6 +150,7 @@ async fn a_key_flood_and_a_squatter_cannot_keep_the_real_minions_out() {
     assert!(out.stdout.contains("db1 preaccepted"), "{out:?}");
     fleet.add_minion("db1", MinionOptions::default()).await;
     fleet.wait_connected(&["web2", "db1"]).await;
+
     let ping = bounded(
         "a ping of the real minions",
         Duration::from_secs(20),
@@ -187,4 +188,15 @@ async fn a_key_flood_and_a_squatter_cannot_keep_the_real_minions_out() {
     let mut newcomer = RawMinion::connect(fleet.ret_port).await;
     let reply = newcomer.hello("new1").await;
     assert_eq!(code(&reply), Some(ReplyError::NotAccepted), "{reply:?}");
+
+    // A real minion whose key waits says what to run on the master, fingerprint and all.
+    fleet.add_minion("new2", MinionOptions::default()).await;
+    let new2 = printed_fingerprint("new2", &fleet.minion_dir("new2")).await;
+    let command = format!("brine-key accept new2 --fingerprint {new2}");
+    brine_tests::fleet::eventually(
+        "new2 to say how to accept its key",
+        Duration::from_secs(20),
+        || async { fleet.minion_log("new2").contains(&command).then_some(()) },
+    )
+    .await;
 }
