@@ -98,9 +98,10 @@ pub(crate) fn still_running_note(minions: &[MinionId], wait: Duration) -> String
     };
     format!(
         "brine: the deadline has passed and {count} {verb} still running the job ({}{more}); \
-         waiting for the returns, at most {}s more (Ctrl-C stops waiting, the job goes on)",
+         waiting for the returns until the job's time limit, at most {:#} more (Ctrl-C stops \
+         waiting, the job goes on)",
         names.join(", "),
-        wait.as_secs()
+        jiff::SignedDuration::from_secs(wait.as_secs() as i64)
     )
 }
 
@@ -119,7 +120,12 @@ mod tests {
             note.contains("2 minions are still running the job (web1, web2)"),
             "{note}"
         );
-        assert!(note.contains("at most 90s more"), "{note}");
+        assert!(note.contains("at most 1m 30s more"), "{note}");
+        let long = still_running_note(&ids, Duration::from_secs(3634));
+        assert!(
+            long.contains("until the job's time limit, at most 1h 34s more"),
+            "{long}"
+        );
         let many: Vec<MinionId> = (0..8)
             .map(|i| MinionId::new(format!("m{i}")).unwrap())
             .collect();
