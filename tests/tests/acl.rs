@@ -189,6 +189,12 @@ async fn without_an_acl_entry_a_user_may_look_but_not_publish_or_manage_keys() {
         out.stderr.to_lowercase().contains("permission denied"),
         "{out:?}"
     );
+    // ... and says what to do about it: which group the socket is for, and its mode.
+    assert_eq!(out.code, 77, "{out:?}");
+    assert!(
+        out.stderr.contains("is for group nogroup") && out.stderr.contains("(mode 0660)"),
+        "{out:?}"
+    );
 
     // Root may do everything.
     let out = cli("brine", &master.socket, &["web1", "test.ping"]).await;

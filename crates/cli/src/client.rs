@@ -36,6 +36,8 @@ pub enum ClientError {
         describe_io(source)
     )]
     Connect { path: PathBuf, source: io::Error },
+    #[error("cannot reach the master at {}: permission denied: {why}", path.display())]
+    ConnectDenied { path: PathBuf, why: String },
     #[error("cannot reach the master at {}: timed out after {}s", path.display(), CONNECT_TIMEOUT.as_secs())]
     ConnectTimeout { path: PathBuf },
     #[error("sending the request to the master: {}", describe_io(.0))]
@@ -52,6 +54,33 @@ pub enum ClientError {
     Decode(#[source] DecodeError),
     #[error("no answer from the master in time (waited {}s)", .0.as_secs())]
     Timeout(Duration),
+}
+
+/// Why this user may not connect to the socket at `path`, as the operator fixes it: the
+/// socket's group and mode, or the directory that cannot be entered.
+fn why_denied(path: &Path) -> String {
+    use std::os::unix::fs::MetadataExt as _;
+    match std::fs::metadata(path) {
+        Ok(meta) => {
+            let gid = meta.gid();
+            let group = nix::unistd::Group::from_gid(nix::unistd::Gid::from_raw(gid))
+                .ok()
+                .flatten()
+                .map_or_else(|| gid.to_string(), |g| g.name);
+            format!(
+                "the socket (mode {:04o}) is for group {group}: run as root, or join the group \
+                 (sudo usermod -aG {group} $USER, then log in again)",
+                meta.mode() & 0o7777
+            )
+        }
+        Err(_) => {
+            let dir = path.parent().unwrap_or(path);
+            format!(
+                "this user cannot enter {}: run as root, or ask for the master's socket_group",
+                dir.display()
+            )
+        }
+    }
 }
 
 /// An io error as people read it: "No such file or directory" rather than "... (os error 2)".
@@ -79,9 +108,15 @@ impl Connection {
             .map_err(|_| ClientError::ConnectTimeout {
                 path: path.to_owned(),
             })?
-            .map_err(|source| ClientError::Connect {
-                path: path.to_owned(),
-                source,
+            .map_err(|source| match source.kind() {
+                io::ErrorKind::PermissionDenied => ClientError::ConnectDenied {
+                    path: path.to_owned(),
+                    why: why_denied(path),
+                },
+                _ => ClientError::Connect {
+                    path: path.to_owned(),
+                    source,
+                },
             })?;
         Ok(Self {
             stream,

@@ -51,6 +51,8 @@ impl CommandError {
     /// The documented exit code for this error (see [`crate::exit`]).
     pub fn exit_code(&self) -> u8 {
         match self {
+            // The kernel refused this user the socket: a permission, not an absent master.
+            CommandError::Client(crate::client::ClientError::ConnectDenied { .. }) => exit::DENIED,
             CommandError::Client(_)
             | CommandError::Incomplete
             | CommandError::NoAnswer

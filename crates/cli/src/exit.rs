@@ -35,7 +35,8 @@ Exit codes:
   3   some targeted minion did not return (wins over 1 when both apply)
   4   the target matched no minion
   69  the master is unreachable, busy or shutting down, or the connection broke
-  77  permission denied (publisher_acl, or brine-key as a user other than root)
+  77  permission denied (publisher_acl, brine-key as a user other than root, or the control
+      socket: not in its group)
   130 interrupted (Ctrl-C) while waiting; the job goes on: brine-run jobs.lookup <JID>";
 
 /// The exit code section of `brine-run --help`.
@@ -47,7 +48,8 @@ Exit codes:
   2   usage error: bad flags or jid
   3   jobs.lookup: some expected minion did not return (yet); wins over 1
   69  the master is unreachable, busy or shutting down, or the connection broke
-  77  permission denied (a request the master does not allow this user)";
+  77  permission denied (a request the master does not allow this user, or the control
+      socket: not in its group)";
 
 /// The exit code section of `brine-call --help`.
 pub const BRINE_CALL_HELP: &str = "\
@@ -71,7 +73,8 @@ Exit codes:
   2   usage error: bad flags, id or fingerprint; accept, reject or delete without --yes
       when stdin is not a terminal
   69  the master is unreachable, busy or shutting down, or the connection broke
-  77  permission denied (brine-key is for root and the master's user)";
+  77  permission denied (brine-key is for root and the master's user; or the control socket:
+      not in its group)";
 
 /// The exit code for a finished (or looked-up) job: [`NO_RETURN`] when any expected minion has
 /// no return, else [`FAILED`] when any function failed, else [`SUCCESS`]. A job that expected
