@@ -845,7 +845,6 @@ pub struct MinionOptions {
 #[derive(Debug)]
 struct MinionSlot {
     config: PathBuf,
-    state_dir: PathBuf,
     log: PathBuf,
     env: Vec<(String, String)>,
     proxy: Option<Proxy>,
@@ -1131,7 +1130,7 @@ impl Fleet {
     /// Adds and starts a minion (it connects by itself; see [`Handle::wait_connected`]).
     pub async fn add_minion(&mut self, id: &str, options: MinionOptions) {
         assert!(!self.fingerprint.is_empty(), "start the master first");
-        let state_dir = self.minion_dir(id);
+        let state_dir = self.minion_state_dir(id);
         std::fs::create_dir_all(&state_dir).expect("minion state directory");
         let proxy = if options.proxied {
             Some(Proxy::start(self.publish_port, self.ret_port).await)
@@ -1161,7 +1160,6 @@ impl Fleet {
         let slot = MinionSlot {
             config,
             log: self.dir.join(format!("minion-{id}.log")),
-            state_dir,
             env: options.env,
             proxy,
             child: None,
@@ -1224,12 +1222,8 @@ impl Fleet {
     }
 
     /// Where the minion `id` keeps its state (its key in `pki/`), before or after it started.
-    pub fn minion_dir(&self, id: &str) -> PathBuf {
-        self.dir.join("minions").join(id)
-    }
-
     pub fn minion_state_dir(&self, id: &str) -> PathBuf {
-        self.minions[id].state_dir.clone()
+        self.dir.join("minions").join(id)
     }
 
     /// The proxy between the minion `id` and the master.

@@ -79,13 +79,12 @@ async fn a_user_who_is_always_denied_cannot_fill_the_disk_through_the_audit_log(
     );
 
     // Root still publishes, and that is written.
-    let ping = bounded(
+    bounded(
         "root's test.ping after the flood",
         Duration::from_secs(10),
-        fleet.brine(&["-t", "4", "web1", "test.ping"]),
+        fleet.ping(&["web1"]),
     )
     .await;
-    assert_eq!(ping.code, 0, "{ping:?}");
     let text = std::fs::read_to_string(&audit_log).unwrap();
     let last: Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
     assert_eq!(last["outcome"], "allowed", "{last}");

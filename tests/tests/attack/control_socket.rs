@@ -83,14 +83,12 @@ async fn users_of_the_socket_group_cannot_lock_root_out_or_bloat_the_master() {
     )
     .await;
     assert_eq!(keys.code, 0, "{keys:?}");
-    let ping = bounded(
+    bounded(
         "root's test.ping while other users hold their seats",
         Duration::from_secs(5),
-        fleet.brine(&["-t", "4", "web1", "test.ping"]),
+        fleet.ping(&["web1"]),
     )
     .await;
-    assert_eq!(ping.code, 0, "{ping:?}");
-    assert!(ping.stdout.contains("web1"), "{ping:?}");
 
     for holder in held {
         holder.stop().await;

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use brine_proto::control::{ControlError, ControlEvent};
 use brine_proto::limits::MAX_JOB_BYTES;
-use brine_proto::msg::{topic_of, PublicationHeader, SignedPublication};
+use brine_proto::msg::{topic_of, PublicationHeader, SignedPublication, TOPIC_EVERYONE};
 use brine_proto::{decode, Envelope, GrainExpr, Jid, Map, MinionId, Target};
 use brine_tests::fleet::{bounded, Fleet, MinionOptions};
 use brine_tests::{journal_mentions, publish_no_wait};
@@ -163,7 +163,7 @@ async fn a_replayed_publication_runs_on_no_minion_the_master_did_not_expect() {
     .await;
     let db1 = MinionId::new("db1").unwrap();
     for _ in 0..3 {
-        for topic in [topic_of(&db1), b"all\n".to_vec(), b"".to_vec()] {
+        for topic in [topic_of(&db1), TOPIC_EVERYONE.to_vec(), b"".to_vec()] {
             let mut frames = captured.clone().into_vec();
             frames[0] = Bytes::from(topic);
             let replay = ZmqMessage::try_from(frames).unwrap();
@@ -175,7 +175,12 @@ async fn a_replayed_publication_runs_on_no_minion_the_master_did_not_expect() {
             .await
             .unwrap();
         }
-        ok(&fleet, "a ping of db1", &["-t", "10", "db1", "test.ping"]).await;
+        bounded(
+            "a ping of db1",
+            Duration::from_secs(30),
+            fleet.ping(&["db1"]),
+        )
+        .await;
     }
     assert!(
         !journal_mentions(&fleet.minion_state_dir("db1"), jid.as_str()),
@@ -234,7 +239,12 @@ async fn a_large_job_for_one_minion_costs_the_others_nothing_and_is_bounded() {
         assert_eq!(report.minions.len(), 1, "{report:?}");
     }
     // A job for db1 itself comes after them on its connection: what they sent db1 has arrived.
-    ok(&fleet, "a ping of db1", &["-t", "10", "db1", "test.ping"]).await;
+    bounded(
+        "a ping of db1",
+        Duration::from_secs(30),
+        fleet.ping(&["db1"]),
+    )
+    .await;
     let delivered = fleet.proxy("db1").publish.delivered() - before;
     eprintln!(
         "db1 received {delivered} bytes on the publish port during 10 jobs of 900 KB for web1"
