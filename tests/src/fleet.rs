@@ -768,7 +768,7 @@ impl Handle {
             .into_iter()
             .next()
         {
-            Some(ControlEvent::Minions { minions }) => Some(minions),
+            Some(ControlEvent::Minions { minions, .. }) => Some(minions),
             _ => None,
         }
     }

@@ -171,7 +171,7 @@ impl TestMaster {
         within("minions connecting", async {
             loop {
                 let events = self.control(ControlRequest::Minions {}).await;
-                if let Some(ControlEvent::Minions { minions }) = events.first() {
+                if let Some(ControlEvent::Minions { minions, .. }) = events.first() {
                     let all = ids
                         .iter()
                         .all(|id| minions.iter().any(|m| m.id.as_str() == *id && m.connected));

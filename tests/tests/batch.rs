@@ -87,11 +87,40 @@ async fn failhard_stops_new_starts_and_names_the_minions_not_run() {
     );
     assert_eq!(
         returns["m3"],
-        json!("Not run: --failhard stopped the batch after m2 failed"),
-        "listed, never omitted: {out:?}"
+        json!("Minion was not sent the job. [Not run]"),
+        "listed, never omitted, and not as a refusal of m3's: {out:?}"
     );
     assert!(
         out.stderr.contains("--failhard: m2 failed; not run on: m3"),
+        "{out:?}"
+    );
+    // The report names the batch's jobs, one per refill, and each can be looked up.
+    let jids: Vec<String> = out
+        .stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("brine: the batch ran as job(s) "))
+        .and_then(|rest| rest.split(':').next())
+        .unwrap_or_else(|| panic!("no jids named: {out:?}"))
+        .split(", ")
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(jids.len(), 2, "m1 then m2: {out:?}");
+    for (jid, minion) in jids.iter().zip(["m1", "m2"]) {
+        let lookup = cluster
+            .brine_run(&["--out", "json", "jobs.lookup", jid])
+            .await;
+        let doc = json(&lookup);
+        let ids: Vec<&String> = doc.as_object().expect("a map").keys().collect();
+        assert_eq!(ids, [minion], "{lookup:?}");
+    }
+    // An id the target names without a key is answered for, and sent nothing.
+    let out = cluster
+        .brine(&["--out", "json", "-b", "1", "-L", "m1,ghost", "test.ping"])
+        .await;
+    assert_eq!(out.code, 3, "{out:?}");
+    assert_eq!(
+        json(&out),
+        json!({"m1": true, "ghost": "Minion did not return. [No accepted key]"}),
         "{out:?}"
     );
     cluster.stop().await;

@@ -173,6 +173,66 @@ async fn jobs_active_shows_who_runs_a_job_until_it_ends() {
     cluster.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_active_and_jobs_lookup_give_a_minion_the_same_state() {
+    let mut cluster = Cluster::start(&["fast", "slow"]).await;
+    cluster
+        .add_minion("locked", |minion| {
+            minion.disabled_functions = vec!["cmd.*".into()];
+        })
+        .await;
+    let mut kwarg = Map::new();
+    kwarg.insert("shell".into(), true.into());
+    let command = r#"test "$BRINE_MINION_ID" != slow || sleep 3; echo done"#;
+    let jid = publish_async(
+        &cluster,
+        Target::list_from_str("fast,slow,locked,ghost"),
+        "cmd.run",
+        vec![command.into()],
+        kwarg,
+        Duration::from_secs(6),
+    )
+    .await;
+    // While "slow" runs: "locked" refused, "ghost" has no key; jobs.active says so too.
+    let out = poll_until(
+        &cluster,
+        &["--out", "json", "jobs.active"],
+        "locked's refusal stored while slow runs",
+        |out| {
+            let doc = json(out);
+            let job = &doc[jid.as_str()];
+            !job.is_null() && job.get("Rejected").is_some() && ids(job, "Running") == ["slow"]
+        },
+    )
+    .await;
+    let job = &json(&out)[jid.as_str()];
+    assert_eq!(ids(job, "Rejected"), ["locked"], "{out:?}");
+    assert_eq!(ids(job, "Returned"), ["fast"], "not the refusal: {out:?}");
+    assert_eq!(ids(job, "Missing"), ["ghost"], "{out:?}");
+    let events = cluster
+        .master
+        .control(ControlRequest::LookupJob {
+            jid: jid.clone(),
+            wait: false,
+        })
+        .await;
+    let states: Vec<_> = report(&events)
+        .minions
+        .iter()
+        .map(|m| (m.id.as_str(), m.state))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            ("fast", MinionState::Returned),
+            ("ghost", MinionState::NoKey),
+            ("locked", MinionState::Rejected),
+            ("slow", MinionState::Running),
+        ]
+    );
+    cluster.stop().await;
+}
+
 /// 2000-01-01 00:00:00 UTC: before every job of a test.
 const LONG_AGO: &str = "2000-01-01 00:00:00";
 

@@ -118,6 +118,91 @@ async fn a_minion_matched_by_its_cached_grains_is_reported_not_connected() {
     cluster.stop().await;
 }
 
+/// What `brine` says for an id it was told to target that has no accepted key.
+const NO_KEY: &str = "Minion did not return. [No accepted key]";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_id_a_list_names_is_answered_for_also_without_a_key() {
+    let cluster = fleet().await;
+    let out = cluster
+        .brine(&["-v", "-L", "web1,ghost", "test.ping"])
+        .await;
+    assert_eq!(out.code, 3, "ghost did not return: {out:?}");
+    assert!(
+        out.stdout.contains("web1:\n    True\n")
+            && out.stdout.contains(&format!("ghost:\n    {NO_KEY}\n")),
+        "{out:?}"
+    );
+    // The job's record lists ghost too, in the state of its own.
+    let jid = out
+        .stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("Executing job with jid "))
+        .unwrap_or_else(|| panic!("no jid: {out:?}"))
+        .trim()
+        .to_owned();
+    let missing = cluster.brine_run(&["jobs.lookup", &jid, "--missing"]).await;
+    assert_eq!(
+        (missing.code, missing.stdout.as_str()),
+        (3, "ghost  no accepted key\n"),
+        "{missing:?}"
+    );
+    let lookup = cluster
+        .brine_run(&["--out", "json", "jobs.lookup", &jid])
+        .await;
+    assert_eq!(
+        json(&lookup),
+        json!({"ghost": NO_KEY, "web1": true}),
+        "{lookup:?}"
+    );
+
+    // L@ in a compound target names ids as well; the other parts match as ever.
+    let out = cluster
+        .brine(&[
+            "--out",
+            "json",
+            "-C",
+            "L@db1,ghost2 or G@role:web",
+            "test.ping",
+        ])
+        .await;
+    assert_eq!(out.code, 3, "{out:?}");
+    assert_eq!(
+        json(&out),
+        json!({"db1": true, "ghost2": NO_KEY, "web1": true, "web2": true}),
+        "{out:?}"
+    );
+    // Only ids without a key: a job all the same, answered at once, nothing sent.
+    let out = cluster
+        .brine(&["--out", "json", "-L", "ghost", "test.ping"])
+        .await;
+    assert_eq!(
+        (out.code, json(&out)),
+        (3, json!({"ghost": NO_KEY})),
+        "{out:?}"
+    );
+    // Under a `not`, an id is not targeted: nothing to answer for.
+    let out = cluster
+        .brine(&[
+            "--out",
+            "json",
+            "-C",
+            "G@role:db and not L@db2,ghost",
+            "test.ping",
+        ])
+        .await;
+    assert_eq!((out.code, json(&out)), (0, json!({"db1": true})), "{out:?}");
+    // A list entry that cannot be an id is a usage error, before anything is sent.
+    let out = cluster.brine(&["-L", "web1,-x", "test.ping"]).await;
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(
+        out.stderr
+            .contains("\"-x\" in a target list is not a minion id"),
+        "{out:?}"
+    );
+    cluster.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_targets_are_usage_errors_that_say_where() {
     let cluster = fleet().await;

@@ -1,14 +1,16 @@
 //! `brine -b N|N%`: a job run on a few minions at a time, like Salt's batch mode.
 //!
-//! The master is asked first which known minions the target matches and which of them are
-//! connected (`minions` with a target). The ones not connected are reported `[Not connected]`
-//! and sent nothing. The connected ones are worked through in a sliding window: at most N run
+//! The master is asked first which minions a job for the target would expect and which of them
+//! are connected (`match_target`). The ones not connected are reported `[Not connected]`, the
+//! ids the target names that have no accepted key `[No accepted key]`, and neither is sent
+//! anything. The connected ones are worked through in a sliding window: at most N run
 //! the function at once; whenever minions finish (they returned, or their job ended without
 //! them), as many new ones start, each refill one job of its own with a list target, after
 //! `--batch-wait` seconds. With `--failhard` the first failed return stops new starts; the jobs
-//! running finish, and the minions never started are named on stderr. Every job is an ordinary
-//! job of the master (`brine-run jobs.list` shows them all); the output is the returns of all
-//! of them together, as for one job.
+//! running finish, and the minions never started are named on stderr and reported `not_run`.
+//! Every job is an ordinary job of the master; the output is the returns of all of them
+//! together, as for one job, and the batch's report names every jid so each can be looked up
+//! (`brine-run jobs.lookup JID`).
 
 use std::collections::{BTreeSet, VecDeque};
 use std::io::Write;
@@ -89,17 +91,28 @@ enum Event {
     Failed(CommandError),
 }
 
+/// What a batch did: the jobs it published, in order, and every targeted minion's part.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BatchReport {
+    pub jids: Vec<Jid>,
+    pub minions: Vec<MinionOutcome>,
+}
+
 /// Runs the batch: returns through `printer` on `out`, progress and notes on `err`. Gives the
-/// report of all its jobs together (and of the minions not connected).
+/// report of all its jobs together (and of the minions not sent the job).
 pub async fn run(
     batch: &Batch,
     printer: &mut JobPrinter,
     progress_enabled: bool,
     out: &mut dyn Write,
     err: &mut dyn Write,
-) -> Result<JobReport, CommandError> {
-    let (connected, down) = resolve(batch).await?;
-    let total = connected.len() + down.len();
+) -> Result<BatchReport, CommandError> {
+    let Resolved {
+        connected,
+        down,
+        no_key,
+    } = resolve(batch).await?;
+    let total = connected.len() + down.len() + no_key.len();
     if total == 0 {
         return Err(CommandError::Master {
             code: ControlError::NoMinions,
@@ -118,13 +131,15 @@ pub async fn run(
         }
     );
     let mut progress = Progress::new(progress_enabled, total);
-    let mut outcomes: Vec<MinionOutcome> = down
-        .iter()
-        .map(|id| MinionOutcome {
-            id: id.clone(),
-            state: MinionState::NotConnected,
+    let unsent = |ids: Vec<MinionId>, state: MinionState| {
+        ids.into_iter().map(move |id| MinionOutcome {
+            id,
+            state,
             ret: None,
         })
+    };
+    let mut outcomes: Vec<MinionOutcome> = unsent(down, MinionState::NotConnected)
+        .chain(unsent(no_key, MinionState::NoKey))
         .collect();
     let (tx, mut rx) = mpsc::unbounded_channel();
     let mut queue: VecDeque<MinionId> = connected.into();
@@ -132,7 +147,7 @@ pub async fn run(
     let mut active: BTreeSet<MinionId> = BTreeSet::new();
     let mut freeing: Vec<Instant> = Vec::new();
     let mut free = window;
-    let mut first_jid = None;
+    let mut jids = Vec::new();
     let mut stopped_by: Option<MinionId> = None;
     loop {
         let now = Instant::now();
@@ -159,9 +174,7 @@ pub async fn run(
         };
         let Some(event) = event else { break };
         match event {
-            Event::Published(jid) => {
-                first_jid.get_or_insert(jid);
-            }
+            Event::Published(jid) => jids.push(jid),
             Event::Running(id) => progress.on_running(&id),
             Event::Note(note) => {
                 progress.clear(err);
@@ -190,7 +203,6 @@ pub async fn run(
         }
     }
     progress.clear(err);
-    let jid = first_jid.unwrap_or_else(|| Jid::from_micros(0));
     if let Some(failed) = stopped_by {
         if !queue.is_empty() {
             let rest: Vec<&str> = queue.iter().map(MinionId::as_str).collect();
@@ -200,34 +212,11 @@ pub async fn run(
                 rest.join(", ")
             );
         }
-        // Listed like every targeted minion, as refused: the batch never sent them the job.
-        let reason = format!("Not run: --failhard stopped the batch after {failed} failed");
-        outcomes.extend(queue.drain(..).map(|id| MinionOutcome {
-            state: MinionState::Rejected,
-            ret: Some(JobReturn {
-                id: id.clone(),
-                jid: jid.clone(),
-                fun: batch.request.fun.clone(),
-                ret: reason.clone().into(),
-                retcode: 1,
-                success: false,
-                started_ms: 0,
-                finished_ms: 0,
-                interrupted: false,
-                rejected: true,
-            }),
-            id,
-        }));
+        // Listed like every targeted minion: the batch never sent them the job.
+        outcomes.extend(unsent(queue.drain(..).collect(), MinionState::NotRun));
     }
-    Ok(JobReport {
-        jid,
-        fun: batch.request.fun.clone(),
-        target: batch.request.target.clone(),
-        arg: batch.request.arg.clone(),
-        kwarg: batch.request.kwarg.clone(),
-        user: String::new(),
-        published_ms: 0,
-        deadline_ms: 0,
+    Ok(BatchReport {
+        jids,
         minions: outcomes,
     })
 }
@@ -239,20 +228,28 @@ async fn sleep_until(at: Option<Instant>) {
     }
 }
 
-/// The target's minions, connected and not, sorted by id.
-async fn resolve(batch: &Batch) -> Result<(Vec<MinionId>, Vec<MinionId>), CommandError> {
+/// The minions a job for the batch's target expects, each sorted by id.
+struct Resolved {
+    connected: Vec<MinionId>,
+    down: Vec<MinionId>,
+    /// Ids the target names that have no accepted key.
+    no_key: Vec<MinionId>,
+}
+
+async fn resolve(batch: &Batch) -> Result<Resolved, CommandError> {
     let mut conn = Connection::connect(&batch.socket).await?;
     conn.send(&ControlRequest::MatchTarget {
         target: batch.request.target.clone(),
     })
     .await?;
     match conn.next_event(Instant::now() + ANSWER_TIMEOUT).await? {
-        Some(ControlEvent::Minions { minions }) => {
+        Some(ControlEvent::Minions { minions, no_key }) => {
             let (up, down): (Vec<_>, Vec<_>) = minions.into_iter().partition(|m| m.connected);
-            Ok((
-                up.into_iter().map(|m| m.id).collect(),
-                down.into_iter().map(|m| m.id).collect(),
-            ))
+            Ok(Resolved {
+                connected: up.into_iter().map(|m| m.id).collect(),
+                down: down.into_iter().map(|m| m.id).collect(),
+                no_key,
+            })
         }
         Some(ControlEvent::Error { code, message }) => Err(CommandError::Master { code, message }),
         Some(other) => Err(CommandError::Unexpected(event_name(&other))),

@@ -8,7 +8,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use brine_proto::control::{ControlEvent, ControlRequest, JobReport, PublishRequest};
+use brine_proto::control::{ControlEvent, ControlRequest, MinionOutcome, PublishRequest};
 use brine_proto::target::DEFAULT_DELIMITER;
 use brine_proto::{GrainExpr, Target};
 use clap::{value_parser, ArgGroup, Parser};
@@ -326,20 +326,21 @@ pub async fn run(
             return Ok(exit::INTERRUPTED);
         }
     };
-    print_report(cli, &mut printer, &report, out, err)
+    print_report(cli, &mut printer, &report.minions, out, err)
 }
 
-/// The end of a job: what the printer has not shown, the summary, the missing minions.
+/// The end of a job (or batch): what the printer has not shown of its minions, the summary,
+/// the missing minions.
 fn print_report(
     cli: &Cli,
     printer: &mut JobPrinter,
-    report: &JobReport,
+    minions: &[MinionOutcome],
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> Result<u8, CommandError> {
-    printer.finish(report, out).map_err(CommandError::Output)?;
+    printer.finish(minions, out).map_err(CommandError::Output)?;
     if cli.summary {
-        let block = summary(report);
+        let block = summary(minions);
         let written = if cli.out.is_data() {
             err.write_all(block.as_bytes())
         } else {
@@ -348,9 +349,9 @@ fn print_report(
         written.map_err(CommandError::Output)?;
     }
     if cli.verbose {
-        report_missing(report, err);
+        report_missing(minions, err);
     }
-    Ok(exit::for_report(report))
+    Ok(exit::for_outcomes(minions))
 }
 
 /// `--batch-size`: the job on a window of minions at a time (see [`crate::batch`]).
@@ -384,7 +385,16 @@ async fn run_batch(
             return Ok(exit::INTERRUPTED);
         }
     };
-    print_report(cli, &mut printer, &report, out, err)
+    let code = print_report(cli, &mut printer, &report.minions, out, err)?;
+    if !report.jids.is_empty() {
+        let jids: Vec<&str> = report.jids.iter().map(brine_proto::Jid::as_str).collect();
+        let _ = writeln!(
+            err,
+            "brine: the batch ran as job(s) {}: brine-run jobs.lookup JID shows each",
+            jids.join(", ")
+        );
+    }
+    Ok(code)
 }
 
 /// `-d`: the doc strings the selector picks, each under its name, indented as Salt prints them.
@@ -416,8 +426,8 @@ fn print_docs(selector: &str, out: &mut dyn Write) -> Result<u8, CommandError> {
 }
 
 /// Verbose mode's closing lines: each minion without a return, with its state.
-fn report_missing(report: &JobReport, err: &mut dyn Write) {
-    let mut missing: Vec<_> = report.minions.iter().filter(|m| !m.has_return()).collect();
+fn report_missing(minions: &[MinionOutcome], err: &mut dyn Write) {
+    let mut missing: Vec<_> = minions.iter().filter(|m| !m.has_return()).collect();
     if missing.is_empty() {
         return;
     }

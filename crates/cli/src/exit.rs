@@ -3,7 +3,7 @@
 //! Scripts depend on these numbers: change them only with a changelog entry. The texts below
 //! are shown by `--help`.
 
-use brine_proto::control::{ControlError, JobReport};
+use brine_proto::control::{ControlError, MinionOutcome, MinionState};
 
 /// Every targeted minion returned, and every function succeeded.
 pub const SUCCESS: u8 = 0;
@@ -76,22 +76,24 @@ Exit codes:
   77  permission denied (brine-key is for root and the master's user; or the control socket:
       not in its group)";
 
-/// The exit code for a finished (or looked-up) job: [`NO_RETURN`] when any expected minion has
-/// no return, else [`FAILED`] when any function failed, else [`SUCCESS`]. A job that expected
-/// no minion at all is [`NO_MINIONS`].
-pub fn for_report(report: &JobReport) -> u8 {
-    if report.minions.is_empty() {
+/// The exit code for a finished (or looked-up) job or batch, from its minions:
+/// [`NO_RETURN`] when any expected minion has no return, else [`FAILED`] when any function
+/// failed (or a batch did not run it on some minion: `not_run`), else [`SUCCESS`]. A job that
+/// expected no minion at all is [`NO_MINIONS`].
+pub fn for_outcomes(minions: &[MinionOutcome]) -> u8 {
+    if minions.is_empty() {
         return NO_MINIONS;
     }
-    let missing = report.minions.iter().any(|m| !m.has_return());
+    let missing = minions
+        .iter()
+        .any(|m| !m.has_return() && m.state != MinionState::NotRun);
     if missing {
         return NO_RETURN;
     }
-    let failed = report
-        .minions
-        .iter()
-        .filter_map(|m| m.ret.as_ref())
-        .any(|r| !r.success || r.retcode != 0);
+    let failed = minions.iter().any(|m| match &m.ret {
+        Some(ret) => !ret.success || ret.retcode != 0,
+        None => true,
+    });
     if failed {
         FAILED
     } else {
@@ -112,8 +114,7 @@ pub fn for_master_error(code: ControlError) -> u8 {
 
 #[cfg(test)]
 mod tests {
-    use brine_proto::control::{MinionOutcome, MinionState};
-    use brine_proto::{Jid, JobReturn, Map, MinionId, Target, Value};
+    use brine_proto::{Jid, JobReturn, MinionId, Value};
 
     use super::*;
 
@@ -138,39 +139,25 @@ mod tests {
         Jid::new("20261125130201123456").unwrap()
     }
 
-    fn report(minions: Vec<MinionOutcome>) -> JobReport {
-        JobReport {
-            jid: jid(),
-            fun: "test.ping".into(),
-            target: Target::Glob("*".into()),
-            arg: vec![],
-            kwarg: Map::new(),
-            user: "root".into(),
-            published_ms: 0,
-            deadline_ms: 5000,
-            minions,
-        }
-    }
-
     #[test]
     fn all_returned_and_succeeded_is_success() {
-        let r = report(vec![
+        let r = vec![
             outcome("a", MinionState::Returned, true, 0),
             outcome("b", MinionState::Returned, true, 0),
-        ]);
-        assert_eq!(for_report(&r), SUCCESS);
+        ];
+        assert_eq!(for_outcomes(&r), SUCCESS);
     }
 
     #[test]
     fn a_failed_function_is_failed() {
-        let r = report(vec![
+        let r = vec![
             outcome("a", MinionState::Returned, true, 0),
             outcome("b", MinionState::Returned, false, 1),
-        ]);
-        assert_eq!(for_report(&r), FAILED);
+        ];
+        assert_eq!(for_outcomes(&r), FAILED);
         // A retcode alone is enough (cmd.retcode returning 2 with success = true).
-        let r = report(vec![outcome("a", MinionState::Returned, true, 2)]);
-        assert_eq!(for_report(&r), FAILED);
+        let r = vec![outcome("a", MinionState::Returned, true, 2)];
+        assert_eq!(for_outcomes(&r), FAILED);
     }
 
     #[test]
@@ -180,12 +167,13 @@ mod tests {
             MinionState::NoResponse,
             MinionState::Running,
             MinionState::Waiting,
+            MinionState::NoKey,
         ] {
-            let r = report(vec![
+            let r = vec![
                 outcome("a", MinionState::Returned, false, 1),
                 outcome("b", state, true, 0),
-            ]);
-            assert_eq!(for_report(&r), NO_RETURN, "{state:?}");
+            ];
+            assert_eq!(for_outcomes(&r), NO_RETURN, "{state:?}");
         }
     }
 
@@ -193,12 +181,21 @@ mod tests {
     fn returned_without_a_return_counts_as_missing() {
         let mut o = outcome("a", MinionState::Returned, true, 0);
         o.ret = None;
-        assert_eq!(for_report(&report(vec![o])), NO_RETURN);
+        assert_eq!(for_outcomes(&[o]), NO_RETURN);
+    }
+
+    #[test]
+    fn a_minion_a_batch_did_not_run_on_is_a_failure_not_a_missing_return() {
+        let r = vec![
+            outcome("a", MinionState::Returned, true, 0),
+            outcome("b", MinionState::NotRun, false, 0),
+        ];
+        assert_eq!(for_outcomes(&r), FAILED);
     }
 
     #[test]
     fn no_expected_minion_is_no_minions() {
-        assert_eq!(for_report(&report(vec![])), NO_MINIONS);
+        assert_eq!(for_outcomes(&[]), NO_MINIONS);
     }
 
     #[test]

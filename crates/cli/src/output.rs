@@ -7,7 +7,7 @@
 //! prints them), maps as a `----------` rule then `key:` lines with the values four spaces
 //! further in, lists as `- item` lines (`|_` introduces a collection inside a list).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::io::{self, Write};
 
@@ -201,6 +201,8 @@ pub fn missing_text(state: MinionState) -> &'static str {
         MinionState::Waiting => "Minion has not returned yet. [Waiting]",
         MinionState::Interrupted => "Minion did not finish. [Interrupted]",
         MinionState::Rejected => "Minion rejected the job. [Rejected]",
+        MinionState::NoKey => "Minion did not return. [No accepted key]",
+        MinionState::NotRun => "Minion was not sent the job. [Not run]",
         // A report that says "returned" without the return: say so rather than hide it.
         MinionState::Returned => "Minion did not return. [No return data]",
     }
@@ -227,9 +229,7 @@ pub fn human_return(ret: &JobReturn, palette: Palette) -> String {
 /// One minion's block in the human layout: its return, or why there is none.
 pub fn human_outcome(outcome: &MinionOutcome, palette: Palette) -> String {
     match (&outcome.ret, outcome.state) {
-        (Some(ret), MinionState::Returned | MinionState::Interrupted | MinionState::Rejected) => {
-            human_return(ret, palette)
-        }
+        (Some(ret), state) if state.has_return() => human_return(ret, palette),
         (_, state) => {
             let mut out = String::new();
             palette.line(&mut out, 0, Color::Yellow, "", outcome.id.as_str(), ":");
@@ -269,37 +269,35 @@ pub fn ndjson_line(id: &MinionId, value: &Value) -> String {
 /// What a minion stands for in `json`/`yaml` output: its return value, or the missing text.
 pub fn outcome_value(outcome: &MinionOutcome) -> Value {
     match (&outcome.ret, outcome.state) {
-        (Some(ret), MinionState::Returned | MinionState::Interrupted | MinionState::Rejected) => {
-            ret.ret.clone()
-        }
+        (Some(ret), state) if state.has_return() => ret.ret.clone(),
         (_, state) => Value::String(missing_text(state).to_owned()),
     }
 }
 
-/// A report's minions sorted by id.
-pub fn sorted_outcomes(report: &JobReport) -> Vec<&MinionOutcome> {
-    let mut outcomes: Vec<&MinionOutcome> = report.minions.iter().collect();
+/// A job's (or a batch's) minions sorted by id.
+pub fn sorted_outcomes(minions: &[MinionOutcome]) -> Vec<&MinionOutcome> {
+    let mut outcomes: Vec<&MinionOutcome> = minions.iter().collect();
     outcomes.sort_by(|a, b| a.id.cmp(&b.id));
     outcomes
 }
 
 /// Salt's `--static` document: minion id → return (or the missing text), sorted by id.
-pub fn report_map(report: &JobReport) -> Map {
-    sorted_outcomes(report)
+pub fn report_map(minions: &[MinionOutcome]) -> Map {
+    sorted_outcomes(minions)
         .into_iter()
         .map(|o| (o.id.to_string(), outcome_value(o)))
         .collect()
 }
 
-/// A whole report in one format.
-pub fn render_report(report: &JobReport, format: OutputFormat, palette: Palette) -> String {
+/// A whole report (its minions) in one format.
+pub fn render_report(minions: &[MinionOutcome], format: OutputFormat, palette: Palette) -> String {
     match format {
-        OutputFormat::Human => sorted_outcomes(report)
+        OutputFormat::Human => sorted_outcomes(minions)
             .into_iter()
             .map(|o| human_outcome(o, palette))
             .collect(),
         OutputFormat::Json | OutputFormat::Yaml => {
-            render_data(&Value::Object(report_map(report)), format, palette)
+            render_data(&Value::Object(report_map(minions)), format, palette)
         }
     }
 }
@@ -363,10 +361,11 @@ impl JobPrinter {
         Ok(())
     }
 
-    /// The job is over: print what has not been shown, sorted by id.
-    pub fn finish(&mut self, report: &JobReport, out: &mut dyn Write) -> io::Result<()> {
+    /// The job (or batch) is over: print what has not been shown of its minions, sorted by
+    /// id.
+    pub fn finish(&mut self, minions: &[MinionOutcome], out: &mut dyn Write) -> io::Result<()> {
         let rest = || {
-            sorted_outcomes(report)
+            sorted_outcomes(minions)
                 .into_iter()
                 .filter(|o| !self.shown.contains(&o.id))
         };
@@ -378,8 +377,8 @@ impl JobPrinter {
             JobFormat::Ndjson => rest()
                 .map(|o| ndjson_line(&o.id, &outcome_value(o)))
                 .collect(),
-            JobFormat::Json => render_report(report, OutputFormat::Json, self.palette),
-            JobFormat::Yaml => render_report(report, OutputFormat::Yaml, self.palette),
+            JobFormat::Json => render_report(minions, OutputFormat::Json, self.palette),
+            JobFormat::Yaml => render_report(minions, OutputFormat::Yaml, self.palette),
         };
         out.write_all(text.as_bytes())?;
         out.flush()
@@ -388,10 +387,9 @@ impl JobPrinter {
 
 /// Salt's `--summary` block: how many minions were targeted, returned, did not return, and
 /// returned a failure.
-pub fn summary(report: &JobReport) -> String {
-    let targeted = report.minions.len();
-    let returned: Vec<_> = report
-        .minions
+pub fn summary(minions: &[MinionOutcome]) -> String {
+    let targeted = minions.len();
+    let returned: Vec<_> = minions
         .iter()
         .filter_map(|m| m.has_return().then_some(m.ret.as_ref()).flatten())
         .collect();
@@ -537,47 +535,63 @@ pub fn render_jobs(jobs: &[JobSummary], format: OutputFormat, palette: Palette) 
 }
 
 /// `jobs.active` as Salt's runner gives it: jid → `Function`, `Target`, `User`, `StartTime`
-/// (RFC 3339, UTC) and the ids, sorted, that are `Running` (acknowledged, no return yet),
-/// `Returned` (a return stored, rejections and interruption notices too), `Waiting` (no word
-/// yet, before the deadline) and `Missing` (the deadline passed without an answer). For people,
-/// the nested layout of that map, as Salt prints it.
+/// (RFC 3339, UTC) and the ids, sorted, under the heading of their state
+/// ([`active_heading`]): always `Running`, `Returned`, `Waiting` and `Missing`, and `Rejected`
+/// and `Interrupted` when some minion is. For people, the nested layout of that map, as Salt
+/// prints it.
 pub fn render_active_jobs(jobs: &[ActiveJob], format: OutputFormat, palette: Palette) -> String {
     let map: Map = jobs
         .iter()
         .map(|job| {
-            let ids = |keep: fn(MinionState) -> bool| {
-                let mut ids: Vec<&str> = job
-                    .minions
-                    .iter()
-                    .filter(|m| keep(m.state))
-                    .map(|m| m.id.as_str())
-                    .collect();
-                ids.sort_unstable();
-                Value::from(ids)
-            };
-            let entry = serde_json::json!({
+            let mut entry = serde_json::json!({
                 "Function": job.fun,
                 "Target": job.target.to_string(),
                 "User": job.user,
                 "StartTime": format!("{}Z", utc_time(job.published_ms).replace(' ', "T")),
-                "Running": ids(|s| s == MinionState::Running),
-                "Returned": ids(|s| {
-                    matches!(s, MinionState::Returned | MinionState::Interrupted | MinionState::Rejected)
-                }),
-                "Waiting": ids(|s| s == MinionState::Waiting),
-                "Missing": ids(|s| matches!(s, MinionState::NoResponse | MinionState::NotConnected)),
             });
+            let mut headings: BTreeMap<&str, Vec<&str>> =
+                ["Running", "Returned", "Waiting", "Missing"]
+                    .into_iter()
+                    .map(|heading| (heading, Vec::new()))
+                    .collect();
+            for m in &job.minions {
+                headings
+                    .entry(active_heading(m.state))
+                    .or_default()
+                    .push(m.id.as_str());
+            }
+            for (heading, mut ids) in headings {
+                ids.sort_unstable();
+                entry[heading] = Value::from(ids);
+            }
             (job.jid.to_string(), entry)
         })
         .collect();
     render_data(&Value::Object(map), format, palette)
 }
 
+/// The heading `jobs.active` lists a minion under: its state's, except that the states of a
+/// minion that will not answer (`no_response`, `not_connected`, `no_key`) are `Missing`
+/// (`jobs.lookup JID --missing` says which).
+pub fn active_heading(state: MinionState) -> &'static str {
+    match state {
+        MinionState::Returned => "Returned",
+        MinionState::Running => "Running",
+        MinionState::Waiting => "Waiting",
+        MinionState::Rejected => "Rejected",
+        MinionState::Interrupted => "Interrupted",
+        MinionState::NoResponse
+        | MinionState::NotConnected
+        | MinionState::NoKey
+        | MinionState::NotRun => "Missing",
+    }
+}
+
 /// `jobs.lookup --missing`: the expected minions without a return, sorted by id. For people
 /// one line each, the id then its state (`web2  not connected`); for scripts a map of id → the
 /// text `jobs.lookup` shows for it.
 pub fn render_missing(report: &JobReport, format: OutputFormat, palette: Palette) -> String {
-    let missing: Vec<&MinionOutcome> = sorted_outcomes(report)
+    let missing: Vec<&MinionOutcome> = sorted_outcomes(&report.minions)
         .into_iter()
         .filter(|o| !o.has_return())
         .collect();
@@ -693,7 +707,7 @@ mod tests {
     }
 
     fn human(minions: Vec<MinionOutcome>) -> String {
-        render_report(&report(minions), OutputFormat::Human, Palette::plain())
+        render_report(&minions, OutputFormat::Human, Palette::plain())
     }
 
     #[test]
@@ -804,7 +818,7 @@ web3:
             returned("web1", json!(true)),
             missing("web3", MinionState::NotConnected),
         ]);
-        let text = render_report(&r, OutputFormat::Json, Palette::plain());
+        let text = render_report(&r.minions, OutputFormat::Json, Palette::plain());
         assert_eq!(
             text,
             r#"{
@@ -827,7 +841,7 @@ web3:
             returned("web1", json!(true)),
             missing("web2", MinionState::NoResponse),
         ]);
-        let text = render_report(&r, OutputFormat::Yaml, Palette::plain());
+        let text = render_report(&r.minions, OutputFormat::Yaml, Palette::plain());
         let back: Value = serde_norway::from_str(&text).unwrap();
         assert_eq!(
             back,
@@ -848,7 +862,7 @@ web3:
             .on_return(r.minions[1].ret.as_ref().unwrap(), &mut out)
             .unwrap();
         assert_eq!(String::from_utf8_lossy(&out), "web2:\n    2\n");
-        printer.finish(&r, &mut out).unwrap();
+        printer.finish(&r.minions, &mut out).unwrap();
         assert_eq!(
             String::from_utf8_lossy(&out),
             "web2:\n    2\nweb1:\n    1\nweb3:\n    Minion did not return. [Not connected]\n"
@@ -864,7 +878,7 @@ web3:
             .on_return(r.minions[0].ret.as_ref().unwrap(), &mut out)
             .unwrap();
         assert!(out.is_empty());
-        printer.finish(&r, &mut out).unwrap();
+        printer.finish(&r.minions, &mut out).unwrap();
         assert_eq!(
             String::from_utf8_lossy(&out),
             "web1:\n    1\nweb2:\n    2\n"
@@ -883,14 +897,14 @@ web3:
         printer
             .on_return(r.minions[1].ret.as_ref().unwrap(), &mut out)
             .unwrap();
-        printer.finish(&r, &mut out).unwrap();
+        printer.finish(&r.minions, &mut out).unwrap();
         assert_eq!(
             String::from_utf8_lossy(&out),
             "web2: {\"k\":true}\nweb1: a\nweb1: b\nweb3: Minion did not return. [No response]\n"
         );
         let mut printer = JobPrinter::new(JobFormat::Ndjson, Palette::plain(), false);
         let mut out = Vec::new();
-        printer.finish(&r, &mut out).unwrap();
+        printer.finish(&r.minions, &mut out).unwrap();
         let lines: Vec<Value> = String::from_utf8_lossy(&out)
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())
@@ -917,7 +931,7 @@ web3:
             failed,
             missing("web3", MinionState::NotConnected),
         ]);
-        let text = summary(&r);
+        let text = summary(&r.minions);
         assert!(text.contains("# of minions targeted: 3\n"), "{text}");
         assert!(text.contains("# of minions returned: 2\n"), "{text}");
         assert!(
@@ -1017,7 +1031,8 @@ JID                   FUNCTION   TARGET       USER  STARTED (UTC)        RETURNE
                 "User": "root",
                 "StartTime": "2026-11-25T13:02:01Z",
                 "Running": ["web2", "web4"],
-                "Returned": ["web1", "web3"],
+                "Returned": ["web1"],
+                "Rejected": ["web3"],
                 "Waiting": ["web5"],
                 "Missing": ["web6"],
             }})

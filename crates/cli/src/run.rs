@@ -285,9 +285,11 @@ pub async fn run(
                 .and_then(|()| out.flush())
                 .map_err(CommandError::Output)?;
         } else {
-            printer.finish(&report, out).map_err(CommandError::Output)?;
+            printer
+                .finish(&report.minions, out)
+                .map_err(CommandError::Output)?;
         }
-        return Ok(exit::for_report(&report));
+        return Ok(exit::for_outcomes(&report.minions));
     }
 
     let text = match (conn.next_event(deadline).await?, &cli.command) {
@@ -304,7 +306,7 @@ pub async fn run(
             }
             render_active_jobs(&jobs, cli.master.out, palette)
         }
-        (Some(ControlEvent::Minions { minions }), command) => {
+        (Some(ControlEvent::Minions { minions, .. }), command) => {
             render_data(&minion_lists(&minions, command), cli.master.out, palette)
         }
         (Some(ControlEvent::Error { code, message }), _) => {

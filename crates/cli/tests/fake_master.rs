@@ -302,6 +302,7 @@ async fn manage_status_splits_up_and_down() {
     };
     let events = vec![ControlEvent::Minions {
         minions: vec![status("web1", true), status("db1", false)],
+        no_key: vec![],
     }];
     let (request, out) = exchange(
         "brine-run",

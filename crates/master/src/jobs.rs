@@ -37,8 +37,10 @@ struct LiveJob {
     expected: BTreeSet<MinionId>,
     /// Minions whose receipt arrived: they are running the job (or have returned).
     acknowledged: BTreeSet<MinionId>,
-    returned: BTreeSet<MinionId>,
-    /// Final states given without a return, at or after the deadline.
+    /// Minions whose return is stored, with the state it gives ([`MinionState::of_return`]).
+    returned: BTreeMap<MinionId, MinionState>,
+    /// Final states given without a return: `no_key` from the start, the others at or after
+    /// the deadline.
     settled: BTreeMap<MinionId, MinionState>,
     /// Past the deadline: the minions still running the job, and until when (master clock,
     /// ms) the job waits for them. Told to every watcher, also to those who come later.
@@ -50,7 +52,16 @@ impl LiveJob {
     fn is_complete(&self) -> bool {
         self.expected
             .iter()
-            .all(|id| self.returned.contains(id) || self.settled.contains_key(id))
+            .all(|id| self.returned.contains_key(id) || self.settled.contains_key(id))
+    }
+
+    /// Where `id` stands, by the one rule ([`MinionState::of`]).
+    fn state_of(&self, id: &MinionId) -> MinionState {
+        MinionState::of(
+            self.returned.get(id).copied(),
+            self.settled.get(id).copied(),
+            self.acknowledged.contains(id),
+        )
     }
 
     fn tell(&mut self, event: JobEvent) {
@@ -105,26 +116,40 @@ impl JobHub {
         Jid::from_micros(*last)
     }
 
-    /// Starts tracking a job; `acknowledged` are minions whose receipt is already stored and
-    /// `returned` those whose return is.
+    /// Starts tracking a job whose expected minions stand where `minions` says: `waiting`
+    /// for a new job, where the store says for a job resumed after a restart. Some(Complete)
+    /// when every one of them has a final state already.
     pub fn open(
         &self,
         jid: &Jid,
-        expected: impl IntoIterator<Item = MinionId>,
-        acknowledged: impl IntoIterator<Item = MinionId>,
-        returned: impl IntoIterator<Item = MinionId>,
-    ) {
-        self.lock().insert(
-            jid.clone(),
-            LiveJob {
-                expected: expected.into_iter().collect(),
-                acknowledged: acknowledged.into_iter().collect(),
-                returned: returned.into_iter().collect(),
-                settled: BTreeMap::new(),
-                overtime: None,
-                watchers: Vec::new(),
-            },
-        );
+        minions: impl IntoIterator<Item = (MinionId, MinionState)>,
+    ) -> Option<Complete> {
+        let mut job = LiveJob {
+            expected: BTreeSet::new(),
+            acknowledged: BTreeSet::new(),
+            returned: BTreeMap::new(),
+            settled: BTreeMap::new(),
+            overtime: None,
+            watchers: Vec::new(),
+        };
+        for (id, state) in minions {
+            match state {
+                MinionState::Waiting => {}
+                MinionState::Running => {
+                    job.acknowledged.insert(id.clone());
+                }
+                state if state.has_return() => {
+                    job.returned.insert(id.clone(), state);
+                }
+                state => {
+                    job.settled.insert(id.clone(), state);
+                }
+            }
+            job.expected.insert(id);
+        }
+        let complete = job.is_complete().then_some(Complete);
+        self.lock().insert(jid.clone(), job);
+        complete
     }
 
     /// Subscribes to a live job's events; None when the job is not live (ended or unknown).
@@ -143,7 +168,7 @@ impl JobHub {
     /// A stored receipt: the minion is running the job.
     pub fn acknowledged(&self, jid: &Jid, id: &MinionId) {
         if let Some(job) = self.lock().get_mut(jid) {
-            if job.acknowledged.insert(id.clone()) && !job.returned.contains(id) {
+            if job.acknowledged.insert(id.clone()) && !job.returned.contains_key(id) {
                 job.tell(JobEvent::Running(id.clone()));
             }
         }
@@ -153,7 +178,8 @@ impl JobHub {
     pub fn returned(&self, ret: &JobReturn) -> Option<Complete> {
         let mut jobs = self.lock();
         let job = jobs.get_mut(&ret.jid)?;
-        job.returned.insert(ret.id.clone());
+        job.returned
+            .insert(ret.id.clone(), MinionState::of_return(ret));
         job.settled.remove(&ret.id);
         // A return may be 16 MiB: copied only for those who watch.
         if !job.watchers.is_empty() {
@@ -175,7 +201,7 @@ impl JobHub {
         let job = jobs.get_mut(jid)?;
         let mut settlement = Settlement::default();
         for id in &job.expected {
-            if job.returned.contains(id) || job.settled.contains_key(id) {
+            if job.returned.contains_key(id) || job.settled.contains_key(id) {
                 continue;
             }
             let connected = is_connected(id);
@@ -199,10 +225,7 @@ impl JobHub {
     pub fn final_states(&self, jid: &Jid) -> Option<BTreeMap<MinionId, MinionState>> {
         let jobs = self.lock();
         let job = jobs.get(jid)?;
-        let returned = job
-            .returned
-            .iter()
-            .map(|id| (id.clone(), MinionState::Returned));
+        let returned = job.returned.iter().map(|(id, state)| (id.clone(), *state));
         Some(job.settled.clone().into_iter().chain(returned).collect())
     }
 
@@ -226,8 +249,8 @@ impl JobHub {
         }
     }
 
-    /// Where every expected minion of every live job stands (sorted by id), newest job first:
-    /// `returned`, a final state given at the deadline, `running` (acknowledged) or `waiting`.
+    /// Where every expected minion of every live job stands (sorted by id), newest job first,
+    /// by the rule every answer uses ([`MinionState::of`]).
     /// Jobs are taken while their minions add up to at most `max_minions` (the newest one
     /// always); the second value counts the live jobs left out.
     pub fn progress(&self, max_minions: usize) -> (Vec<(Jid, Vec<MinionProgress>)>, u32) {
@@ -245,20 +268,9 @@ impl JobHub {
             let minions = job
                 .expected
                 .iter()
-                .map(|id| {
-                    let state = if job.returned.contains(id) {
-                        MinionState::Returned
-                    } else if let Some(state) = job.settled.get(id) {
-                        *state
-                    } else if job.acknowledged.contains(id) {
-                        MinionState::Running
-                    } else {
-                        MinionState::Waiting
-                    };
-                    MinionProgress {
-                        id: id.clone(),
-                        state,
-                    }
+                .map(|id| MinionProgress {
+                    id: id.clone(),
+                    state: job.state_of(id),
                 })
                 .collect();
             taken.push(((*jid).clone(), minions));
@@ -291,6 +303,10 @@ mod tests {
         MinionId::new(name).unwrap()
     }
 
+    fn waiting<const N: usize>(ids: [MinionId; N]) -> [(MinionId, MinionState); N] {
+        ids.map(|id| (id, MinionState::Waiting))
+    }
+
     fn ret(jid: &Jid, minion: &MinionId) -> JobReturn {
         JobReturn {
             id: minion.clone(),
@@ -311,7 +327,7 @@ mod tests {
         let hub = JobHub::default();
         let jid = hub.mint_jid();
         let (a, b, c) = (id("a"), id("b"), id("c"));
-        hub.open(&jid, [a.clone(), b.clone(), c.clone()], [], []);
+        hub.open(&jid, waiting([a.clone(), b.clone(), c.clone()]));
         let mut rx = hub.watch(&jid).unwrap();
         assert!(hub.returned(&ret(&jid, &a)).is_none());
         let settlement = hub.settle(&jid, |id| id == &b, false).unwrap();
@@ -331,7 +347,7 @@ mod tests {
         let hub = JobHub::default();
         let jid = hub.mint_jid();
         let (quiet, busy, gone) = (id("quiet"), id("busy"), id("gone"));
-        hub.open(&jid, [quiet.clone(), busy.clone(), gone.clone()], [], []);
+        hub.open(&jid, waiting([quiet.clone(), busy.clone(), gone.clone()]));
         hub.acknowledged(&jid, &busy);
         hub.acknowledged(&jid, &gone);
         let connected = |id: &MinionId| id != &gone;
@@ -370,7 +386,7 @@ mod tests {
         let hub = JobHub::default();
         let jid = hub.mint_jid();
         let busy = id("busy");
-        hub.open(&jid, [busy.clone()], [busy.clone()], []);
+        hub.open(&jid, [(busy.clone(), MinionState::Running)]);
         assert_eq!(
             hub.settle(&jid, |_| true, false).unwrap().running,
             vec![busy.clone()]
@@ -385,8 +401,8 @@ mod tests {
         let hub = JobHub::default();
         let (old, new) = (hub.mint_jid(), hub.mint_jid());
         let (a, b, c, d) = (id("a"), id("b"), id("c"), id("d"));
-        hub.open(&old, [a.clone(), b.clone()], [], []);
-        hub.open(&new, [d.clone(), c.clone(), b.clone(), a.clone()], [], []);
+        hub.open(&old, waiting([a.clone(), b.clone()]));
+        hub.open(&new, waiting([d.clone(), c.clone(), b.clone(), a.clone()]));
         hub.acknowledged(&new, &b);
         hub.acknowledged(&new, &c);
         assert!(hub.returned(&ret(&new, &c)).is_none());
@@ -423,11 +439,44 @@ mod tests {
     }
 
     #[test]
+    fn progress_and_final_states_say_rejected_and_no_key_as_the_store_does() {
+        let hub = JobHub::default();
+        let jid = hub.mint_jid();
+        let (refused, ghost, slow) = (id("refused"), id("ghost"), id("slow"));
+        let minions = [
+            (refused.clone(), MinionState::Waiting),
+            (ghost.clone(), MinionState::NoKey),
+            (slow.clone(), MinionState::Waiting),
+        ];
+        assert!(hub.open(&jid, minions).is_none(), "slow is still to come");
+        let mut rejection = ret(&jid, &refused);
+        rejection.rejected = true;
+        assert!(hub.returned(&rejection).is_none());
+        let (jobs, _) = hub.progress(100);
+        let states: Vec<MinionState> = jobs[0].1.iter().map(|m| m.state).collect();
+        assert_eq!(
+            states,
+            [
+                MinionState::NoKey,
+                MinionState::Rejected,
+                MinionState::Waiting
+            ]
+        );
+        assert!(hub.returned(&ret(&jid, &slow)).is_some());
+        let states = hub.final_states(&jid).unwrap();
+        assert_eq!(states[&refused], MinionState::Rejected);
+        assert_eq!(states[&ghost], MinionState::NoKey);
+        // A job for nobody but ids without a key is complete as it opens.
+        let none = hub.mint_jid();
+        assert!(hub.open(&none, [(ghost, MinionState::NoKey)]).is_some());
+    }
+
+    #[test]
     fn a_late_return_replaces_a_settled_state() {
         let hub = JobHub::default();
         let jid = hub.mint_jid();
         let (a, b) = (id("a"), id("b"));
-        hub.open(&jid, [a.clone(), b.clone()], [], []);
+        hub.open(&jid, waiting([a.clone(), b.clone()]));
         hub.settle(&jid, |_| false, false).unwrap();
         assert!(hub.returned(&ret(&jid, &a)).is_some());
         let states = hub.final_states(&jid).unwrap();

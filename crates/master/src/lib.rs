@@ -39,7 +39,6 @@ use brine_crypto::{GroupKey, KeyError, MasterKeys};
 use brine_daemon::watchdog::Watchdog;
 
 use brine_guard::{Guard, GuardLimits};
-use brine_proto::control::{MinionOutcome, MinionState};
 use brine_proto::{now_ms, Jid};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -479,20 +478,9 @@ async fn resume_open_jobs(shared: &Arc<Shared>) -> Result<(), MasterError> {
         let jid = job.jid.clone();
         let report = shared.store.call(move |s| s.report(&jid)).await?;
         let Some(report) = report else { continue };
-        let ids = |keep: fn(&MinionOutcome) -> bool| {
-            let kept = report.minions.iter().filter(move |m| keep(m));
-            kept.map(|m| m.id.clone()).collect::<Vec<_>>()
-        };
-        let returned = ids(|m| m.ret.is_some());
-        let every_return_is_in = returned.len() == report.minions.len();
-        shared.jobs.open(
-            &job.jid,
-            ids(|_| true),
-            ids(|m| m.state == MinionState::Running),
-            returned,
-        );
-        if every_return_is_in {
-            // Every return arrived before the restart; only the end was not recorded.
+        let minions = report.minions.into_iter().map(|m| (m.id, m.state));
+        if shared.jobs.open(&job.jid, minions).is_some() {
+            // Every minion's answer arrived before the restart; only the end was not recorded.
             shared.end_job(&job.jid).await;
         } else {
             info!(jid = %job.jid, "resuming a job that was in flight");

@@ -254,13 +254,15 @@ impl Store {
         Ok(Self { conn })
     }
 
-    /// Writes a new job and its expected minions. Fails if the jid exists.
+    /// Writes a new job and its expected minions: those it is sent to, and the ids its target
+    /// names that have no accepted key (`no_key` from the start). Fails if the jid exists.
     pub fn insert_job(
         &mut self,
         job: &Job,
         published_ms: u64,
         deadline_ms: u64,
         expected: &[MinionId],
+        no_key: &[MinionId],
     ) -> Result<(), StoreError> {
         let tx = self.conn.savepoint()?;
         let inserted = tx.execute(
@@ -289,6 +291,15 @@ impl Store {
                 tx.prepare_cached("INSERT INTO expected (jid, minion) VALUES (?1, ?2)")?;
             for id in expected {
                 stmt.execute(params![job.jid.as_str(), id.as_str()])?;
+            }
+            let mut stmt =
+                tx.prepare_cached("INSERT INTO expected (jid, minion, state) VALUES (?1, ?2, ?3)")?;
+            for id in no_key {
+                stmt.execute(params![
+                    job.jid.as_str(),
+                    id.as_str(),
+                    MinionState::NoKey.name()
+                ])?;
             }
         }
         tx.commit()?;
@@ -375,10 +386,8 @@ impl Store {
         Ok(())
     }
 
-    /// The full record of a job: every expected minion with its state and return.
-    ///
-    /// Minions without a final state are `returned` (return stored), `running` (receipt seen)
-    /// or `waiting`.
+    /// The full record of a job: every expected minion with its return and its state, by the
+    /// rule every answer uses ([`MinionState::of`]).
     pub fn report(&self, jid: &Jid) -> Result<Option<JobReport>, StoreError> {
         let row = self
             .conn
@@ -430,16 +439,14 @@ impl Store {
                 .map(|bytes| decode(&bytes))
                 .transpose()
                 .map_err(|e| corrupt(e.to_string()))?;
-            let state = match (&ret, state.as_deref(), receipt) {
-                (Some(ret), _, _) if ret.interrupted => MinionState::Interrupted,
-                (Some(ret), _, _) if ret.rejected => MinionState::Rejected,
-                (Some(_), _, _) => MinionState::Returned,
-                (None, Some(name), _) => {
-                    MinionState::from_name(name).ok_or_else(|| corrupt(name.into()))?
-                }
-                (None, None, Some(_)) => MinionState::Running,
-                (None, None, None) => MinionState::Waiting,
-            };
+            let settled = state
+                .map(|name| MinionState::from_name(&name).ok_or_else(|| corrupt(name)))
+                .transpose()?;
+            let state = MinionState::of(
+                ret.as_ref().map(MinionState::of_return),
+                settled,
+                receipt.is_some(),
+            );
             minions.push(MinionOutcome { id, state, ret });
         }
         Ok(Some(JobReport {
@@ -483,13 +490,15 @@ impl Store {
         Ok(jobs)
     }
 
-    /// Live jobs (not expired) that expect `minion` and have no return from it: catch-up.
+    /// Live jobs (not expired) that expect `minion` and have neither a return nor a final
+    /// state from it (a `no_key` id was sent nothing, and gets nothing later): catch-up.
     pub fn pending_for(&self, minion: &MinionId, now_ms: u64) -> Result<Vec<Job>, StoreError> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT j.jid, j.fun, j.target, j.arg, j.kwarg, j.user, j.expires_ms, j.timeout_ms
              FROM jobs j JOIN expected e ON e.jid = j.jid
              LEFT JOIN returns r ON r.jid = e.jid AND r.minion = e.minion
-             WHERE e.minion = ?1 AND r.jid IS NULL AND j.expires_ms > ?2 AND j.finalized = 0
+             WHERE e.minion = ?1 AND r.jid IS NULL AND e.state IS NULL
+               AND j.expires_ms > ?2 AND j.finalized = 0
              ORDER BY j.jid",
         )?;
         let rows = stmt.query_map(params![minion.as_str(), now_ms as i64], |row| {
@@ -777,6 +786,20 @@ impl Store {
         )?;
         tx.commit()?;
         Ok(state)
+    }
+
+    /// Those of `ids` whose key is accepted.
+    pub fn accepted_among(&self, ids: &[MinionId]) -> Result<Vec<MinionId>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT 1 FROM keys WHERE id = ?1 AND state = ?2")?;
+        let mut accepted = Vec::new();
+        for id in ids {
+            if stmt.exists(params![id.as_str(), KeyState::Accepted.name()])? {
+                accepted.push(id.clone());
+            }
+        }
+        Ok(accepted)
     }
 
     /// Every key, sorted by id then state.
@@ -1161,7 +1184,7 @@ mod tests {
         let handle = StoreHandle::spawn(Store::open(dir.path()).unwrap()).unwrap();
         let expected = ids.clone();
         handle
-            .call(move |s| s.insert_job(&job(&Jid::from_micros(1)), 0, 5000, &expected))
+            .call(move |s| s.insert_job(&job(&Jid::from_micros(1)), 0, 5000, &expected, &[]))
             .await
             .unwrap();
         // Many calls at once (they queue up and share commits), one of which fails.
@@ -1173,7 +1196,7 @@ mod tests {
             let handle = handle.clone();
             tokio::spawn(async move {
                 handle
-                    .call(|s| s.insert_job(&job(&Jid::from_micros(1)), 0, 5000, &[]))
+                    .call(|s| s.insert_job(&job(&Jid::from_micros(1)), 0, 5000, &[], &[]))
                     .await
             })
         };
@@ -1200,7 +1223,7 @@ mod tests {
         let mut store = Store::open(dir.path()).unwrap();
         let a = MinionId::new("a").unwrap();
         store
-            .insert_job(&job(&Jid::from_micros(1)), 0, 5000, &[a])
+            .insert_job(&job(&Jid::from_micros(1)), 0, 5000, &[a], &[])
             .unwrap();
         let wal = dir.path().join("jobs.sqlite-wal");
         assert!(std::fs::metadata(&wal).unwrap().len() > 0);
@@ -1218,10 +1241,10 @@ mod tests {
         {
             let mut store = Store::open(dir.path()).unwrap();
             store
-                .insert_job(&job(&jid), 0, 5000, &[a.clone(), b.clone()])
+                .insert_job(&job(&jid), 0, 5000, &[a.clone(), b.clone()], &[])
                 .unwrap();
             assert!(matches!(
-                store.insert_job(&job(&jid), 0, 5000, std::slice::from_ref(&a)),
+                store.insert_job(&job(&jid), 0, 5000, std::slice::from_ref(&a), &[]),
                 Err(StoreError::DuplicateJid(_))
             ));
             assert_eq!(
@@ -1277,7 +1300,7 @@ mod tests {
             .map(|i| MinionId::new(*i).unwrap())
             .collect();
         store
-            .insert_job(&job, micros / 1000, micros / 1000 + 5000, &expected)
+            .insert_job(&job, micros / 1000, micros / 1000 + 5000, &expected, &[])
             .unwrap();
         jid
     }

@@ -38,8 +38,9 @@ pub enum ControlRequest {
     /// The live jobs (answer `active_jobs`): Salt's `jobs.active`.
     ActiveJobs {},
     Minions {},
-    /// The known minions a target matches, with their liveness (answer `minions`): what
-    /// `brine --batch` works through.
+    /// The minions a job for this target would expect, with their liveness (answer
+    /// `minions`; a named id with an accepted key that never said hello is not connected,
+    /// last seen at 0): what `brine --batch` works through.
     MatchTarget {
         target: Target,
     },
@@ -304,6 +305,10 @@ pub enum ControlEvent {
     },
     Minions {
         minions: Vec<MinionStatus>,
+        /// Answering `match_target`: the ids the target names outright that have no
+        /// accepted key (a job for the target would list them `no_key`).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        no_key: Vec<MinionId>,
     },
     /// The keys after a `keys` command (for accept/reject/delete: the keys it changed).
     Keys {
@@ -365,14 +370,10 @@ pub struct MinionOutcome {
 }
 
 impl MinionOutcome {
-    /// Whether the minion reported back (a return, or an interrupted job's notice), so that
-    /// its `ret` says how the function went.
+    /// Whether the minion reported back (a return, a rejection or an interrupted job's
+    /// notice), so that its `ret` says how the function went.
     pub fn has_return(&self) -> bool {
-        self.ret.is_some()
-            && matches!(
-                self.state,
-                MinionState::Returned | MinionState::Interrupted | MinionState::Rejected
-            )
+        self.ret.is_some() && self.state.has_return()
     }
 }
 
@@ -389,6 +390,7 @@ impl MinionOutcome {
     Deserialize,
     strum::IntoStaticStr,
     strum::EnumString,
+    strum::VariantArray,
 )]
 #[serde(rename_all = "snake_case")]
 #[strum(serialize_all = "snake_case")]
@@ -410,9 +412,18 @@ pub enum MinionState {
     Interrupted,
     /// The minion refused to start the job; its return says why. Final.
     Rejected,
+    /// The target names this id (a list, or `L@` in a compound) and the master holds no
+    /// accepted key for it: nothing was sent to it. Final from the start.
+    NoKey,
+    /// Only in the CLI's report of a batch (`-b`): the batch never sent the job to this
+    /// minion (`--failhard` stopped it first). Never stored by the master.
+    NotRun,
 }
 
 impl MinionState {
+    /// Every state, in the order of their declaration (and of PROTOCOL.md).
+    pub const ALL: &'static [MinionState] = <MinionState as strum::VariantArray>::VARIANTS;
+
     /// The state's name, as serde writes it.
     pub fn name(self) -> &'static str {
         self.into()
@@ -421,6 +432,43 @@ impl MinionState {
     /// The state a [`MinionState::name`] names.
     pub fn from_name(name: &str) -> Option<Self> {
         name.parse().ok()
+    }
+
+    /// The one rule for where an expected minion stands, used by every answer (`jobs.lookup`,
+    /// `jobs.active`, the end of `brine`): a stored return decides (`returned`, its
+    /// [`of_return`](Self::of_return) state); else the final state given without a return
+    /// (at the deadline, or `no_key` from the start); else `running` once the minion
+    /// acknowledged the job, `waiting` before.
+    pub fn of(
+        returned: Option<MinionState>,
+        settled: Option<MinionState>,
+        acknowledged: bool,
+    ) -> Self {
+        match (returned, settled) {
+            (Some(state), _) | (None, Some(state)) => state,
+            (None, None) if acknowledged => MinionState::Running,
+            (None, None) => MinionState::Waiting,
+        }
+    }
+
+    /// The state of a minion whose return is stored.
+    pub fn of_return(ret: &JobReturn) -> Self {
+        if ret.interrupted {
+            MinionState::Interrupted
+        } else if ret.rejected {
+            MinionState::Rejected
+        } else {
+            MinionState::Returned
+        }
+    }
+
+    /// Whether a minion in this state sent a return (an ordinary one, a rejection or an
+    /// interruption notice).
+    pub fn has_return(self) -> bool {
+        matches!(
+            self,
+            MinionState::Returned | MinionState::Interrupted | MinionState::Rejected
+        )
     }
 
     /// Whether this is a final state (the job is over for this minion).
@@ -438,6 +486,8 @@ impl MinionState {
             MinionState::NotConnected => "not connected",
             MinionState::Interrupted => "interrupted",
             MinionState::Rejected => "rejected",
+            MinionState::NoKey => "no accepted key",
+            MinionState::NotRun => "not run",
         }
     }
 }

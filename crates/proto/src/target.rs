@@ -87,6 +87,8 @@ pub enum TargetError {
     Regex { expr: String, reason: String },
     #[error("empty target list")]
     EmptyList,
+    #[error("{id:?} in a target list is not a minion id: {reason}")]
+    ListId { id: String, reason: String },
     #[error("invalid grain target {expr:?}: {reason}")]
     Grain { expr: String, reason: String },
     #[error("invalid address or network {expr:?}: {reason}")]
@@ -257,6 +259,16 @@ impl Leaf {
         if ids.is_empty() {
             return Err(TargetError::EmptyList);
         }
+        // The master answers for each id of a list, so each must be one.
+        if let Some((id, err)) = ids
+            .iter()
+            .find_map(|id| crate::id::validate(id).err().map(|err| (id, err)))
+        {
+            return Err(TargetError::ListId {
+                id: id.clone(),
+                reason: err.to_string(),
+            });
+        }
         ids.sort();
         ids.dedup();
         Ok(Leaf::List(ids))
@@ -350,9 +362,28 @@ impl TargetMatcher {
     pub fn matches_id(&self, id: &str) -> bool {
         self.matches(id, &Map::new())
     }
+
+    /// The ids the target names outright, sorted and once each: those of a list (`-L`, or
+    /// `L@` in a compound) that is not under a `not`. The master answers for each of them,
+    /// also when it knows no such minion (Salt's "missing" minions).
+    pub fn named_ids(&self) -> Vec<&str> {
+        let mut ids = Vec::new();
+        self.root.named_ids(&mut ids);
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
 }
 
 impl Node {
+    fn named_ids<'a>(&'a self, ids: &mut Vec<&'a str>) {
+        match self {
+            Node::Leaf(Leaf::List(list)) => ids.extend(list.iter().map(String::as_str)),
+            Node::Leaf(_) | Node::Not(_) => {}
+            Node::And(all) | Node::Or(all) => all.iter().for_each(|n| n.named_ids(ids)),
+        }
+    }
+
     fn matches(&self, id: &str, grains: &Map) -> bool {
         match self {
             Node::Leaf(leaf) => leaf.matches(id, grains),
@@ -391,6 +422,25 @@ mod tests {
 
     fn g(t: Target) -> bool {
         t.compile().unwrap().matches("web1", &grains())
+    }
+
+    #[test]
+    fn the_named_ids_are_those_of_lists_not_under_a_not() {
+        let named = |t: Target| -> Vec<String> {
+            let matcher = t.compile().unwrap();
+            matcher.named_ids().iter().map(|s| s.to_string()).collect()
+        };
+        assert_eq!(
+            named(Target::list_from_str("web2,ghost,web2")),
+            ["ghost", "web2"]
+        );
+        assert_eq!(
+            named(Target::Compound(
+                "L@a,b and G@os:Debian or (L@c and not L@d) or web*".into()
+            )),
+            ["a", "b", "c"]
+        );
+        assert!(named(Target::Glob("web1".into())).is_empty());
     }
 
     #[test]

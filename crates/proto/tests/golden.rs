@@ -367,6 +367,7 @@ fn control_events() -> Vec<ControlEvent> {
                     version: "0.1.0".into(),
                 },
             ],
+            no_key: vec![],
         },
         ControlEvent::Keys {
             master_fingerprint: fingerprint_of(0x80),
@@ -779,12 +780,15 @@ fn closed_sets_spell_as_documented() {
         (MinionState::NotConnected, "not_connected"),
         (MinionState::Interrupted, "interrupted"),
         (MinionState::Rejected, "rejected"),
+        (MinionState::NoKey, "no_key"),
+        (MinionState::NotRun, "not_run"),
     ];
     for (x, w) in states {
         assert_eq!(word(x), w);
         // The name the store and the CLI use is serde's.
         assert_eq!((x.name(), MinionState::from_name(w)), (w, Some(x)));
     }
+    assert_eq!(MinionState::ALL.len(), states.len());
     let kinds = [
         (BodyKind::Plain, "plain"),
         (BodyKind::Handshake, "handshake"),

@@ -114,7 +114,14 @@ fn glob_wildcards_work_like_fnmatch() {
 
 #[test]
 fn list_entries_are_not_patterns() {
-    assert!(!matches(Target::List(vec!["web*".into()]), "web1"));
+    // An entry is an id, never a glob: one that cannot be an id is an error that names it.
+    let err = Target::List(vec!["web1".into(), "web*".into()])
+        .compile()
+        .unwrap_err();
+    assert!(
+        err.to_string().starts_with("\"web*\" in a target list"),
+        "{err}"
+    );
     assert!(matches(Target::list_from_str("db1, web2 ,"), "web2"));
     assert!(Target::List(vec![]).compile().is_err());
 }

@@ -683,6 +683,7 @@ fn unknown_fields_are_malformed() {
             last_seen_ms: 1,
             version: "0.1.0".into(),
         }],
+        no_key: vec![],
     };
     malformed::<ControlEvent>(&with_unknown_field(&minions, "/minions/0"));
     let published = ControlEvent::Published {

@@ -10,8 +10,9 @@
 //! ([`crate::audit`]).
 //!
 //! Publishing: compile the target, check the function against the caller's ACL, resolve the
-//! target against the registry (the expected minions), check every expected minion against the
-//! ACL, write the `allowed` audit line (no line, no job: fail closed), write the job to the
+//! target against the registry (the expected minions; an id the target names outright that
+//! has no accepted key is expected too, `no_key` from the start, and sent nothing), check
+//! every expected minion against the ACL, write the `allowed` audit line (no line, no job: fail closed), write the job to the
 //! store, register it with the job hub, and only then publish it. A store failure answers
 //! `error storage` and publishes nothing.
 
@@ -21,12 +22,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use brine_proto::control::{
-    ControlError, ControlEvent, ControlRequest, JobQuery, KeyCommand, PublishRequest,
-    MAX_ACTIVE_MINIONS, MAX_SEARCH_PATTERN_BYTES,
+    ControlError, ControlEvent, ControlRequest, JobQuery, KeyCommand, MinionState, MinionStatus,
+    PublishRequest, MAX_ACTIVE_MINIONS, MAX_SEARCH_PATTERN_BYTES,
 };
 use brine_proto::limits::MAX_FRAME_BYTES;
 use brine_proto::limits::MAX_JOB_BYTES;
-use brine_proto::{decode, encode, now_ms, Job};
+use brine_proto::{decode, encode, now_ms, Job, MinionId, TargetMatcher};
 use bytes::Bytes;
 use futures::SinkExt;
 use tokio::net::{UnixListener, UnixStream};
@@ -368,7 +369,8 @@ async fn serve_client(
         }
         ControlRequest::Minions {} => {
             let minions = shared.registry.snapshot();
-            send(conn, &ControlEvent::Minions { minions }).await
+            let no_key = Vec::new();
+            send(conn, &ControlEvent::Minions { minions, no_key }).await
         }
         ControlRequest::MatchTarget { target } => {
             let matcher = match target
@@ -380,8 +382,25 @@ async fn serve_client(
                     return send_error(conn, ControlError::BadRequest, err.to_string()).await
                 }
             };
-            let minions = shared.registry.matching_statuses(&matcher);
-            send(conn, &ControlEvent::Minions { minions }).await
+            let (expected, no_key) = match resolve(shared, &matcher).await {
+                Ok(resolved) => resolved,
+                Err(Unresolved(code, reason)) => return send_error(conn, code, reason).await,
+            };
+            let mut minions = shared.registry.matching_statuses(&matcher);
+            // Named ids with an accepted key that never said hello.
+            let unseen: Vec<MinionStatus> = expected
+                .into_iter()
+                .filter(|id| minions.binary_search_by(|m| m.id.cmp(id)).is_err())
+                .map(|id| MinionStatus {
+                    id,
+                    connected: false,
+                    last_seen_ms: 0,
+                    version: String::new(),
+                })
+                .collect();
+            minions.extend(unseen);
+            minions.sort_by(|a, b| a.id.cmp(&b.id));
+            send(conn, &ControlEvent::Minions { minions, no_key }).await
         }
         ControlRequest::Keys(command) => serve_keys(shared, guard, conn, command, caller).await,
     }
@@ -477,9 +496,19 @@ async fn serve_publish(
             return deny(guard, conn, &caller, audited, reason).await;
         }
     }
-    let minions = shared.registry.matching(&matcher);
-    audited.resolved(minions.len());
-    if minions.is_empty() {
+    let (minions, no_key) = match resolve(shared, &matcher).await {
+        Ok(resolved) => resolved,
+        Err(Unresolved(code, reason)) => {
+            let line = match code {
+                ControlError::BadRequest => record(&audited, Outcome::Invalid),
+                _ => record(&audited, Outcome::Failed),
+            };
+            audit_best_effort(guard, line.because(&reason)).await;
+            return send_error(conn, code, reason).await;
+        }
+    };
+    audited.resolved(minions.len() + no_key.len());
+    if minions.is_empty() && no_key.is_empty() {
         audit_best_effort(guard, record(&audited, Outcome::NoMinions)).await;
         return send_error(
             conn,
@@ -489,7 +518,8 @@ async fn serve_publish(
         .await;
     }
     if !privileged {
-        if let Err(reason) = guard.acl.check(&caller.user, &request.fun, &minions) {
+        let targeted: Vec<MinionId> = minions.iter().chain(&no_key).cloned().collect();
+        if let Err(reason) = guard.acl.check(&caller.user, &request.fun, &targeted) {
             return deny(guard, conn, &caller, audited, reason).await;
         }
     }
@@ -522,10 +552,10 @@ async fn serve_publish(
         master_time_ms: published_ms,
         user: caller.user.clone(),
     };
-    let (stored_job, expected) = (job.clone(), minions.clone());
+    let (stored_job, expected, unkeyed) = (job.clone(), minions.clone(), no_key.clone());
     if let Err(err) = shared
         .store
-        .call(move |s| s.insert_job(&stored_job, published_ms, deadline_ms, &expected))
+        .call(move |s| s.insert_job(&stored_job, published_ms, deadline_ms, &expected, &unkeyed))
         .await
     {
         warn!(cause = %err, "could not store a job; nothing published");
@@ -541,17 +571,25 @@ async fn serve_publish(
         )
         .await;
     }
-    shared.jobs.open(&job.jid, minions.iter().cloned(), [], []);
+    let expected = minions.iter().map(|id| (id.clone(), MinionState::Waiting));
+    let unkeyed = no_key.iter().map(|id| (id.clone(), MinionState::NoKey));
+    let complete = shared.jobs.open(&job.jid, expected.chain(unkeyed));
     let events = request.wait.then(|| shared.jobs.watch(&job.jid)).flatten();
-    let time_limit_ms = shared.time_limit_ms(deadline_ms, job.timeout_ms);
-    shared.track_deadline(job.jid.clone(), deadline_ms, time_limit_ms);
-    info!(jid = %job.jid, fun = %job.fun, target = %job.target, user = %job.user, uid = caller.uid, minions = minions.len(), "job published");
     let jid = job.jid.clone();
+    if complete.is_some() {
+        // Only ids without a key: nothing to send, and nothing to wait for.
+        info!(%jid, fun = %job.fun, target = %job.target, user = %job.user, no_key = no_key.len(), "job for ids without an accepted key only; nothing published");
+        shared.end_job(&jid).await;
+    } else {
+        let time_limit_ms = shared.time_limit_ms(deadline_ms, job.timeout_ms);
+        shared.track_deadline(jid.clone(), deadline_ms, time_limit_ms);
+        info!(%jid, fun = %job.fun, target = %job.target, user = %job.user, uid = caller.uid, minions = minions.len(), no_key = no_key.len(), "job published");
+    }
     let outgoing = crate::publish::Outgoing {
         job,
         expected: minions.clone(),
     };
-    if shared.publisher.send(outgoing).await.is_err() {
+    if complete.is_none() && shared.publisher.send(outgoing).await.is_err() {
         audit_best_effort(
             guard,
             record(&audited, Outcome::Failed).because("the master is stopping"),
@@ -563,7 +601,7 @@ async fn serve_publish(
         conn,
         &ControlEvent::Published {
             jid: jid.clone(),
-            minions,
+            minions: minions.into_iter().chain(no_key).collect(),
         },
     )
     .await?;
@@ -571,6 +609,45 @@ async fn serve_publish(
         Some(events) => stream_until_done(shared, conn, &jid, events).await,
         None => Ok(()),
     }
+}
+
+/// Why a target could not be resolved: the error code and the reason.
+struct Unresolved(ControlError, String);
+
+/// The minions a target expects, sorted: the known ones it matches (with the ids it names that
+/// have an accepted key but have not said hello yet: they are sent the job too), and apart
+/// from them the ids it names that have no accepted key (Salt's "missing" minions). A named id
+/// that cannot be a minion id is a bad request.
+async fn resolve(
+    shared: &Arc<Shared>,
+    matcher: &TargetMatcher,
+) -> Result<(Vec<MinionId>, Vec<MinionId>), Unresolved> {
+    let mut minions = shared.registry.matching(matcher);
+    let mut unknown = Vec::new();
+    for name in matcher.named_ids() {
+        let id = MinionId::new(name).map_err(|err| {
+            Unresolved(
+                ControlError::BadRequest,
+                format!("the target names {name:?}, which cannot be a minion id: {err}"),
+            )
+        })?;
+        if !shared.registry.is_known(&id) {
+            unknown.push(id);
+        }
+    }
+    if unknown.is_empty() {
+        return Ok((minions, Vec::new()));
+    }
+    let named = unknown.clone();
+    let accepted = shared
+        .store
+        .call(move |s| s.accepted_among(&named))
+        .await
+        .map_err(|err| Unresolved(ControlError::Storage, err.to_string()))?;
+    unknown.retain(|id| !accepted.contains(id));
+    minions.extend(accepted);
+    minions.sort();
+    Ok((minions, unknown))
 }
 
 /// Forwards returns as they are stored, then the job's full record when it ends.

@@ -559,15 +559,7 @@ pub fn key_info() -> impl Strategy<Value = KeyInfo> {
 }
 
 pub fn minion_state() -> impl Strategy<Value = MinionState> {
-    prop_oneof![
-        Just(MinionState::Returned),
-        Just(MinionState::Running),
-        Just(MinionState::Waiting),
-        Just(MinionState::NoResponse),
-        Just(MinionState::Rejected),
-        Just(MinionState::NotConnected),
-        Just(MinionState::Interrupted),
-    ]
+    proptest::sample::select(MinionState::ALL)
 }
 
 pub fn minion_outcome() -> impl Strategy<Value = MinionOutcome> {
@@ -709,7 +701,8 @@ pub fn event_active_jobs() -> impl Strategy<Value = ControlEvent> {
 }
 
 pub fn event_minions() -> impl Strategy<Value = ControlEvent> {
-    vec(minion_status(), 0..4).prop_map(|minions| ControlEvent::Minions { minions })
+    (vec(minion_status(), 0..4), vec(minion_id(), 0..3))
+        .prop_map(|(minions, no_key)| ControlEvent::Minions { minions, no_key })
 }
 
 pub fn event_keys() -> impl Strategy<Value = ControlEvent> {
