@@ -284,8 +284,8 @@ all_up || die "the minions did not all connect within 20 s"
 say "Is everyone there?"
 run 0 brine '*' test.ping
 
-say "Run a command everywhere (argv, no shell unless shell=true)"
-run 0 brine '*' cmd.run 'uname -a'
+say "Run a command everywhere (through /bin/sh, as in Salt; shell=false runs it as argv)"
+run 0 brine '*' cmd.run 'uname -s | tr A-Z a-z'
 
 say "Target a list of minions and read a grain"
 run 0 brine -L demo-web1,demo-db1 grains.get os

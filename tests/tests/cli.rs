@@ -175,6 +175,40 @@ async fn a_minion_rejects_a_disabled_function_with_the_reason() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cmd_run_from_the_cli_runs_through_a_shell_as_in_salt() {
+    let cluster = Cluster::start(&["m1"]).await;
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["a", "b", "c"] {
+        std::fs::write(dir.path().join(name), "").unwrap();
+    }
+    let listing = format!("ls {} | wc -l", dir.path().display());
+    let out = cluster
+        .brine(&["--out", "json", "*", "cmd.run", &listing])
+        .await;
+    assert_eq!(
+        (out.code, json(&out)),
+        (0, serde_json::json!({"m1": "3"})),
+        "{out:?}"
+    );
+    let out = cluster
+        .brine(&["--out", "json", "*", "cmd.run", "echo $BRINE_MINION_ID"])
+        .await;
+    assert_eq!(json(&out), serde_json::json!({"m1": "m1"}), "{out:?}");
+    // shell=false (or python_shell=False) passes the words to the program as they are.
+    for off in ["shell=false", "python_shell=False"] {
+        let out = cluster
+            .brine(&["--out", "json", "*", "cmd.run", "echo $HOME | x", off])
+            .await;
+        assert_eq!(
+            json(&out),
+            serde_json::json!({"m1": "$HOME | x"}),
+            "{off}: {out:?}"
+        );
+    }
+    cluster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cmd_run_returns_stdout_and_a_failing_retcode_exits_1() {
     let cluster = Cluster::start(&["m1"]).await;
     let out = cluster

@@ -46,9 +46,12 @@ fn a_function_runs_here_as_the_configured_minion() {
     let value: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(value, json!({"local": {"id": "web9", "role": "web"}}));
 
-    let (code, out, _) = call(&config, &["cmd.run", "echo hello"]);
+    let (code, out, _) = call(&config, &["cmd.run", "echo hello | tr h j"]);
     assert_eq!(code, 0);
-    assert_eq!(out, "local:\n    hello\n", "salt-call's layout");
+    assert_eq!(
+        out, "local:\n    jello\n",
+        "salt-call's layout, and a shell"
+    );
 }
 
 #[test]

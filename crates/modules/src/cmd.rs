@@ -1,6 +1,10 @@
-//! `cmd.*`: run a command on the host. The command is split into argv with shell quoting rules
-//! and run directly unless a shell is asked for; each child leads its own process group, which
-//! is killed with SIGKILL on timeout or when the caller drops the future; output is capped.
+//! `cmd.*`: run a command on the host. As in Salt, a command line from an operator (a
+//! published job, `brine-call`) runs through `/bin/sh -c` unless `shell=False` (or
+//! `python_shell=False`) says otherwise; one from another module or a state
+//! ([`Origin::Module`]) is split into argv with shell quoting rules and run directly unless a
+//! shell is asked for; a list is argv unless a shell is asked for. Each child leads its own
+//! process group, which is killed with SIGKILL on timeout or when the caller drops the
+//! future; output is capped.
 //!
 //! The return code of every `cmd.*` function is the command's exit code (128 + the signal for a
 //! command killed by a signal), as Salt sets it, so a failing command fails the job.
@@ -22,7 +26,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, Command};
 
 use crate::args::{kw, opt, req, type_name, ArgError, Args, Signature};
-use crate::{Context, Error, Function, Handler, Outcome};
+use crate::{Context, Error, Function, Handler, Origin, Outcome};
 
 /// The most bytes kept of one output stream; the rest is read and dropped.
 pub(crate) const OUTPUT_CAP: usize = 1024 * 1024;
@@ -61,20 +65,22 @@ pub(crate) const FUNCTIONS: &[Function] = &[
         doc: "Execute the passed command and return the output as a string, stdout and stderr\n\
               combined, trailing whitespace removed. The job's return code is the command's\n\
               exit code.\n\n\
-              The command is split into arguments with shell quoting rules and run directly,\n\
-              without a shell: pipes, redirections and ``;`` are passed to the program as\n\
-              literal arguments. Pass ``shell=True`` (or ``python_shell=True``) to run it\n\
-              with ``/bin/sh -c``.\n\n\
+              As in Salt, a command line given on the command line runs through\n\
+              ``/bin/sh -c``, so pipes, redirections and ``$VARS`` work. Pass\n\
+              ``shell=False`` (or ``python_shell=False``) to split it into arguments with\n\
+              shell quoting rules and run it directly. A list of arguments runs directly\n\
+              unless ``shell=True``.\n\n\
               cmd\n    The command, a string or a list of arguments.\n\
               cwd\n    The directory to run it in.\n\
               stdin\n    A string to feed to the command's standard input.\n\
-              shell : False\n    Run the command through ``/bin/sh -c``.\n\
+              shell : True\n    Run a command line through ``/bin/sh -c``; ``python_shell`` is the same.\n\
               env\n    A map of environment variables to add.\n\
               timeout\n    Seconds after which the command and every process it started are\n    \
               killed and the call fails.\n\n\
               Each stream is capped at 1 MiB; the rest is dropped and a marker is appended.\n\n\
               CLI Example:\n\n    brine '*' cmd.run 'uname -a'\n    \
-              brine '*' cmd.run 'ls -l | grep foo' shell=True",
+              brine '*' cmd.run 'ls -l /etc | wc -l'\n    \
+              brine '*' cmd.run 'ls $HOME' shell=False",
         signature: SIGNATURE,
         handler: Handler::Cmd(Fun::Run),
     },
@@ -128,6 +134,8 @@ pub(crate) enum CmdError {
     Empty,
     #[error("argument 'cmd' cannot be split into arguments (unbalanced quotes?)")]
     Split,
+    #[error("arguments 'shell' and 'python_shell' are one option and disagree here")]
+    ShellOptions,
     #[error("argument 'cwd' is not an existing directory: '{0}'")]
     Cwd(String),
     #[error("argument 'timeout' must be more than 0 seconds")]
@@ -169,7 +177,8 @@ impl CmdError {
 }
 
 pub(crate) async fn call(ctx: &Context, fun: Fun, args: Args) -> Result<Outcome, Error> {
-    let mut invocation = Invocation::from_args(&args, matches!(fun, Fun::Shell))?;
+    let shell_by_default = matches!(fun, Fun::Shell) || ctx.origin == Origin::Operator;
+    let mut invocation = Invocation::from_args(&args, shell_by_default)?;
     // Scripts may want to know which minion runs them; the caller's env= wins.
     if !invocation.env.iter().any(|(k, _)| k == MINION_ID_VAR) {
         invocation
@@ -218,9 +227,26 @@ struct Invocation {
 }
 
 impl Invocation {
+    /// `shell_by_default` applies to a command line; a list is argv unless a shell is asked
+    /// for. `shell` and `python_shell` are one option under two names.
     fn from_args(args: &Args, shell_by_default: bool) -> Result<Self, Error> {
-        let shell = args.bool("shell", shell_by_default)? || args.bool("python_shell", false)?;
+        let asked = match (args.value("shell"), args.value("python_shell")) {
+            (None, None) => None,
+            (Some(_), None) => Some(args.bool("shell", false)?),
+            (None, Some(_)) => Some(args.bool("python_shell", false)?),
+            (Some(_), Some(_)) => {
+                let (shell, python_shell) = (
+                    args.bool("shell", false)?,
+                    args.bool("python_shell", false)?,
+                );
+                if shell != python_shell {
+                    return Err(CmdError::ShellOptions.into());
+                }
+                Some(shell)
+            }
+        };
         let given = command(args)?;
+        let shell = asked.unwrap_or(shell_by_default && matches!(given, CmdArg::Line(_)));
         let blank = match &given {
             CmdArg::Line(line) => line.trim().is_empty(),
             CmdArg::Argv(argv) => argv.is_empty(),
@@ -617,7 +643,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::tests::{ctx, run as call};
+    use crate::tests::{ctx, run as call, run_with};
 
     #[tokio::test]
     async fn run_returns_output_and_exit_code() {
@@ -682,27 +708,57 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn arguments_are_literal_without_a_shell() {
-        let out = call("cmd.run", vec![json!("echo a;b")], json!({})).await;
-        assert_eq!(out, Outcome::ok("a;b"));
-        let out = call("cmd.run", vec![json!("echo 'a b' $HOME |x")], json!({})).await;
-        assert_eq!(out, Outcome::ok("a b $HOME |x"));
-
+    async fn an_operators_command_line_runs_through_a_shell_unless_told_not_to() {
         let out = call(
             "cmd.run",
-            vec![json!("echo a;echo b")],
+            vec![json!("echo a | tr a b; echo $BRINE_MINION_ID")],
+            json!({}),
+        )
+        .await;
+        assert_eq!(out, Outcome::ok("b\nweb1"));
+        for off in [json!({"shell": false}), json!({"python_shell": "False"})] {
+            let out = call("cmd.run", vec![json!("echo 'a b' $HOME |x")], off.clone()).await;
+            assert_eq!(out, Outcome::ok("a b $HOME |x"), "{off}");
+        }
+        // A list is argv, unless a shell is asked for.
+        let out = call("cmd.run", vec![json!(["echo", "a;b"])], json!({})).await;
+        assert_eq!(out, Outcome::ok("a;b"));
+        let out = call(
+            "cmd.run",
+            vec![json!(["echo", "a;b"])],
             json!({"shell": true}),
         )
         .await;
-        assert_eq!(out, Outcome::ok("a\nb"));
-        let out = call(
+        assert_eq!(out, Outcome::ok("a;b"), "quoted for the shell");
+        let both = json!({"shell": true, "python_shell": false});
+        let out = call("cmd.run", vec![json!("true")], both).await;
+        assert!(
+            !out.success && out.ret.as_str().unwrap().contains("disagree"),
+            "{out:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_modules_command_line_is_argv_unless_a_shell_is_asked_for() {
+        let ctx = Context {
+            origin: Origin::Module,
+            ..crate::tests::ctx()
+        };
+        let out = run_with(&ctx, "cmd.run", vec![json!("echo a;b")], json!({})).await;
+        assert_eq!(out, Outcome::ok("a;b"));
+        let out = run_with(
+            &ctx,
             "cmd.run",
-            vec![json!("echo a;echo b")],
-            json!({"python_shell": "True"}),
+            vec![json!("echo 'a b' $HOME |x")],
+            json!({}),
         )
         .await;
-        assert_eq!(out, Outcome::ok("a\nb"));
-        let out = call("cmd.shell", vec![json!("echo a | tr a b")], json!({})).await;
+        assert_eq!(out, Outcome::ok("a b $HOME |x"));
+        for on in [json!({"shell": true}), json!({"python_shell": "True"})] {
+            let out = run_with(&ctx, "cmd.run", vec![json!("echo a;echo b")], on.clone()).await;
+            assert_eq!(out, Outcome::ok("a\nb"), "{on}");
+        }
+        let out = run_with(&ctx, "cmd.shell", vec![json!("echo a | tr a b")], json!({})).await;
         assert_eq!(out, Outcome::ok("b"));
     }
 
@@ -742,10 +798,11 @@ mod tests {
 
     #[tokio::test]
     async fn missing_command_is_a_clear_failure() {
+        let argv = json!({"shell": false});
         let out = call(
             "cmd.run",
             vec![json!("brine-no-such-command --flag")],
-            json!({}),
+            argv.clone(),
         )
         .await;
         assert_eq!(out.retcode, 127);
@@ -754,10 +811,14 @@ mod tests {
             out.ret,
             json!("cmd.run: command not found: 'brine-no-such-command'")
         );
+        // Through the shell, the shell says so, with the same code.
+        let out = call("cmd.run", vec![json!("brine-no-such-command")], json!({})).await;
+        assert_eq!(out.retcode, 127);
+        assert!(out.ret.as_str().unwrap().contains("not found"), "{out:?}");
 
         let out = call("cmd.run", vec![json!("   ")], json!({})).await;
         assert_eq!(out.ret, json!("cmd.run: argument 'cmd' is empty"));
-        let out = call("cmd.run", vec![json!("echo 'unbalanced")], json!({})).await;
+        let out = call("cmd.run", vec![json!("echo 'unbalanced")], argv).await;
         assert!(out.ret.as_str().unwrap().contains("unbalanced"));
         let out = call("cmd.run", vec![json!(["echo", "a\0b"])], json!({})).await;
         assert!(!out.success);

@@ -47,6 +47,21 @@ pub struct Context {
     /// The jobs the minion daemon is running (`saltutil.running`, `find_job`, `kill_job`);
     /// none outside a daemon (`brine-call`).
     pub jobs: Option<Arc<dyn RunningJobs>>,
+    /// Who asked for the call: what `cmd.*` runs a command line with by default.
+    pub origin: Origin,
+}
+
+/// Who asks for a call, as Salt tells a published call (`__pub_jid`) from one made by another
+/// module or a state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// An operator: a published job, or `brine-call` on the host. `cmd.*` runs a command line
+    /// through `/bin/sh -c` unless told `shell=False` (Salt's `python_shell` default for
+    /// remote execution).
+    Operator,
+    /// Another module or a state: `cmd.*` runs a command line as argv unless told
+    /// `shell=True`, so a value that reaches it from data never meets a shell by surprise.
+    Module,
 }
 
 impl Context {
@@ -57,6 +72,7 @@ impl Context {
             grains: Arc::new(grains),
             grain_store: None,
             jobs: None,
+            origin: Origin::Operator,
         }
     }
 
@@ -396,11 +412,20 @@ mod tests {
     }
 
     pub(crate) async fn run(fun: &str, arg: Vec<Value>, kwarg: Value) -> Outcome {
+        run_with(&ctx(), fun, arg, kwarg).await
+    }
+
+    pub(crate) async fn run_with(
+        ctx: &Context,
+        fun: &str,
+        arg: Vec<Value>,
+        kwarg: Value,
+    ) -> Outcome {
         let kwarg = match kwarg {
             Value::Object(map) => map,
             _ => Map::new(),
         };
-        tokio::time::timeout(Duration::from_secs(30), execute(&ctx(), fun, arg, kwarg))
+        tokio::time::timeout(Duration::from_secs(30), execute(ctx, fun, arg, kwarg))
             .await
             .expect("execute timed out")
     }
