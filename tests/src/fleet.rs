@@ -34,6 +34,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use brine_proto::control::{ControlEvent, ControlRequest, JobReport, MinionStatus};
+use brine_proto::frame::ControlCodec;
 use brine_proto::{Jid, Map, Target, Value};
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
@@ -43,7 +44,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::process::{Child, Command};
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
-use tokio_util::codec::{Framed, LengthDelimitedCodec};
+use tokio_util::codec::Framed;
 
 /// How often a condition is polled.
 pub const POLL: Duration = Duration::from_millis(50);
@@ -591,7 +592,7 @@ pub async fn try_control(
         let stream = tokio::net::UnixStream::connect(socket)
             .await
             .map_err(|e| format!("connecting to {}: {e}", socket.display()))?;
-        let mut conn = Framed::new(stream, LengthDelimitedCodec::new());
+        let mut conn = Framed::new(stream, ControlCodec);
         conn.send(Bytes::from(brine_proto::encode(request)))
             .await
             .map_err(|e| format!("sending: {e}"))?;

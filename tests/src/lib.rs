@@ -14,11 +14,12 @@ use std::time::Duration;
 use brine_master::{Master, MasterConfig};
 use brine_minion::MinionConfig;
 use brine_proto::control::{ControlEvent, ControlRequest, MinionState, PublishRequest};
+use brine_proto::frame::ControlCodec;
 use brine_proto::{Jid, Map, MinionId, Target, Value};
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
 use tokio::task::JoinHandle;
-use tokio_util::codec::{Framed, LengthDelimitedCodec};
+use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
 
 /// The longest any single step of a test may take.
@@ -192,7 +193,7 @@ pub async fn control(path: &Path, request: ControlRequest) -> Vec<ControlEvent> 
         let stream = tokio::net::UnixStream::connect(path)
             .await
             .expect("control socket connects");
-        let mut conn = Framed::new(stream, LengthDelimitedCodec::new());
+        let mut conn = Framed::new(stream, ControlCodec);
         conn.send(Bytes::from(brine_proto::encode(&request)))
             .await
             .expect("request sent");

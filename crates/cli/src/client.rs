@@ -2,7 +2,7 @@
 //!
 //! The sequence (see `brine_proto::control`): connect to the unix socket, send one
 //! [`ControlRequest`] frame, then read [`ControlEvent`] frames until the master closes the
-//! connection. A frame is a 4-byte big-endian length followed by that many bytes of msgpack.
+//! connection, each framed by `brine_proto::frame::ControlCodec`.
 //! Every step is bounded: connecting and sending by [`CONNECT_TIMEOUT`], reading by a deadline
 //! the caller chooses (for a job: its timeout plus [`DONE_MARGIN`], since the master sends
 //! `done` at the job's deadline).
@@ -11,12 +11,14 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use brine_proto::control::{ControlEvent, ControlRequest, FRAME_HEADER_BYTES};
-use brine_proto::limits::MAX_FRAME_BYTES;
+use brine_proto::control::{ControlEvent, ControlRequest};
+use brine_proto::frame::{ControlCodec, FrameError};
 use brine_proto::DecodeError;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use bytes::Bytes;
+use futures::{SinkExt, StreamExt};
 use tokio::net::UnixStream;
 use tokio::time::{timeout_at, Instant};
+use tokio_util::codec::Framed;
 
 /// Where the master listens unless `--socket` or `BRINE_SOCKET` say otherwise.
 pub const DEFAULT_SOCKET: &str = "/run/brine/master.sock";
@@ -40,16 +42,12 @@ pub enum ClientError {
     ConnectDenied { path: PathBuf, why: String },
     #[error("cannot reach the master at {}: timed out after {}s", path.display(), CONNECT_TIMEOUT.as_secs())]
     ConnectTimeout { path: PathBuf },
-    #[error("sending the request to the master: {}", describe_io(.0))]
-    Send(#[source] io::Error),
+    #[error("sending the request to the master: {0}")]
+    Send(#[source] FrameError),
     #[error("sending the request to the master: timed out after {}s", CONNECT_TIMEOUT.as_secs())]
     SendTimeout,
-    #[error("reading the master's answer: {}", describe_io(.0))]
-    Read(#[source] io::Error),
-    #[error("the master closed the connection in the middle of an answer")]
-    Truncated,
-    #[error("the master sent a frame of {len} bytes, more than the limit of {MAX_FRAME_BYTES}")]
-    FrameTooLarge { len: usize },
+    #[error("reading the master's answer: {}", describe_frame_error(.0))]
+    Read(#[source] FrameError),
     #[error("the master sent an answer this brine cannot read: {0}")]
     Decode(#[source] DecodeError),
     #[error("no answer from the master in time (waited {}s)", .0.as_secs())]
@@ -92,10 +90,18 @@ pub fn describe_io(err: &io::Error) -> String {
     }
 }
 
+/// A frame error as people read it (see [`describe_io`]).
+fn describe_frame_error(err: &FrameError) -> String {
+    match err {
+        FrameError::Io(err) => describe_io(err),
+        other => other.to_string(),
+    }
+}
+
 /// One open connection to the master's control socket.
 #[derive(Debug)]
 pub struct Connection {
-    stream: UnixStream,
+    frames: Framed<UnixStream, ControlCodec>,
     /// When the connection started waiting for events: the reference for [`ClientError::Timeout`].
     waiting_since: Instant,
 }
@@ -119,15 +125,15 @@ impl Connection {
                 },
             })?;
         Ok(Self {
-            stream,
+            frames: Framed::new(stream, ControlCodec),
             waiting_since: Instant::now(),
         })
     }
 
     /// Sends the one request of this connection.
     pub async fn send(&mut self, request: &ControlRequest) -> Result<(), ClientError> {
-        let body = brine_proto::encode(request);
-        tokio::time::timeout(CONNECT_TIMEOUT, write_frame(&mut self.stream, &body))
+        let body = Bytes::from(brine_proto::encode(request));
+        tokio::time::timeout(CONNECT_TIMEOUT, self.frames.send(body))
             .await
             .map_err(|_| ClientError::SendTimeout)?
             .map_err(ClientError::Send)?;
@@ -141,102 +147,24 @@ impl Connection {
         &mut self,
         deadline: Instant,
     ) -> Result<Option<ControlEvent>, ClientError> {
-        let frame = timeout_at(deadline, read_frame(&mut self.stream))
+        let frame = timeout_at(deadline, self.frames.next())
             .await
             .map_err(|_| {
                 ClientError::Timeout(deadline.saturating_duration_since(self.waiting_since))
-            })??;
+            })?;
         match frame {
             None => Ok(None),
-            Some(bytes) => brine_proto::decode(&bytes)
+            Some(Err(err)) => Err(ClientError::Read(err)),
+            Some(Ok(bytes)) => brine_proto::decode(&bytes)
                 .map(Some)
                 .map_err(ClientError::Decode),
         }
     }
 }
 
-/// Writes one frame: the body's length as 4 bytes big-endian, then the body.
-pub async fn write_frame<W: AsyncWrite + Unpin>(w: &mut W, body: &[u8]) -> io::Result<()> {
-    let len = u32::try_from(body.len())
-        .ok()
-        .filter(|len| *len as usize <= MAX_FRAME_BYTES)
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "request is too large"))?;
-    w.write_all(&len.to_be_bytes()).await?;
-    w.write_all(body).await?;
-    w.flush().await
-}
-
-/// Reads one frame; `None` on a clean end of stream before its first byte.
-pub async fn read_frame<R: AsyncRead + Unpin>(r: &mut R) -> Result<Option<Vec<u8>>, ClientError> {
-    let mut header = [0u8; FRAME_HEADER_BYTES];
-    let mut filled = 0;
-    while filled < header.len() {
-        let n = r
-            .read(&mut header[filled..])
-            .await
-            .map_err(ClientError::Read)?;
-        if n == 0 {
-            return if filled == 0 {
-                Ok(None)
-            } else {
-                Err(ClientError::Truncated)
-            };
-        }
-        filled += n;
-    }
-    let len = u32::from_be_bytes(header) as usize;
-    if len > MAX_FRAME_BYTES {
-        return Err(ClientError::FrameTooLarge { len });
-    }
-    let mut body = vec![0u8; len];
-    r.read_exact(&mut body).await.map_err(|e| match e.kind() {
-        io::ErrorKind::UnexpectedEof => ClientError::Truncated,
-        _ => ClientError::Read(e),
-    })?;
-    Ok(Some(body))
-}
-
 #[cfg(test)]
 mod tests {
-    use brine_proto::control::ControlError;
-
     use super::*;
-
-    #[tokio::test]
-    async fn frames_round_trip_and_end_cleanly() {
-        let event = ControlEvent::Error {
-            code: ControlError::NoMinions,
-            message: "no".into(),
-        };
-        let mut buf = Vec::new();
-        write_frame(&mut buf, &brine_proto::encode(&event))
-            .await
-            .unwrap();
-        assert_eq!(&buf[..4], &((buf.len() - 4) as u32).to_be_bytes());
-        let mut r = buf.as_slice();
-        let frame = read_frame(&mut r).await.unwrap().unwrap();
-        assert_eq!(brine_proto::decode::<ControlEvent>(&frame).unwrap(), event);
-        assert!(read_frame(&mut r).await.unwrap().is_none());
-    }
-
-    #[tokio::test]
-    async fn truncated_and_oversized_frames_are_errors() {
-        let mut r: &[u8] = &[0, 0];
-        assert!(matches!(
-            read_frame(&mut r).await,
-            Err(ClientError::Truncated)
-        ));
-        let mut r: &[u8] = &[0, 0, 0, 5, 1, 2];
-        assert!(matches!(
-            read_frame(&mut r).await,
-            Err(ClientError::Truncated)
-        ));
-        let mut r: &[u8] = &[0xff, 0xff, 0xff, 0xff];
-        assert!(matches!(
-            read_frame(&mut r).await,
-            Err(ClientError::FrameTooLarge { .. })
-        ));
-    }
 
     #[tokio::test]
     async fn a_missing_socket_says_where_and_why() {

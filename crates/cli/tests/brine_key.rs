@@ -15,13 +15,17 @@ use brine_cli::{exit, CommandError};
 use brine_proto::control::{
     ControlError, ControlEvent, ControlRequest, KeyCommand, KeyInfo, KeySelection, KeyState,
 };
+use brine_proto::frame::ControlCodec;
 use brine_proto::MinionId;
+use bytes::Bytes;
 use clap::Parser;
+use futures::{SinkExt, StreamExt};
 use serde_json::json;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::UnixListener;
 use tokio::task::JoinHandle;
 use tokio::time::timeout;
+use tokio_util::codec::Framed;
 
 const LIMIT: Duration = Duration::from_secs(30);
 const MASTER_FP: &str = "e3:b0:c4:42:98:fc:1c:14:9a:fb:f4:c8:99:6f:b9:24:\
@@ -80,21 +84,21 @@ impl FakeMaster {
         let seen = requests.clone();
         let task = tokio::spawn(async move {
             loop {
-                let Ok((mut stream, _)) = listener.accept().await else {
+                let Ok((stream, _)) = listener.accept().await else {
                     return;
                 };
-                let len = stream.read_u32().await.unwrap() as usize;
-                let mut body = vec![0; len];
-                stream.read_exact(&mut body).await.unwrap();
+                let mut frames = Framed::new(stream, ControlCodec);
+                let body = frames.next().await.unwrap().unwrap();
                 let request: ControlRequest = brine_proto::decode(&body).unwrap();
                 let events = answer(&request);
                 seen.lock().unwrap().push(request);
                 for event in events {
-                    let bytes = brine_proto::encode(&event);
-                    stream.write_u32(bytes.len() as u32).await.unwrap();
-                    stream.write_all(&bytes).await.unwrap();
+                    frames
+                        .send(Bytes::from(brine_proto::encode(&event)))
+                        .await
+                        .unwrap();
                 }
-                stream.shutdown().await.unwrap();
+                frames.get_mut().shutdown().await.unwrap();
             }
         });
         Self {

@@ -10,11 +10,15 @@ use brine_proto::control::{
     ControlError, ControlEvent, ControlRequest, JobQuery, JobReport, MinionOutcome, MinionState,
     MinionStatus,
 };
+use brine_proto::frame::ControlCodec;
 use brine_proto::{Jid, JobReturn, Map, MinionId, Target, Value};
+use bytes::Bytes;
+use futures::{SinkExt, StreamExt};
 use serde_json::json;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::UnixListener;
 use tokio::time::timeout;
+use tokio_util::codec::Framed;
 
 const JID: &str = "20261125130201123456";
 const LIMIT: Duration = Duration::from_secs(30);
@@ -86,17 +90,15 @@ async fn exchange(bin: &str, args: &[&str], events: Vec<ControlEvent>) -> (Contr
     let socket: PathBuf = dir.path().join("master.sock");
     let listener = UnixListener::bind(&socket).unwrap();
     let master = tokio::spawn(timeout(LIMIT, async move {
-        let (mut stream, _) = listener.accept().await.unwrap();
-        let len = stream.read_u32().await.unwrap() as usize;
-        let mut body = vec![0; len];
-        stream.read_exact(&mut body).await.unwrap();
+        let (stream, _) = listener.accept().await.unwrap();
+        let mut frames = Framed::new(stream, ControlCodec);
+        let body = frames.next().await.unwrap().unwrap();
         let request: ControlRequest = brine_proto::decode(&body).unwrap();
         for event in events {
-            let bytes = brine_proto::encode(&event);
-            stream.write_u32(bytes.len() as u32).await.unwrap();
-            stream.write_all(&bytes).await.unwrap();
+            let bytes = Bytes::from(brine_proto::encode(&event));
+            frames.send(bytes).await.unwrap();
         }
-        stream.shutdown().await.unwrap();
+        frames.get_mut().shutdown().await.unwrap();
         request
     }));
 

@@ -21,9 +21,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::{Jid, JobReturn, Map, MinionId, Target, TargetMatcher, Value};
 
-/// The length prefix of a control frame.
-pub const FRAME_HEADER_BYTES: usize = 4;
-
 /// What the CLI asks.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]

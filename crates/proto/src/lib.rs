@@ -1,12 +1,13 @@
 //! brine's wire contract: every message that crosses a socket, the envelope that carries it,
 //! the limits applied to untrusted bytes, and the grammars of minion ids, jids and targets.
 //!
-//! This crate does no I/O. The master, the minion and the CLI all speak through the types
+//! This crate does no I/O (the control socket's codec only frames bytes). The master, the minion and the CLI all speak through the types
 //! here, so a change of the wire format is a change of this crate (and of `docs/PROTOCOL.md`
 //! and the golden fixtures under `tests/golden/`).
 
 pub mod codec;
 pub mod control;
+pub mod frame;
 pub mod id;
 pub mod jid;
 pub mod limits;

@@ -169,10 +169,13 @@ impl Holder {
     }
 }
 
-/// A control request as it goes on the socket: length, then msgpack.
+/// A control request as it goes on the socket.
 pub fn frame(request: &ControlRequest) -> Vec<u8> {
-    let body = brine_proto::encode(request);
-    let mut frame = (body.len() as u32).to_be_bytes().to_vec();
-    frame.extend_from_slice(&body);
-    frame
+    use tokio_util::codec::Encoder as _;
+    let body = bytes::Bytes::from(brine_proto::encode(request));
+    let mut frame = bytes::BytesMut::new();
+    brine_proto::frame::ControlCodec
+        .encode(body, &mut frame)
+        .expect("a request within the frame limit");
+    frame.to_vec()
 }

@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use brine_proto::limits::MAX_FRAME_BYTES;
+use brine_proto::frame::{frame_len, FRAME_HEADER_BYTES};
 use tokio::io::AsyncReadExt;
 use tokio::net::UnixStream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -149,7 +149,8 @@ impl Admission {
         })
     }
 
-    /// Reads the one request of a connection: a `u32` big-endian length, then that many bytes,
+    /// Reads the one request of a connection, one control frame (`brine_proto::frame`), by hand
+    /// rather than with its codec so that the buffer grows only as bytes arrive,
     /// all within [`REQUEST_TIMEOUT`]. `Ok(None)` when the client closed without sending one.
     pub async fn read_request(
         &self,
@@ -157,18 +158,13 @@ impl Admission {
         seat: &Seat,
     ) -> Result<Option<Request>, Refusal> {
         let read = async {
-            let mut head = [0u8; 4];
+            let mut head = [0u8; FRAME_HEADER_BYTES];
             match stream.read_exact(&mut head).await {
                 Ok(_) => {}
                 Err(err) if err.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
                 Err(err) => return Err(Refusal::Gone(err)),
             }
-            let len = u32::from_be_bytes(head) as usize;
-            if len > MAX_FRAME_BYTES {
-                return Err(Refusal::BadRequest(format!(
-                    "a request of {len} bytes is larger than the {MAX_FRAME_BYTES} bytes a request may have"
-                )));
-            }
+            let len = frame_len(head).map_err(|err| Refusal::BadRequest(err.to_string()))?;
             let bytes = if seat.budgeted {
                 let permits = u32::try_from(len).expect("at most MAX_FRAME_BYTES");
                 let permit = Arc::clone(&self.request_bytes)

@@ -25,13 +25,13 @@ use brine_proto::control::{
     ControlError, ControlEvent, ControlRequest, JobQuery, KeyCommand, MinionState, MinionStatus,
     PublishRequest, MAX_ACTIVE_MINIONS, MAX_SEARCH_PATTERN_BYTES,
 };
-use brine_proto::limits::MAX_FRAME_BYTES;
+use brine_proto::frame::ControlCodec;
 use brine_proto::limits::MAX_JOB_BYTES;
 use brine_proto::{decode, encode, now_ms, Job, MinionId, TargetMatcher};
 use bytes::Bytes;
 use futures::SinkExt;
 use tokio::net::{UnixListener, UnixStream};
-use tokio_util::codec::{Framed, LengthDelimitedCodec};
+use tokio_util::codec::Framed;
 use tracing::{debug, error, info, warn};
 
 use crate::acl::{Acl, Caller};
@@ -51,7 +51,7 @@ const MAX_WAIT: Duration = Duration::from_secs(24 * 3600);
 /// The error code of a refusal by the authorization rules.
 const DENIED: ControlError = ControlError::Denied;
 
-type Connection = Framed<UnixStream, LengthDelimitedCodec>;
+type Connection = Framed<UnixStream, ControlCodec>;
 
 /// What every control connection needs besides [`Shared`].
 #[derive(Debug)]
@@ -200,12 +200,7 @@ pub async fn serve(shared: Arc<Shared>, listener: UnixListener) {
 
 /// The connection after its request: the master's events, framed.
 fn framed(stream: UnixStream) -> Connection {
-    Framed::new(
-        stream,
-        LengthDelimitedCodec::builder()
-            .max_frame_length(MAX_FRAME_BYTES)
-            .new_codec(),
-    )
+    Framed::new(stream, ControlCodec)
 }
 
 /// Who is calling, from the kernel's peer credentials; the user name is `uid:<n>` when the
@@ -298,7 +293,7 @@ async fn client_hung_up(conn: &Connection) {
 }
 
 async fn send(conn: &mut Connection, event: &ControlEvent) -> std::io::Result<()> {
-    conn.send(Bytes::from(encode(event))).await
+    Ok(conn.send(Bytes::from(encode(event))).await?)
 }
 
 async fn send_error(
