@@ -1,7 +1,8 @@
 //! `brine-key` against a real master that does not accept keys by itself, with real minions:
 //! enrollment (pending → accepted, checked by fingerprint), rejection (the minion is cut off
 //! and the group key rotates), a second key for a known id (denied, never served), deletion
-//! (the minion comes back as pending) and the master's own fingerprint.
+//! (the minion comes back as pending) and the master's own fingerprint; and the same through
+//! salt-key's flags (`-L`, `-l un`, `-a 'web*' -y`, `-A`, `-r`, `-R`, `-d`, `-D`, `-f`).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -470,6 +471,163 @@ async fn master_finger_is_the_fingerprint_minions_pin() {
     assert_eq!(out.code, 1, "{out:?}");
     let out = brine_key(&master, &["finger", "nobody"]).await;
     assert_eq!(out.code, 1, "{out:?}");
+
+    master.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn salt_key_flags_list_accept_and_finger_as_the_subcommands_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let master = start_master(dir.path()).await;
+    let minions = master.start_minions(dir.path(), &["web1", "web2", "db1"]);
+    let web1 = wait_key(&master, "web1", KeyState::Pending).await;
+    let web2 = wait_key(&master, "web2", KeyState::Pending).await;
+    let db1 = wait_key(&master, "db1", KeyState::Pending).await;
+
+    for (flags, subcommand) in [
+        (&["-L"][..], &["list"][..]),
+        (&["-L", "--out", "json"], &["list", "--out", "json"]),
+    ] {
+        let flagged = brine_key(&master, flags).await;
+        assert_eq!(flagged.code, 0, "{flagged:?}");
+        assert_eq!(flagged.stdout, brine_key(&master, subcommand).await.stdout);
+    }
+
+    // A script must say -y: nothing changes without it.
+    let out = brine_key(&master, &["-a", "web1"]).await;
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(out.stderr.contains("--yes"), "{out:?}");
+    assert_eq!(
+        states_of(&master, "web1").await,
+        vec![(KeyState::Pending, web1.clone())]
+    );
+
+    // The pending keys the glob matches, and only those.
+    let out = brine_key(&master, &["-a", "web*", "-y"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(
+        out.stdout,
+        format!("Key for minion web1 accepted: {web1}\nKey for minion web2 accepted: {web2}\n")
+    );
+    assert_eq!(
+        states_of(&master, "db1").await,
+        vec![(KeyState::Pending, db1.clone())]
+    );
+    master.wait_connected(&["web1", "web2"]).await;
+    let out = brine(&master, &["--out", "json", "web1", "test.ping"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(json(&out), json!({"web1": true}));
+
+    let out = brine_key(&master, &["-l", "un"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(out.stdout, format!("Unaccepted Keys:\ndb1  {db1}\n"));
+    let out = brine_key(&master, &["-l", "acc", "--out", "json"]).await;
+    assert_eq!(
+        json(&out),
+        json!({
+            "master_fingerprint": master.fingerprint,
+            "accepted": [
+                {"id": "web1", "fingerprint": web1},
+                {"id": "web2", "fingerprint": web2},
+            ],
+        })
+    );
+    let out = brine_key(&master, &["-f", "web1"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(out.stdout, format!("Accepted Keys:\nweb1  {web1}\n"));
+
+    let out = brine_key(&master, &["-A", "-y"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(out.stdout, format!("Key for minion db1 accepted: {db1}\n"));
+    master.wait_connected(&["db1"]).await;
+    master.ping_all(3).await;
+
+    TestMinion::stop_all(minions).await;
+    master.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn salt_key_flags_reject_and_delete_as_salt_key_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let master = start_master(dir.path()).await;
+    let minions = master.start_minions(dir.path(), &["web1", "web2", "db1"]);
+    let web1 = wait_key(&master, "web1", KeyState::Pending).await;
+    let web2 = wait_key(&master, "web2", KeyState::Pending).await;
+    let db1 = wait_key(&master, "db1", KeyState::Pending).await;
+    let out = brine_key(&master, &["-a", "db1", "-y"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+
+    // As salt-key -r: pending keys only (`reject db1` would cut db1 off).
+    let out = brine_key(&master, &["-r", "db1", "-y"]).await;
+    assert_eq!(out.code, 1, "{out:?}");
+    assert_eq!(out.stderr, "brine-key: db1 has no pending key\n");
+    let out = brine_key(&master, &["-r", "web1", "-y"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(
+        out.stdout,
+        format!("Key for minion web1 rejected: {web1}\n")
+    );
+    let out = brine_key(&master, &["-R", "-y"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(
+        out.stdout,
+        format!("Key for minion web2 rejected: {web2}\n")
+    );
+    assert_eq!(
+        states_of(&master, "db1").await,
+        vec![(KeyState::Accepted, db1.clone())]
+    );
+
+    // Stopped, no minion comes back with its key once it is deleted.
+    TestMinion::stop_all(minions).await;
+    let out = brine_key(&master, &["-d", "web1", "-y"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(
+        out.stdout,
+        format!("Key for minion web1 deleted: {web1} (was rejected)\n")
+    );
+    let out = brine_key(&master, &["-D", "-y"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(
+        out.stdout,
+        format!(
+            "Key for minion db1 deleted: {db1} (was accepted)\n\
+             Key for minion web2 deleted: {web2} (was rejected)\n"
+        )
+    );
+    assert_eq!(keys(&master).await, vec![]);
+
+    master.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_flag_points_at_the_subcommand_and_the_salt_key_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let master = start_master(dir.path()).await;
+
+    let out = brine_key(&master, &["--list"]).await;
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(
+        out.stderr.contains("unexpected argument '--list'")
+            && out.stderr.contains("`brine-key -l STATE`")
+            && out.stderr.contains("`brine-key list --state STATE`"),
+        "{out:?}"
+    );
+    let out = brine_key(&master, &["-x"]).await;
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(
+        out.stderr.contains("unexpected argument '-x'")
+            && out.stderr.contains("a subcommand (list, accept, reject")
+            && out.stderr.contains("salt-key's flags (-L, -l STATE, -a ID"),
+        "{out:?}"
+    );
+    // One form at a time.
+    for args in [&["-L", "list"][..], &["list", "-L"]] {
+        let out = brine_key(&master, args).await;
+        assert_eq!(out.code, 2, "{out:?}");
+        assert!(out.stderr.contains("not both"), "{out:?}");
+        assert!(out.stdout.is_empty(), "{out:?}");
+    }
 
     master.stop().await;
 }

@@ -4,11 +4,20 @@
 //! `brine_proto::control::KeyCommand`) and prints the answer: `list`, `finger` and
 //! `master-finger` → `list`; `accept` → `accept`; `reject` → `reject`; `delete` → `delete`.
 //!
-//! The commands that change keys need a confirmation. With `--yes` the request is sent at once.
-//! Without it, when stdin is a terminal, the keys are listed first, the ones concerned are shown
-//! with their fingerprints, and the request is sent only after a "y". An accept then names
-//! exactly the keys shown (`accept --all` sends their ids, so a key that arrived meanwhile is
-//! not accepted; one key shown without `--fingerprint` is accepted only with the fingerprint
+//! `salt-key`'s flags are taken too: before clap parses, [`subcommand_form`] turns them into
+//! the subcommand they stand for (`SALT_FLAGS`: `-a 'web*' -y` is `accept --yes -- 'web*'`,
+//! `-l un` is `list --state pending`), so both forms run the same code. A command line has one
+//! form or the other; an unknown flag's error names both.
+//!
+//! `accept ID` takes the id's pending or rejected key; `accept GLOB` (as `salt-key -a`) the
+//! pending keys the glob matches, which the CLI lists first: the master is only ever sent ids.
+//!
+//! The commands that change keys need a confirmation. With `--yes` the request is sent at once
+//! (an accept of a glob: once the keys are listed, as the ids of those it matches). Without
+//! it, when stdin is a terminal, the keys are listed first, the ones concerned are shown with
+//! their fingerprints, and the request is sent only after a "y". An accept then names exactly
+//! the keys shown (`accept --all` sends their ids, so a key that arrived meanwhile is not
+//! accepted; one key shown without `--fingerprint` is accepted only with the fingerprint
 //! shown); a reject or delete sends its ids and globs as given (one request, one transaction on
 //! the master, however many keys). Without `--yes` and without a terminal nothing is sent:
 //! scripts must say `--yes`.
@@ -21,6 +30,7 @@
 //! The master answers a refusal (an id without a key in the right state, a fingerprint that
 //! does not match) with `error`; its message is printed and the exit code is 1.
 
+use std::ffi::OsString;
 use std::fmt::Write as _;
 use std::io::{self, BufRead, Write};
 use std::path::Path;
@@ -28,10 +38,11 @@ use std::path::Path;
 use brine_crypto::Fingerprint;
 use brine_proto::control::{
     no_key_with_fingerprint, ControlError, ControlEvent, ControlRequest, KeyCommand, KeyInfo,
-    KeySelection, KeyState, REJECTABLE,
+    KeySelection, KeyState, ACCEPTABLE, REJECTABLE,
 };
 use brine_proto::MinionId;
-use clap::{Parser, Subcommand};
+use clap::error::{ContextKind, ContextValue, ErrorKind};
+use clap::{CommandFactory, Parser, Subcommand};
 use serde::Serialize;
 use tokio::time::Instant;
 
@@ -42,12 +53,13 @@ use crate::output::{color_wanted, json_pretty, OutputFormat};
 use crate::MasterOptions;
 
 /// Manage the minion keys the master knows, the way `salt-key` does: list them with their
-/// fingerprints, accept, reject or delete them.
+/// fingerprints, accept, reject or delete them, with a subcommand or with salt-key's flags
+/// (`brine-key -L`, `brine-key -a 'web*' -y`).
 ///
 /// Compare a key's fingerprint with what `brine-minion --print-fingerprint` shows on the
 /// minion's host before accepting it, or let the master compare: accept ID --fingerprint FP.
 #[derive(Debug, Parser)]
-#[command(name = "brine-key", version, after_help = exit::BRINE_KEY_HELP)]
+#[command(name = "brine-key", version, after_help = after_help())]
 pub struct Cli {
     #[command(flatten)]
     pub master: MasterOptions,
@@ -61,13 +73,19 @@ pub struct Cli {
 pub enum Command {
     /// List every minion key by state (accepted, denied, unaccepted, rejected) with its
     /// fingerprint
-    List,
+    List {
+        /// Only keys in this state (accepted, denied, pending, rejected, preaccepted); may be
+        /// repeated
+        #[arg(long = "state", value_name = "STATE", value_parser = parse_state)]
+        states: Vec<KeyState>,
+    },
 
     /// Accept pending (or rejected) keys: their minions may connect and receive jobs
     Accept {
-        /// The minion ids whose keys to accept
-        #[arg(value_name = "ID", required_unless_present = "all")]
-        ids: Vec<MinionId>,
+        /// Minion ids (the id's pending or rejected key) or globs (`web*`: the pending keys
+        /// they match, as `salt-key -a`)
+        #[arg(value_name = "ID", required_unless_present = "all", value_parser = parse_id_pattern)]
+        ids: Vec<String>,
 
         /// Accept every pending key
         #[arg(short = 'A', long, conflicts_with = "ids")]
@@ -132,11 +150,11 @@ pub enum Command {
         yes: bool,
     },
 
-    /// Show fingerprints: the master's and every minion key's, or one minion's keys
+    /// Show fingerprints: the master's and every minion key's, or the keys of some minions
     Finger {
-        /// Only the keys of this minion id
-        #[arg(value_name = "ID")]
-        id: Option<MinionId>,
+        /// Only the keys of these minion ids or globs (`web*`)
+        #[arg(value_name = "ID", value_parser = parse_id_pattern)]
+        ids: Vec<String>,
     },
 
     /// Print the master's fingerprint alone: what minions set as `master_fingerprint`
@@ -167,6 +185,447 @@ fn parse_state(text: &str) -> Result<KeyState, String> {
     })
 }
 
+/// One of `salt-key`'s flags, and the subcommand it stands for.
+struct SaltFlag {
+    letter: char,
+    /// `salt-key`'s long name, which `brine-key` does not take: its error points here.
+    long: &'static str,
+    takes: Takes,
+    /// The subcommand and its flags; the value follows (ids after `--`, a state as `--state`).
+    words: &'static [&'static str],
+}
+
+/// What a `salt-key` flag's value is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Takes {
+    Nothing,
+    /// Minion ids or globs, several separated by commas (`-a web1,db1`), as salt-key takes them.
+    Ids,
+    /// A key state, in one of the words of [`SALT_STATES`].
+    State,
+}
+
+/// The `salt-key` flags `brine-key` takes, beside `-y` (`--yes`). As with salt-key, `-A` and
+/// `-R` concern the pending keys, a glob given to `-a` the pending keys it matches, and `-r`
+/// rejects pending keys only (`reject ID` cuts off an accepted one).
+static SALT_FLAGS: [SaltFlag; 10] = [
+    SaltFlag {
+        letter: 'L',
+        long: "list-all",
+        takes: Takes::Nothing,
+        words: &["list"],
+    },
+    SaltFlag {
+        letter: 'l',
+        long: "list",
+        takes: Takes::State,
+        words: &["list"],
+    },
+    SaltFlag {
+        letter: 'a',
+        long: "accept",
+        takes: Takes::Ids,
+        words: &["accept"],
+    },
+    SaltFlag {
+        letter: 'A',
+        long: "accept-all",
+        takes: Takes::Nothing,
+        words: &["accept", "--all"],
+    },
+    SaltFlag {
+        letter: 'r',
+        long: "reject",
+        takes: Takes::Ids,
+        words: &["reject", "--state", "pending"],
+    },
+    SaltFlag {
+        letter: 'R',
+        long: "reject-all",
+        takes: Takes::Nothing,
+        words: &["reject", "--all"],
+    },
+    SaltFlag {
+        letter: 'd',
+        long: "delete",
+        takes: Takes::Ids,
+        words: &["delete"],
+    },
+    SaltFlag {
+        letter: 'D',
+        long: "delete-all",
+        takes: Takes::Nothing,
+        words: &["delete", "--all"],
+    },
+    SaltFlag {
+        letter: 'f',
+        long: "finger",
+        takes: Takes::Ids,
+        words: &["finger"],
+    },
+    SaltFlag {
+        letter: 'F',
+        long: "finger-all",
+        takes: Takes::Nothing,
+        words: &["finger"],
+    },
+];
+
+/// The words `-l` takes for key states: salt-key's and brine's names (`all`: every state).
+/// salt-key's `pre` is its `minions_pre` directory, the pending keys, not brine's preaccepted.
+const SALT_STATES: [(&str, Option<KeyState>); 12] = [
+    ("acc", Some(KeyState::Accepted)),
+    ("accepted", Some(KeyState::Accepted)),
+    ("un", Some(KeyState::Pending)),
+    ("unaccepted", Some(KeyState::Pending)),
+    ("pre", Some(KeyState::Pending)),
+    ("pending", Some(KeyState::Pending)),
+    ("rej", Some(KeyState::Rejected)),
+    ("rejected", Some(KeyState::Rejected)),
+    ("den", Some(KeyState::Denied)),
+    ("denied", Some(KeyState::Denied)),
+    ("preaccepted", Some(KeyState::Preaccepted)),
+    ("all", None),
+];
+
+impl SaltFlag {
+    fn of(letter: char) -> Option<&'static SaltFlag> {
+        SALT_FLAGS.iter().find(|f| f.letter == letter)
+    }
+
+    /// `-a ID`.
+    fn short_form(&self) -> String {
+        match self.takes.placeholder() {
+            Some(value) => format!("-{} {value}", self.letter),
+            None => format!("-{}", self.letter),
+        }
+    }
+
+    /// `accept ID`: the subcommand it stands for.
+    fn subcommand_form(&self) -> String {
+        let words = self.words.join(" ");
+        match self.takes {
+            Takes::Nothing => words,
+            Takes::Ids => format!("{words} ID"),
+            Takes::State => format!("{words} --state STATE"),
+        }
+    }
+}
+
+impl Takes {
+    fn placeholder(self) -> Option<&'static str> {
+        match self {
+            Takes::Nothing => None,
+            Takes::Ids => Some("ID"),
+            Takes::State => Some("STATE"),
+        }
+    }
+
+    /// What the value is, for messages.
+    fn what(self) -> String {
+        match self {
+            Takes::Nothing => String::new(),
+            Takes::Ids => {
+                "a minion id or glob (`web1`, `'web*'`, or several: `web1,db1`)".to_owned()
+            }
+            Takes::State => format!("a key state, one of {}", salt_state_names()),
+        }
+    }
+}
+
+/// `acc, accepted, un, ...`: the words `-l` takes.
+fn salt_state_names() -> String {
+    let names: Vec<&str> = SALT_STATES.iter().map(|(name, _)| *name).collect();
+    names.join(", ")
+}
+
+impl Cli {
+    /// Parses a whole `brine-key` command line, in subcommand form or with `salt-key`'s flags
+    /// (see [`subcommand_form`]); an unknown flag's error names both forms.
+    pub fn parse_args<I, T>(args: I) -> Result<Cli, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString>,
+    {
+        let args = subcommand_form(args.into_iter().map(Into::into).collect())?;
+        Cli::try_parse_from(args).map_err(with_tip)
+    }
+}
+
+/// A `brine-key` command line (the whole argv) in subcommand form: `salt-key`'s flags
+/// (`SALT_FLAGS`, clustered as salt-key allows: `-Ay`, `-aweb1`) become the subcommand they
+/// stand for, `-a 'web*' -y` → `accept --yes -- 'web*'`, and the master's flags (`--out`,
+/// `--socket`) stay as they are. A command line with a subcommand is left to clap. Refused: a
+/// salt-key flag beside a subcommand, two actions, a missing or bad value, `-y` alone.
+pub fn subcommand_form(args: Vec<OsString>) -> Result<Vec<OsString>, clap::Error> {
+    let mut cli = Cli::command();
+    // The master's flags that take a value: that value is no subcommand.
+    let valued: Vec<String> = cli
+        .get_arguments()
+        .filter(|a| a.get_action().takes_values())
+        .flat_map(|a| a.get_long_and_visible_aliases().unwrap_or_default())
+        .map(|long| format!("--{long}"))
+        .collect();
+    let mut args = args.into_iter();
+    let mut kept: Vec<OsString> = args.next().into_iter().collect();
+    let mut flags = SaltFlags::default();
+    while let Some(arg) = args.next() {
+        let word = arg.to_string_lossy().into_owned();
+        let letters = word
+            .strip_prefix('-')
+            .filter(|rest| !rest.is_empty() && !rest.starts_with('-'));
+        if valued.contains(&word) {
+            kept.push(arg);
+            kept.extend(args.next());
+        } else if word == "--yes" {
+            flags.first.get_or_insert(word);
+            flags.yes = true;
+        } else if let Some(letters) = letters.filter(|l| l.starts_with(SaltFlags::is_letter)) {
+            flags.read(&mut cli, letters, &mut args)?;
+        } else if word.starts_with('-') && word != "-" && word != "--" {
+            // -h, -V, --out=json, --help; and flags that clap refuses (with a tip).
+            kept.push(arg);
+        } else if let Some(flag) = &flags.first {
+            let message = if cli.find_subcommand(&word).is_some() {
+                format!(
+                    "salt-key's flag {flag} and the subcommand {word} in one command line: give \
+                     salt-key's flags (brine-key -a 'web*' -y) or a subcommand (brine-key accept \
+                     'web*' --yes), not both"
+                )
+            } else {
+                format!(
+                    "unexpected {word}: salt-key's flags take one value each (several ids: -a \
+                     web1,db1)"
+                )
+            };
+            return Err(cli.error(ErrorKind::ArgumentConflict, message));
+        } else {
+            // A subcommand: what follows is its own.
+            kept.push(arg);
+            kept.extend(args);
+            return Ok(kept);
+        }
+    }
+    kept.extend(flags.subcommand(&mut cli)?);
+    Ok(kept)
+}
+
+/// The `salt-key` flags of a command line, as [`subcommand_form`] reads them.
+#[derive(Default)]
+struct SaltFlags {
+    /// The first one, for messages.
+    first: Option<String>,
+    /// The action, with its value (empty for one that takes none).
+    action: Option<(&'static SaltFlag, String)>,
+    /// `-y`.
+    yes: bool,
+}
+
+impl SaltFlags {
+    fn is_letter(letter: char) -> bool {
+        letter == 'y' || SaltFlag::of(letter).is_some()
+    }
+
+    /// Reads one word of letters (`-Ay`, `-a`, `-aweb1`); the value of a flag that takes one
+    /// is the rest of the word, or else the next word of `args`.
+    fn read(
+        &mut self,
+        cli: &mut clap::Command,
+        letters: &str,
+        args: &mut impl Iterator<Item = OsString>,
+    ) -> Result<(), clap::Error> {
+        for (at, letter) in letters.char_indices() {
+            self.first.get_or_insert_with(|| format!("-{letter}"));
+            if letter == 'y' {
+                self.yes = true;
+                continue;
+            }
+            let Some(flag) = SaltFlag::of(letter) else {
+                return Err(unknown_flag(cli, &format!("-{letter}")));
+            };
+            if let Some((other, _)) = self.action {
+                return Err(cli.error(
+                    ErrorKind::ArgumentConflict,
+                    format!(
+                        "-{} and -{letter} in one command line: salt-key's flags do one thing \
+                         at a time",
+                        other.letter
+                    ),
+                ));
+            }
+            if flag.takes == Takes::Nothing {
+                self.action = Some((flag, String::new()));
+                continue;
+            }
+            let value = match &letters[at + letter.len_utf8()..] {
+                "" => args.next().map(|a| a.to_string_lossy().into_owned()),
+                rest => Some(rest.to_owned()),
+            };
+            match value {
+                Some(value) if !value.starts_with('-') => self.action = Some((flag, value)),
+                _ => {
+                    return Err(cli.error(
+                        ErrorKind::InvalidValue,
+                        format!("-{letter} takes {}", flag.takes.what()),
+                    ))
+                }
+            }
+            break;
+        }
+        Ok(())
+    }
+
+    /// The words of the subcommand the flags stand for (none without flags: clap then says
+    /// what is missing).
+    fn subcommand(self, cli: &mut clap::Command) -> Result<Vec<OsString>, clap::Error> {
+        let Some((flag, value)) = self.action else {
+            return match self.first {
+                Some(first) => Err(cli.error(
+                    ErrorKind::MissingRequiredArgument,
+                    format!("{first} confirms a change: give it with -a, -A, -r, -R, -d or -D"),
+                )),
+                None => Ok(Vec::new()),
+            };
+        };
+        let mut words: Vec<OsString> = flag.words.iter().map(OsString::from).collect();
+        // salt-key takes -y with any action; only a change has a question for it to answer.
+        let confirms = cli
+            .find_subcommand(flag.words[0])
+            .is_some_and(|sub| sub.get_arguments().any(|a| a.get_id() == "yes"));
+        if self.yes && confirms {
+            words.push("--yes".into());
+        }
+        match flag.takes {
+            Takes::Nothing => {}
+            Takes::Ids => {
+                words.push("--".into());
+                words.extend(value.split(',').map(OsString::from));
+            }
+            Takes::State => match SALT_STATES.iter().find(|(name, _)| *name == value) {
+                Some((_, Some(state))) => {
+                    words.extend(["--state", state.name()].map(OsString::from))
+                }
+                Some((_, None)) => {}
+                None => {
+                    return Err(cli.error(
+                        ErrorKind::InvalidValue,
+                        format!("-l {value}: a key state is one of {}", salt_state_names()),
+                    ))
+                }
+            },
+        }
+        Ok(words)
+    }
+}
+
+/// An unknown flag's error as clap makes it, with [`with_tip`]'s tip.
+fn unknown_flag(cli: &clap::Command, flag: &str) -> clap::Error {
+    let mut err = clap::Error::new(ErrorKind::UnknownArgument).with_cmd(cli);
+    err.insert(
+        ContextKind::InvalidArg,
+        ContextValue::String(flag.to_owned()),
+    );
+    with_tip(err)
+}
+
+/// An unknown flag's or subcommand's error, with a tip that points at `brine-key`'s two forms.
+fn with_tip(mut err: clap::Error) -> clap::Error {
+    let word = match (
+        err.kind(),
+        err.get(ContextKind::InvalidArg)
+            .or(err.get(ContextKind::InvalidSubcommand)),
+    ) {
+        (
+            ErrorKind::UnknownArgument | ErrorKind::InvalidSubcommand,
+            Some(ContextValue::String(word)),
+        ) => word.clone(),
+        _ => return err,
+    };
+    let mut tips = match err.get(ContextKind::Suggested) {
+        Some(ContextValue::StyledStrs(tips)) => tips.clone(),
+        _ => Vec::new(),
+    };
+    tips.push(tip(&word).into());
+    err.insert(ContextKind::Suggested, ContextValue::StyledStrs(tips));
+    err
+}
+
+/// The tip for an unknown `word`: for salt-key's long flags (`--accept`) the short flag and the
+/// subcommand that stand for them; for one of its short flags beside a subcommand (`list -L`),
+/// that a command line has one form; else both forms.
+fn tip(word: &str) -> String {
+    let long = word
+        .strip_prefix("--")
+        .map(|rest| rest.split('=').next().unwrap_or(rest));
+    let letter = match word.strip_prefix('-').map(|rest| rest.chars()) {
+        Some(mut chars) => chars.next().filter(|_| chars.next().is_none()),
+        None => None,
+    };
+    let flag = SALT_FLAGS
+        .iter()
+        .find(|f| long == Some(f.long) || letter == Some(f.letter));
+    match flag {
+        Some(flag) if long.is_some() => format!(
+            "salt-key's --{} is `brine-key {}` here, or the subcommand `brine-key {}`",
+            flag.long,
+            flag.short_form(),
+            flag.subcommand_form()
+        ),
+        Some(flag) => format!(
+            "{} stands for the subcommand `{}`: give salt-key's flags or a subcommand, not both",
+            flag.short_form(),
+            flag.subcommand_form()
+        ),
+        None => {
+            let subcommands: Vec<String> = Cli::command()
+                .get_subcommands()
+                .map(|s| s.get_name().to_owned())
+                .collect();
+            let flags: Vec<String> = SALT_FLAGS.iter().map(SaltFlag::short_form).collect();
+            format!(
+                "brine-key takes a subcommand ({}) or salt-key's flags ({}, -y), not both: \
+                 see brine-key --help",
+                subcommands.join(", "),
+                flags.join(", ")
+            )
+        }
+    }
+}
+
+/// The end of `brine-key --help`: salt-key's flags (from `SALT_FLAGS`), then the
+/// confirmation and the exit codes.
+fn after_help() -> String {
+    let mut text = "Salt-key's flags, each instead of the subcommand shown:\n".to_owned();
+    for flag in &SALT_FLAGS {
+        let _ = writeln!(
+            text,
+            "  {:<9} {}",
+            flag.short_form(),
+            flag.subcommand_form()
+        );
+    }
+    let _ = writeln!(text, "  {:<9} --yes", "-y");
+    let _ = writeln!(
+        text,
+        "  ID: a minion id, a glob (`web*`), or several separated by commas (web1,db1)"
+    );
+    // The state words, wrapped.
+    let mut line = "  STATE:".to_owned();
+    for (name, _) in &SALT_STATES {
+        if line.len() + name.len() > 88 {
+            let _ = writeln!(text, "{line}");
+            line = "        ".to_owned();
+        }
+        let _ = write!(line, " {name},");
+    }
+    line.pop();
+    let _ = writeln!(
+        text,
+        "{line}\n  (salt-key's pre is the pending keys; all is every state)\n"
+    );
+    text + exit::BRINE_KEY_HELP
+}
+
 impl Command {
     /// Whether the command changes keys (and so needs a confirmation).
     pub fn changes_keys(&self) -> bool {
@@ -187,35 +646,48 @@ impl Command {
     }
 
     /// The request this subcommand sends without a confirmation step (`--yes`, or a command
-    /// that changes nothing).
-    pub fn request(&self) -> KeyCommand {
-        match self {
-            Command::List | Command::Finger { .. } | Command::MasterFinger => KeyCommand::List {},
+    /// that changes nothing); `None` when it depends on the keys there are: an accept of a
+    /// glob is sent as the ids of the pending keys it matches (see [`plan`]).
+    pub fn request(&self) -> Option<KeyCommand> {
+        let request = match self {
+            Command::List { .. } | Command::Finger { .. } | Command::MasterFinger => {
+                KeyCommand::List {}
+            }
             Command::Accept {
                 ids,
                 fingerprint,
                 preaccept,
                 ..
             } => KeyCommand::Accept {
-                ids: ids.clone(),
+                ids: ids.iter().map(|p| exact_id(p)).collect::<Option<_>>()?,
                 fingerprint: fingerprint.clone(),
                 preaccept: *preaccept,
             },
             Command::Reject {
                 ids, all, states, ..
-            } => {
-                // `salt-key -R` rejects the pending keys only.
-                let states = match (all, states.is_empty()) {
-                    (true, true) => vec![KeyState::Pending],
-                    _ => states.clone(),
-                };
-                KeyCommand::Reject(selection(ids, *all, states))
-            }
+            } => KeyCommand::Reject(reject_selection(ids, *all, states)),
             Command::Delete {
                 ids, all, states, ..
             } => KeyCommand::Delete(selection(ids, *all, states.clone())),
-        }
+        };
+        Some(request)
     }
+}
+
+/// An accept's pattern that is a minion id (it names the id's pending or rejected key); any
+/// other is a glob (it names the pending keys it matches).
+fn exact_id(pattern: &str) -> Option<MinionId> {
+    MinionId::new(pattern).ok()
+}
+
+/// The keys a reject names: as [`selection`], but `--all` alone is every pending key, as
+/// `salt-key -R`.
+fn reject_selection(ids: &[String], all: bool, states: &[KeyState]) -> KeySelection {
+    let states = match (all, states.is_empty()) {
+        (true, true) => vec![KeyState::Pending],
+        _ => states.to_vec(),
+    };
+    selection(ids, all, states)
 }
 
 /// The keys a reject or delete names: `--all` is every id.
@@ -250,81 +722,23 @@ pub struct Plan {
 /// fingerprint shown). A reject or delete sends its patterns: a key that arrives between the
 /// question and the answer may be rejected or deleted too, never let in.
 pub fn plan(command: &Command, keys: &[KeyInfo]) -> Result<Plan, CommandError> {
-    let of = |id: &MinionId, states: &[KeyState]| -> Vec<KeyInfo> {
-        keys.iter()
-            .filter(|k| &k.id == id && states.contains(&k.state))
-            .cloned()
-            .collect()
-    };
-    let request = command.request();
-    let selected = |selection: &KeySelection, applicable: &[KeyState]| {
-        let matcher = selection
-            .compile(applicable)
-            .map_err(CommandError::Refused)?;
-        let chosen: Vec<KeyInfo> = keys
-            .iter()
-            .filter(|k| matcher.matches(k))
-            .cloned()
-            .collect();
-        if chosen.is_empty() {
-            return Err(CommandError::Refused(selection.nothing_matched(applicable)));
+    match command {
+        Command::Accept {
+            ids,
+            fingerprint: Some(fingerprint),
+            preaccept,
+            ..
+        } if ids.len() == 1 && exact_id(&ids[0]).is_some() => {
+            let id = exact_id(&ids[0]).expect("checked by the guard");
+            choose_by_fingerprint(&id, fingerprint, *preaccept, keys)
         }
-        Ok(chosen)
-    };
-    match (command, &request) {
-        (
-            Command::Accept {
-                ids,
-                fingerprint: Some(fingerprint),
-                preaccept,
-                ..
-            },
-            _,
-        ) if ids.len() == 1 => {
-            // The fingerprint chooses among every key of the id.
-            let id = &ids[0];
-            let wanted: Fingerprint = fingerprint
-                .parse()
-                .map_err(|e| CommandError::Usage(format!("--fingerprint: {e}")))?;
-            let same =
-                |k: &KeyInfo| k.fingerprint.parse::<Fingerprint>().ok().as_ref() == Some(&wanted);
-            let all = of(id, &KeyState::ALL);
-            let chosen = match all.iter().find(|k| same(k)) {
-                Some(key) => key.clone(),
-                None if *preaccept => KeyInfo {
-                    id: id.clone(),
-                    state: KeyState::Preaccepted,
-                    fingerprint: wanted.to_string(),
-                },
-                None => {
-                    let current = all.iter().find(|k| k.state != KeyState::Denied);
-                    return Err(CommandError::Refused(no_key_with_fingerprint(
-                        id,
-                        current,
-                        &wanted.to_string(),
-                    )));
-                }
-            };
-            let displaced = all
-                .into_iter()
-                .filter(|k| !same(k) && k.state != KeyState::Denied)
-                .collect();
-            Ok(Plan {
-                keys: vec![chosen],
-                displaced,
-                request,
-                verb: "accepted",
-            })
-        }
-        (
-            Command::Accept {
-                ids,
-                all,
-                fingerprint,
-                ..
-            },
-            _,
-        ) => {
+        Command::Accept {
+            ids,
+            all,
+            fingerprint,
+            preaccept,
+            ..
+        } => {
             let shown: Vec<KeyInfo> = if *all {
                 keys.iter()
                     .filter(|k| k.state == KeyState::Pending)
@@ -332,14 +746,21 @@ pub fn plan(command: &Command, keys: &[KeyInfo]) -> Result<Plan, CommandError> {
                     .collect()
             } else {
                 let mut shown = Vec::new();
-                for id in ids {
-                    let found = of(id, &[KeyState::Pending, KeyState::Rejected]);
-                    if found.is_empty() {
-                        return Err(CommandError::Refused(format!(
-                            "{id} has no pending or rejected key"
-                        )));
-                    }
-                    for key in found {
+                for pattern in ids {
+                    let applicable: &[KeyState] = match exact_id(pattern) {
+                        Some(_) => &ACCEPTABLE,
+                        None if *preaccept => {
+                            return Err(CommandError::Usage(format!(
+                                "--preaccept takes minion ids, not a glob ({pattern})"
+                            )))
+                        }
+                        None => &[KeyState::Pending],
+                    };
+                    let one = KeySelection {
+                        ids: vec![pattern.clone()],
+                        states: Vec::new(),
+                    };
+                    for key in matching(keys, &one, applicable)? {
                         if !shown.contains(&key) {
                             shown.push(key);
                         }
@@ -364,22 +785,100 @@ pub fn plan(command: &Command, keys: &[KeyInfo]) -> Result<Plan, CommandError> {
                 verb: "accepted",
             })
         }
-        (_, KeyCommand::Reject(selection)) => Ok(Plan {
-            keys: selected(selection, &REJECTABLE)?,
-            displaced: Vec::new(),
-            request,
-            verb: "rejected",
-        }),
-        (_, KeyCommand::Delete(selection)) => Ok(Plan {
-            keys: selected(selection, &KeyState::ALL)?,
-            displaced: Vec::new(),
-            request,
-            verb: "deleted",
-        }),
+        Command::Reject {
+            ids, all, states, ..
+        } => {
+            let selection = reject_selection(ids, *all, states);
+            Ok(Plan {
+                keys: matching(keys, &selection, &REJECTABLE)?,
+                displaced: Vec::new(),
+                request: KeyCommand::Reject(selection),
+                verb: "rejected",
+            })
+        }
+        Command::Delete {
+            ids, all, states, ..
+        } => {
+            let selection = selection(ids, *all, states.clone());
+            Ok(Plan {
+                keys: matching(keys, &selection, &KeyState::ALL)?,
+                displaced: Vec::new(),
+                request: KeyCommand::Delete(selection),
+                verb: "deleted",
+            })
+        }
         _ => Err(CommandError::Usage(
             "this command changes no key".to_owned(),
         )),
     }
+}
+
+/// The plan of `accept ID --fingerprint FP`: the fingerprint chooses among every key of the
+/// id, and the id's other keys are displaced; with `preaccept`, a fingerprint no key has yet
+/// is awaited.
+fn choose_by_fingerprint(
+    id: &MinionId,
+    fingerprint: &str,
+    preaccept: bool,
+    keys: &[KeyInfo],
+) -> Result<Plan, CommandError> {
+    let wanted: Fingerprint = fingerprint
+        .parse()
+        .map_err(|e| CommandError::Usage(format!("--fingerprint: {e}")))?;
+    let same = |k: &KeyInfo| k.fingerprint.parse::<Fingerprint>().ok().as_ref() == Some(&wanted);
+    let all: Vec<&KeyInfo> = keys.iter().filter(|k| &k.id == id).collect();
+    let chosen = match all.iter().find(|k| same(k)) {
+        Some(key) => (*key).clone(),
+        None if preaccept => KeyInfo {
+            id: id.clone(),
+            state: KeyState::Preaccepted,
+            fingerprint: wanted.to_string(),
+        },
+        None => {
+            let current = all.iter().copied().find(|k| k.state != KeyState::Denied);
+            return Err(CommandError::Refused(no_key_with_fingerprint(
+                id,
+                current,
+                &wanted.to_string(),
+            )));
+        }
+    };
+    let displaced = all
+        .into_iter()
+        .filter(|k| !same(k) && k.state != KeyState::Denied)
+        .cloned()
+        .collect();
+    Ok(Plan {
+        keys: vec![chosen],
+        displaced,
+        request: KeyCommand::Accept {
+            ids: vec![id.clone()],
+            fingerprint: Some(fingerprint.to_owned()),
+            preaccept,
+        },
+        verb: "accepted",
+    })
+}
+
+/// The keys a selection names, among those in `applicable` states; none is refused as the
+/// master refuses it (`web* has no pending key`).
+fn matching(
+    keys: &[KeyInfo],
+    selection: &KeySelection,
+    applicable: &[KeyState],
+) -> Result<Vec<KeyInfo>, CommandError> {
+    let matcher = selection
+        .compile(applicable)
+        .map_err(CommandError::Refused)?;
+    let chosen: Vec<KeyInfo> = keys
+        .iter()
+        .filter(|k| matcher.matches(k))
+        .cloned()
+        .collect();
+    if chosen.is_empty() {
+        return Err(CommandError::Refused(selection.nothing_matched(applicable)));
+    }
+    Ok(chosen)
 }
 
 /// The question asked before a change.
@@ -387,13 +886,13 @@ pub fn question(plan: &Plan) -> String {
     let mut text = format!(
         "The following keys are going to be {}:\n{}",
         plan.verb,
-        render_groups(&plan.keys, false, false)
+        render_groups(&plan.keys, &[], false)
     );
     if !plan.displaced.is_empty() {
         let _ = write!(
             text,
             "and these other keys of the id are going to be denied:\n{}",
-            render_groups(&plan.displaced, false, false)
+            render_groups(&plan.displaced, &[], false)
         );
     }
     text + "Proceed? [y/N] "
@@ -430,52 +929,61 @@ pub async fn run(
 ) -> Result<u8, CommandError> {
     let color = cli.master.out == OutputFormat::Human && color_wanted(stdout_is_terminal);
     let text = match &cli.command {
-        Command::List => {
+        Command::List { states } => {
             let (master, keys) = send(&cli.master.socket, KeyCommand::List {}).await?;
-            render_list(&master, &keys, cli.master.out, color)
+            render_list(&master, &keys, states, cli.master.out, color)
         }
-        Command::Finger { id } => {
+        Command::Finger { ids } => {
             let (master, mut keys) = send(&cli.master.socket, KeyCommand::List {}).await?;
-            if let Some(id) = id {
-                keys.retain(|k| &k.id == id);
-                if keys.is_empty() {
-                    return Err(CommandError::Refused(format!("{id} has no key")));
-                }
+            if !ids.is_empty() {
+                let selection = KeySelection {
+                    ids: ids.clone(),
+                    states: Vec::new(),
+                };
+                keys = matching(&keys, &selection, &KeyState::ALL)?;
             }
-            render_finger(&master, id.is_none(), &keys, cli.master.out, color)
+            render_finger(&master, ids.is_empty(), &keys, cli.master.out, color)
         }
         Command::MasterFinger => {
             let (master, _) = send(&cli.master.socket, KeyCommand::List {}).await?;
             render_master_finger(&master, cli.master.out)
         }
         command => {
-            let (request, verb) = if command.confirmed() {
-                (command.request(), verb_of(command))
-            } else {
-                let Some(ask) = ask else {
+            let ask = match (command.confirmed(), ask) {
+                (true, _) => None,
+                (false, Some(ask)) => Some(ask),
+                (false, None) => {
                     return Err(CommandError::Usage(
                         "stdin is not a terminal, so nobody can confirm: \
                          pass --yes to change keys without a question"
                             .to_owned(),
-                    ));
-                };
-                let (_, keys) = send(&cli.master.socket, KeyCommand::List {}).await?;
-                let plan = plan(command, &keys)?;
-                if plan.keys.is_empty() {
-                    let text = render_changed(plan.verb, &[], cli.master.out, color);
-                    write(out, &text)?;
-                    return Ok(exit::SUCCESS);
-                }
-                let yes = ask(&question(&plan)).map_err(|e| {
-                    CommandError::Usage(format!(
-                        "cannot ask for confirmation ({}): pass --yes",
-                        crate::client::describe_io(&e)
                     ))
-                })?;
-                if !yes {
-                    return Err(CommandError::Declined);
                 }
-                (plan.request, plan.verb)
+            };
+            let (request, verb) = match (command.request(), ask) {
+                (Some(request), None) => (request, verb_of(command)),
+                (_, ask) => {
+                    // The keys first: to show them, or to know which ids a glob names.
+                    let (_, keys) = send(&cli.master.socket, KeyCommand::List {}).await?;
+                    let plan = plan(command, &keys)?;
+                    if plan.keys.is_empty() {
+                        let text = render_changed(plan.verb, &[], cli.master.out, color);
+                        write(out, &text)?;
+                        return Ok(exit::SUCCESS);
+                    }
+                    if let Some(ask) = ask {
+                        let yes = ask(&question(&plan)).map_err(|e| {
+                            CommandError::Usage(format!(
+                                "cannot ask for confirmation ({}): pass --yes",
+                                crate::client::describe_io(&e)
+                            ))
+                        })?;
+                        if !yes {
+                            return Err(CommandError::Declined);
+                        }
+                    }
+                    (plan.request, plan.verb)
+                }
             };
             let (_, changed) = send(&cli.master.socket, request).await?;
             render_changed(verb, &changed, cli.master.out, color)
@@ -556,14 +1064,22 @@ fn paint(color: bool, code: &str, text: &str) -> String {
     }
 }
 
+/// The headings `list` shows even when they have no key, as `salt-key -L` does.
+const SALT_HEADINGS: [KeyState; 4] = [
+    KeyState::Accepted,
+    KeyState::Denied,
+    KeyState::Pending,
+    KeyState::Rejected,
+];
+
 /// Keys under `salt-key` headings, one `id  fingerprint` line each (ids padded to one
-/// width). `every_heading`: also the headings of states without keys, as `salt-key -L` does.
-pub fn render_groups(keys: &[KeyInfo], every_heading: bool, color: bool) -> String {
+/// width). `headings`: states whose heading is shown even without keys.
+pub fn render_groups(keys: &[KeyInfo], headings: &[KeyState], color: bool) -> String {
     let width = keys.iter().map(|k| k.id.as_str().len()).max().unwrap_or(0);
     let mut out = String::new();
     for (state, heading, code) in GROUPS {
         let mut group: Vec<&KeyInfo> = keys.iter().filter(|k| k.state == state).collect();
-        if group.is_empty() && (!every_heading || state == KeyState::Preaccepted) {
+        if group.is_empty() && !headings.contains(&state) {
             continue;
         }
         group.sort_by(|a, b| (&a.id, &a.fingerprint).cmp(&(&b.id, &b.fingerprint)));
@@ -586,15 +1102,20 @@ struct KeyRecord<'a> {
     state: Option<&'static str>,
 }
 
-/// `list` and `finger` in `json`/`yaml`.
+/// `list` and `finger` in `json`/`yaml`: a list per state (`list --state`: those states' only).
 #[derive(Debug, Serialize)]
 struct KeyLists<'a> {
     master_fingerprint: &'a str,
-    accepted: Vec<KeyRecord<'a>>,
-    pending: Vec<KeyRecord<'a>>,
-    rejected: Vec<KeyRecord<'a>>,
-    denied: Vec<KeyRecord<'a>>,
-    preaccepted: Vec<KeyRecord<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    accepted: Option<Vec<KeyRecord<'a>>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pending: Option<Vec<KeyRecord<'a>>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rejected: Option<Vec<KeyRecord<'a>>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    denied: Option<Vec<KeyRecord<'a>>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    preaccepted: Option<Vec<KeyRecord<'a>>>,
 }
 
 fn records(keys: &[KeyInfo], state: Option<KeyState>, with_state: bool) -> Vec<KeyRecord<'_>> {
@@ -622,23 +1143,42 @@ fn document<T: Serialize>(value: &T, format: OutputFormat) -> String {
     }
 }
 
-fn lists<'a>(master: &'a str, keys: &'a [KeyInfo]) -> KeyLists<'a> {
+/// The lists of the keys in `states` (every state when empty).
+fn lists<'a>(master: &'a str, keys: &'a [KeyInfo], states: &[KeyState]) -> KeyLists<'a> {
+    let list = |state: KeyState| {
+        (states.is_empty() || states.contains(&state)).then(|| records(keys, Some(state), false))
+    };
     KeyLists {
         master_fingerprint: master,
-        accepted: records(keys, Some(KeyState::Accepted), false),
-        pending: records(keys, Some(KeyState::Pending), false),
-        rejected: records(keys, Some(KeyState::Rejected), false),
-        denied: records(keys, Some(KeyState::Denied), false),
-        preaccepted: records(keys, Some(KeyState::Preaccepted), false),
+        accepted: list(KeyState::Accepted),
+        pending: list(KeyState::Pending),
+        rejected: list(KeyState::Rejected),
+        denied: list(KeyState::Denied),
+        preaccepted: list(KeyState::Preaccepted),
     }
 }
 
-/// `list`: every heading with its keys; for scripts the four lists and the master's
-/// fingerprint.
-pub fn render_list(master: &str, keys: &[KeyInfo], format: OutputFormat, color: bool) -> String {
+/// `list`: the headings of `salt-key -L` with their keys (and preaccepted ones, if any); for
+/// scripts a list per state and the master's fingerprint. With `states` (`list --state`,
+/// `-l`), only those: their headings, or their lists.
+pub fn render_list(
+    master: &str,
+    keys: &[KeyInfo],
+    states: &[KeyState],
+    format: OutputFormat,
+    color: bool,
+) -> String {
     match format {
-        OutputFormat::Human => render_groups(keys, true, color),
-        _ => document(&lists(master, keys), format),
+        OutputFormat::Human if states.is_empty() => render_groups(keys, &SALT_HEADINGS, color),
+        OutputFormat::Human => {
+            let chosen: Vec<KeyInfo> = keys
+                .iter()
+                .filter(|k| states.contains(&k.state))
+                .cloned()
+                .collect();
+            render_groups(&chosen, states, color)
+        }
+        _ => document(&lists(master, keys, states), format),
     }
 }
 
@@ -658,9 +1198,9 @@ pub fn render_finger(
                 let _ = writeln!(out, "{}", paint(color, "\x1b[0;36m", "Master Key:"));
                 let _ = writeln!(out, "{master}");
             }
-            out + &render_groups(keys, false, color)
+            out + &render_groups(keys, &[], color)
         }
-        _ => document(&lists(master, keys), format),
+        _ => document(&lists(master, keys, &[]), format),
     }
 }
 
@@ -748,7 +1288,7 @@ mod tests {
                         00:11:22:33:44:55:66:77:88:99:aa:bb:cc:dd:ee:ff";
 
     fn parse(words: &[&str]) -> Result<Cli, clap::Error> {
-        Cli::try_parse_from(std::iter::once("brine-key").chain(words.iter().copied()))
+        Cli::parse_args(std::iter::once("brine-key").chain(words.iter().copied()))
     }
 
     fn id(s: &str) -> MinionId {
@@ -781,41 +1321,41 @@ mod tests {
     #[test]
     fn subcommands_become_requests() {
         let cli = parse(&["list", "--out", "json"]).unwrap();
-        assert_eq!(cli.command.request(), KeyCommand::List {});
+        assert_eq!(cli.command.request(), Some(KeyCommand::List {}));
         assert_eq!(cli.master.out, OutputFormat::Json);
         let cli = parse(&["accept", "web1", "web2", "--fingerprint", FP_A, "--yes"]).unwrap();
         assert_eq!(
             cli.command.request(),
-            KeyCommand::Accept {
+            Some(KeyCommand::Accept {
                 ids: vec![id("web1"), id("web2")],
                 fingerprint: Some(FP_A.into()),
                 preaccept: false,
-            }
+            })
         );
         assert!(cli.command.confirmed() && cli.command.changes_keys());
         let cli = parse(&["accept", "--all"]).unwrap();
         assert_eq!(
             cli.command.request(),
-            KeyCommand::Accept {
+            Some(KeyCommand::Accept {
                 ids: vec![],
                 fingerprint: None,
                 preaccept: false,
-            }
+            })
         );
         assert!(!cli.command.confirmed());
         let cli = parse(&["reject", "web1", "-y"]).unwrap();
         assert_eq!(
             cli.command.request(),
-            KeyCommand::Reject(KeySelection::id(&id("web1")))
+            Some(KeyCommand::Reject(KeySelection::id(&id("web1"))))
         );
         let cli = parse(&["delete", "web1"]).unwrap();
         assert_eq!(
             cli.command.request(),
-            KeyCommand::Delete(KeySelection::id(&id("web1")))
+            Some(KeyCommand::Delete(KeySelection::id(&id("web1"))))
         );
         for words in [&["finger"][..], &["finger", "web1"], &["master-finger"]] {
             let cli = parse(words).unwrap();
-            assert_eq!(cli.command.request(), KeyCommand::List {});
+            assert_eq!(cli.command.request(), Some(KeyCommand::List {}));
             assert!(!cli.command.changes_keys());
         }
     }
@@ -842,7 +1382,6 @@ mod tests {
             &["reject", "web["],
             &["accept", "web1", "--preaccept"],
             &["delete", "--all", "--state", "lost"],
-            &["finger", "web1", "web2"],
             &["bogus"],
             &[],
         ] {
@@ -883,6 +1422,12 @@ mod tests {
             "Exit codes:",
             "  69 ",
             "--yes",
+            "Salt-key's flags",
+            "  -a ID     accept ID\n",
+            "  -l STATE  list --state STATE\n",
+            "  -r ID     reject --state pending ID\n",
+            "  -y        --yes\n",
+            "acc, accepted, un",
         ] {
             assert!(help.contains(word), "{word:?} missing from\n{help}");
         }
@@ -890,7 +1435,7 @@ mod tests {
 
     #[test]
     fn list_is_grouped_like_salt_key() {
-        let text = render_list(FP_A, &sample(), OutputFormat::Human, false);
+        let text = render_list(FP_A, &sample(), &[], OutputFormat::Human, false);
         assert_eq!(
             text,
             format!(
@@ -905,7 +1450,7 @@ mod tests {
                  old   {FP_B}\n"
             )
         );
-        let text = render_list(FP_A, &[], OutputFormat::Human, false);
+        let text = render_list(FP_A, &[], &[], OutputFormat::Human, false);
         assert_eq!(
             text,
             "Accepted Keys:\nDenied Keys:\nUnaccepted Keys:\nRejected Keys:\n"
@@ -914,15 +1459,15 @@ mod tests {
 
     #[test]
     fn colours_only_when_asked() {
-        let text = render_list(FP_A, &sample(), OutputFormat::Human, true);
+        let text = render_list(FP_A, &sample(), &[], OutputFormat::Human, true);
         assert!(text.contains("\x1b[0;32mAccepted Keys:\x1b[0m"), "{text:?}");
         assert!(text.contains("\x1b[0;31mdb1 \x1b[0m"), "{text:?}");
-        assert!(!render_list(FP_A, &sample(), OutputFormat::Human, false).contains('\x1b'));
+        assert!(!render_list(FP_A, &sample(), &[], OutputFormat::Human, false).contains('\x1b'));
     }
 
     #[test]
     fn list_for_scripts_has_a_list_per_state_and_the_master() {
-        let text = render_list(FP_B, &sample(), OutputFormat::Json, false);
+        let text = render_list(FP_B, &sample(), &[], OutputFormat::Json, false);
         let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(
             doc,
@@ -935,11 +1480,11 @@ mod tests {
                 "preaccepted": [],
             })
         );
-        let yaml = render_list(FP_B, &sample(), OutputFormat::Yaml, false);
+        let yaml = render_list(FP_B, &sample(), &[], OutputFormat::Yaml, false);
         let doc2: serde_json::Value = serde_norway::from_str(&yaml).unwrap();
         assert_eq!(doc, doc2);
         let empty: serde_json::Value =
-            serde_json::from_str(&render_list(FP_B, &[], OutputFormat::Json, false)).unwrap();
+            serde_json::from_str(&render_list(FP_B, &[], &[], OutputFormat::Json, false)).unwrap();
         assert_eq!(empty["pending"], json!([]));
     }
 
@@ -1158,10 +1703,10 @@ mod tests {
         let cli = parse(&["reject", "--all", "-y"]).unwrap();
         assert_eq!(
             cli.command.request(),
-            KeyCommand::Reject(KeySelection {
+            Some(KeyCommand::Reject(KeySelection {
                 ids: vec!["*".into()],
                 states: vec![KeyState::Pending],
-            }),
+            })),
             "as salt-key -R: the pending keys"
         );
         let denied = plan_of(&["delete", "web*", "--state", "denied"], &sample());
@@ -1207,6 +1752,234 @@ mod tests {
         assert_eq!(
             refusal(ControlError::Storage, "x".into()).exit_code(),
             exit::FAILED
+        );
+    }
+
+    /// What [`subcommand_form`] makes of `words` (after the program name).
+    fn translated(words: &[&str]) -> Result<Vec<String>, clap::Error> {
+        let args = std::iter::once("brine-key")
+            .chain(words.iter().copied())
+            .map(OsString::from)
+            .collect();
+        let out = subcommand_form(args)?;
+        assert_eq!(out[0], "brine-key");
+        Ok(out[1..]
+            .iter()
+            .map(|w| w.to_str().unwrap().to_owned())
+            .collect())
+    }
+
+    #[test]
+    fn salt_key_flags_become_the_subcommand_they_stand_for() {
+        for (flags, subcommand) in [
+            (&["-L"][..], &["list"][..]),
+            (&["-l", "acc"], &["list", "--state", "accepted"]),
+            (&["-l", "accepted"], &["list", "--state", "accepted"]),
+            (&["-l", "un"], &["list", "--state", "pending"]),
+            (&["-l", "unaccepted"], &["list", "--state", "pending"]),
+            (&["-l", "pre"], &["list", "--state", "pending"]),
+            (&["-l", "pending"], &["list", "--state", "pending"]),
+            (&["-lrej"], &["list", "--state", "rejected"]),
+            (&["-l", "den"], &["list", "--state", "denied"]),
+            (&["-l", "preaccepted"], &["list", "--state", "preaccepted"]),
+            (&["-l", "all"], &["list"]),
+            (&["-a", "web*", "-y"], &["accept", "--yes", "--", "web*"]),
+            (
+                &["-y", "-a", "web1,db1"],
+                &["accept", "--yes", "--", "web1", "db1"],
+            ),
+            (&["-aweb1"], &["accept", "--", "web1"]),
+            (&["-ya", "web1"], &["accept", "--yes", "--", "web1"]),
+            (&["-A"], &["accept", "--all"]),
+            (&["-Ay"], &["accept", "--all", "--yes"]),
+            (&["-A", "--yes"], &["accept", "--all", "--yes"]),
+            (
+                &["-r", "web1", "-y"],
+                &["reject", "--state", "pending", "--yes", "--", "web1"],
+            ),
+            (&["-R", "-y"], &["reject", "--all", "--yes"]),
+            (&["-d", "old"], &["delete", "--", "old"]),
+            (&["-D", "-y"], &["delete", "--all", "--yes"]),
+            (&["-f", "web1"], &["finger", "--", "web1"]),
+            (&["-F"], &["finger"]),
+            // salt-key takes -y with any action: without a question it means nothing.
+            (&["-L", "-y"], &["list"]),
+            // The master's flags stay, their values are no subcommand.
+            (
+                &["--out", "json", "-L", "--socket", "/s"],
+                &["--out", "json", "--socket", "/s", "list"],
+            ),
+            (&["--output=yaml", "-F"], &["--output=yaml", "finger"]),
+        ] {
+            assert_eq!(translated(flags).unwrap(), subcommand, "{flags:?}");
+        }
+    }
+
+    #[test]
+    fn a_subcommand_and_its_flags_are_left_to_clap() {
+        for words in [
+            &["accept", "web1", "-y"][..],
+            &["--out", "json", "reject", "-R", "-y"],
+            &["--socket", "/s", "delete", "-D"],
+            &["list", "--state", "pending"],
+            &["finger", "-a"],
+            &["-h"],
+            &["--version"],
+            &[],
+        ] {
+            assert_eq!(translated(words).unwrap(), words, "{words:?}");
+        }
+    }
+
+    #[test]
+    fn the_flag_form_runs_as_the_subcommand() {
+        let cli = parse(&["-l", "un", "--out", "json"]).unwrap();
+        assert!(matches!(&cli.command, Command::List { states } if states == &[KeyState::Pending]));
+        assert_eq!(cli.master.out, OutputFormat::Json);
+        let cli = parse(&["-R", "-y"]).unwrap();
+        assert_eq!(
+            cli.command.request(),
+            parse(&["reject", "--all", "--yes"])
+                .unwrap()
+                .command
+                .request()
+        );
+        let cli = parse(&["-r", "web1,db1", "-y"]).unwrap();
+        assert_eq!(
+            cli.command.request(),
+            Some(KeyCommand::Reject(KeySelection {
+                ids: vec!["web1".into(), "db1".into()],
+                states: vec![KeyState::Pending],
+            })),
+            "as salt-key -r: pending keys only"
+        );
+        assert!(cli.command.confirmed());
+        let cli = parse(&["-f", "web*"]).unwrap();
+        assert!(matches!(&cli.command, Command::Finger { ids } if ids == &["web*"]));
+    }
+
+    #[test]
+    fn flag_mistakes_are_usage_errors_that_say_what_to_write() {
+        for (words, says) in [
+            (&["-L", "list"][..], "not both"),
+            (&["-y", "accept", "web1"], "salt-key's flag -y and the subcommand accept"),
+            (&["accept", "web1", "-a", "web2"], "-a ID stands for the subcommand `accept ID`"),
+            (&["list", "-L"], "-L stands for the subcommand `list`"),
+            (&["-a"], "-a takes a minion id or glob"),
+            (&["-a", "-y"], "-a takes a minion id or glob"),
+            (&["-a", "web1", "web2"], "several ids: -a web1,db1"),
+            (&["-l"], "-l takes a key state, one of acc, accepted"),
+            (&["-l", "bogus"], "-l bogus: a key state is one of acc"),
+            (&["-y"], "-y confirms a change: give it with -a"),
+            (&["-A", "-D"], "-A and -D in one command line"),
+            (&["-a", "web[", "-y"], "web["),
+            (&["-a", "../x", "-y"], "../x"),
+            (&["-x"], "brine-key takes a subcommand (list, accept"),
+            (&["-Lx"], "'-x'"),
+            (&["bogus"], "salt-key's flags (-L, -l STATE, -a ID"),
+            (&["--list"], "salt-key's --list is `brine-key -l STATE` here, or the subcommand `brine-key list --state STATE`"),
+            (&["--accept-all"], "`brine-key -A` here, or the subcommand `brine-key accept --all`"),
+            (&["--delete=web1"], "`brine-key -d ID` here"),
+        ] {
+            let e = parse(words).unwrap_err();
+            assert_eq!(e.exit_code(), 2, "{words:?}: {e}");
+            let text = e.to_string();
+            assert!(text.contains(says), "{words:?}: {says:?} missing from\n{text}");
+        }
+    }
+
+    #[test]
+    fn list_with_states_shows_those_only() {
+        let text = render_list(
+            FP_A,
+            &sample(),
+            &[KeyState::Pending],
+            OutputFormat::Human,
+            false,
+        );
+        assert_eq!(text, format!("Unaccepted Keys:\ndb1  {FP_A}\n"));
+        let text = render_list(
+            FP_A,
+            &sample(),
+            &[KeyState::Preaccepted],
+            OutputFormat::Human,
+            false,
+        );
+        assert_eq!(
+            text, "Preaccepted Keys:\n",
+            "salt-key shows the heading asked for"
+        );
+        let states = [KeyState::Accepted, KeyState::Rejected];
+        let doc: serde_json::Value = serde_json::from_str(&render_list(
+            FP_B,
+            &sample(),
+            &states,
+            OutputFormat::Json,
+            false,
+        ))
+        .unwrap();
+        assert_eq!(
+            doc,
+            json!({
+                "master_fingerprint": FP_B,
+                "accepted": [{"id": "web1", "fingerprint": FP_A}, {"id": "web2", "fingerprint": FP_B}],
+                "rejected": [{"id": "old", "fingerprint": FP_B}],
+            })
+        );
+    }
+
+    #[test]
+    fn an_accept_of_a_glob_names_the_pending_keys_it_matches() {
+        let mut keys = sample();
+        keys.push(key("web3", KeyState::Pending, FP_A));
+        keys.push(key("web4", KeyState::Pending, FP_B));
+        let cli = parse(&["-a", "web*", "-y"]).unwrap();
+        assert_eq!(
+            cli.command.request(),
+            None,
+            "only the key list can say which"
+        );
+        let all = plan(&cli.command, &keys).unwrap();
+        assert_eq!(
+            all.request,
+            KeyCommand::Accept {
+                ids: vec![id("web3"), id("web4")],
+                fingerprint: None,
+                preaccept: false,
+            },
+            "not web1 or web2 (accepted) nor web1's denied key"
+        );
+        assert_eq!(all.keys.len(), 2);
+        // One key matched: pinned to its fingerprint. Ids and globs together, each key once.
+        let one = plan_of(&["accept", "web3", "web3*", "db*"], &keys);
+        assert_eq!(
+            one.request,
+            KeyCommand::Accept {
+                ids: vec![id("web3"), id("db1")],
+                fingerprint: None,
+                preaccept: false,
+            }
+        );
+        let one = plan_of(&["accept", "w?b4"], &keys);
+        assert_eq!(
+            one.request,
+            KeyCommand::Accept {
+                ids: vec![id("web4")],
+                fingerprint: Some(FP_B.into()),
+                preaccept: false,
+            }
+        );
+        // An id takes its rejected key too; a glob, as salt-key -a, pending keys only.
+        assert_eq!(plan_of(&["accept", "old"], &keys).keys.len(), 1);
+        let cli = parse(&["accept", "ol*"]).unwrap();
+        let e = plan(&cli.command, &keys).unwrap_err();
+        assert_eq!(e.to_string(), "ol* has no pending key");
+        assert_eq!(e.exit_code(), exit::FAILED);
+        // --preaccept awaits one id's fingerprint: not a glob's.
+        let cli = parse(&["accept", "new*", "--fingerprint", FP_A, "--preaccept"]).unwrap();
+        assert_eq!(
+            plan(&cli.command, &keys).unwrap_err().exit_code(),
+            exit::USAGE
         );
     }
 }

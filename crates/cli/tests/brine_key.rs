@@ -18,7 +18,6 @@ use brine_proto::control::{
 use brine_proto::frame::ControlCodec;
 use brine_proto::MinionId;
 use bytes::Bytes;
-use clap::Parser;
 use futures::{SinkExt, StreamExt};
 use serde_json::json;
 use tokio::io::AsyncWriteExt;
@@ -478,7 +477,7 @@ async fn at_terminal(
     answer: bool,
 ) -> (Result<u8, CommandError>, String, Vec<String>) {
     let socket = master.socket.to_str().unwrap();
-    let cli = Cli::try_parse_from(
+    let cli = Cli::parse_args(
         ["brine-key", "--socket", socket]
             .into_iter()
             .chain(args.iter().copied()),
@@ -571,4 +570,150 @@ async fn at_a_terminal_an_id_without_a_key_is_refused_without_a_question() {
     let (result, _, questions) = at_terminal(&master, &["delete", "nobody"], true).await;
     assert_eq!(result.unwrap_err().to_string(), "nobody has no key");
     assert!(questions.is_empty());
+}
+
+#[tokio::test]
+async fn salt_key_flags_send_what_their_subcommands_send() {
+    let master = FakeMaster::answering(vec![keys(vec![])]);
+    let out = master.brine_key(&["-a", "db*", "-y"], "").await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    // A glob: the keys are listed, and the ids of the pending ones it matches are sent.
+    assert_eq!(
+        master.requests(),
+        vec![
+            ControlRequest::Keys(KeyCommand::List {}),
+            ControlRequest::Keys(KeyCommand::Accept {
+                ids: vec![id("db1")],
+                fingerprint: Some(FP_2.into()),
+                preaccept: false,
+            }),
+        ]
+    );
+    // An id goes straight to the master, as `accept db1 --yes` does.
+    let out = master.brine_key(&["-ya", "db1"], "").await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        master.requests()[2],
+        ControlRequest::Keys(KeyCommand::Accept {
+            ids: vec![id("db1")],
+            fingerprint: None,
+            preaccept: false,
+        })
+    );
+    // A glob that matches no pending key sends nothing more.
+    let out = master.brine_key(&["-a", "web*", "-y"], "").await;
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(text(&out.stderr), "brine-key: web* has no pending key\n");
+    assert_eq!(master.requests().len(), 4, "the list only");
+
+    for (flags, sent) in [
+        (
+            &["-r", "web1,db1", "-y"][..],
+            KeyCommand::Reject(KeySelection {
+                ids: vec!["web1".into(), "db1".into()],
+                states: vec![KeyState::Pending],
+            }),
+        ),
+        (
+            &["-R", "-y"],
+            KeyCommand::Reject(KeySelection {
+                ids: vec!["*".into()],
+                states: vec![KeyState::Pending],
+            }),
+        ),
+        (
+            &["-d", "web*", "-y"],
+            KeyCommand::Delete(KeySelection {
+                ids: vec!["web*".into()],
+                states: vec![],
+            }),
+        ),
+        (
+            &["-D", "-y"],
+            KeyCommand::Delete(KeySelection {
+                ids: vec!["*".into()],
+                states: vec![],
+            }),
+        ),
+    ] {
+        let out = master.brine_key(flags, "").await;
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{flags:?}: {}",
+            text(&out.stderr)
+        );
+        assert_eq!(
+            master.requests().last(),
+            Some(&ControlRequest::Keys(sent)),
+            "{flags:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn salt_key_flags_list_and_finger_as_the_subcommands_do() {
+    let master = FakeMaster::answering(vec![]);
+    for (flags, subcommand) in [
+        (&["-L"][..], &["list"][..]),
+        (&["-l", "all"], &["list"]),
+        (&["-L", "--out", "json"], &["list", "--out", "json"]),
+        (&["-F"], &["finger"]),
+        (&["-f", "db1"], &["finger", "db1"]),
+    ] {
+        let flagged = master.brine_key(flags, "").await;
+        let plain = master.brine_key(subcommand, "").await;
+        assert_eq!(flagged.status.code(), Some(0), "{flags:?}");
+        assert_eq!(text(&flagged.stdout), text(&plain.stdout), "{flags:?}");
+    }
+    let out = master.brine_key(&["-l", "un"], "").await;
+    assert_eq!(
+        text(&out.stdout),
+        format!("Unaccepted Keys:\ndb1  {FP_2}\n")
+    );
+    let out = master.brine_key(&["-l", "acc", "--out", "json"], "").await;
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        doc,
+        json!({
+            "master_fingerprint": MASTER_FP,
+            "accepted": [{"id": "web1", "fingerprint": FP_1}],
+        })
+    );
+    let out = master.brine_key(&["-f", "w*"], "").await;
+    assert_eq!(text(&out.stdout), format!("Accepted Keys:\nweb1  {FP_1}\n"));
+}
+
+#[tokio::test]
+async fn salt_key_flags_without_yes_or_a_terminal_change_nothing() {
+    let master = FakeMaster::answering(vec![]);
+    for flags in [&["-a", "db1"][..], &["-A"], &["-r", "db*"], &["-D"]] {
+        let out = master.brine_key(flags, "y\n").await;
+        assert_eq!(out.status.code(), Some(2), "{flags:?}");
+        assert!(text(&out.stderr).contains("--yes"), "{flags:?}");
+    }
+    assert_eq!(master.requests(), vec![], "nothing reached the master");
+}
+
+#[tokio::test]
+async fn at_a_terminal_a_glob_shows_the_pending_keys_it_matches() {
+    let master = FakeMaster::answering(vec![keys(vec![key("db1", KeyState::Accepted, FP_2)])]);
+    let (result, _, questions) = at_terminal(&master, &["-a", "*"], true).await;
+    assert_eq!(result.unwrap(), exit::SUCCESS);
+    assert_eq!(
+        questions,
+        vec![format!(
+            "The following keys are going to be accepted:\nUnaccepted Keys:\ndb1  {FP_2}\n\
+             Proceed? [y/N] "
+        )],
+        "web1 is accepted already"
+    );
+    assert_eq!(
+        master.requests()[1],
+        ControlRequest::Keys(KeyCommand::Accept {
+            ids: vec![id("db1")],
+            fingerprint: Some(FP_2.into()),
+            preaccept: false,
+        })
+    );
 }

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use brine_crypto::Fingerprint;
 use brine_proto::control::{
     no_key_with_fingerprint, ControlError, ControlEvent, KeyCommand, KeyInfo, KeySelection,
-    KeyState, REJECTABLE,
+    KeyState, ACCEPTABLE, REJECTABLE,
 };
 use brine_proto::{now_ms, MinionId};
 use tracing::{info, warn};
@@ -178,7 +178,7 @@ async fn accept(
         for id in &ids {
             let key = keys
                 .iter()
-                .find(|k| &k.id == id && matches!(k.state, KeyState::Pending | KeyState::Rejected))
+                .find(|k| &k.id == id && ACCEPTABLE.contains(&k.state))
                 .ok_or_else(|| not_found(id, "pending or rejected"))?;
             found.push(key);
         }
@@ -201,13 +201,7 @@ async fn accept(
         let id = key.id.clone();
         let changed = shared
             .store
-            .call(move |s| {
-                s.set_key_state(
-                    &id,
-                    &[KeyState::Pending, KeyState::Rejected],
-                    KeyState::Accepted,
-                )
-            })
+            .call(move |s| s.set_key_state(&id, &ACCEPTABLE, KeyState::Accepted))
             .await
             .map_err(storage)?;
         if let Some(changed) = changed {

@@ -102,6 +102,9 @@ pub fn no_key_with_fingerprint(id: &MinionId, current: Option<&KeyInfo>, wanted:
 /// The states `reject` applies to: an operator rejects a key that waits or that is in.
 pub const REJECTABLE: [KeyState; 2] = [KeyState::Pending, KeyState::Accepted];
 
+/// The states an `accept` of an id applies to: a key that waits, or one rejected before.
+pub const ACCEPTABLE: [KeyState; 2] = [KeyState::Pending, KeyState::Rejected];
+
 /// The most id patterns one `reject` or `delete` may carry.
 pub const MAX_KEY_PATTERNS: usize = 1024;
 
