@@ -315,7 +315,7 @@ Bob = [{ targets = ["*"], functions = ["*"] }]
     fn bad_acl_rules_stop_start_up() {
         for bad in [
             "[[publisher_acl.alice]]\ntargets = []\nfunctions = [\"test.*\"]\n",
-            "[[publisher_acl.alice]]\ntargets = [\"[\"]\nfunctions = [\"test.*\"]\n",
+            "[[publisher_acl.alice]]\ntargets = [\"\"]\nfunctions = [\"test.*\"]\n",
             "[[publisher_acl.alice]]\ntargets = [\"*\"]\n",
             "[[publisher_acl.alice]]\ntargets = [\"*\"]\nfunctions = [\"*\"]\nhosts = []\n",
             "publisher_acl = { alice = \"everything\" }\n",

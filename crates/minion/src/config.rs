@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use brine_proto::{Map, MinionId};
+use brine_proto::{Fnmatch, Map, MinionId};
 use serde::Deserialize;
 
 /// Every minion setting. `config/minion.toml` lists each with its default and a comment.
@@ -140,10 +140,10 @@ impl MinionConfig {
     }
 
     /// `disabled_functions`, compiled.
-    pub fn disabled_function_patterns(&self) -> Result<Vec<glob::Pattern>, String> {
+    pub fn disabled_function_patterns(&self) -> Result<Vec<Fnmatch>, String> {
         self.disabled_functions
             .iter()
-            .map(|p| glob::Pattern::new(p).map_err(|e| format!("{p:?} is not a glob: {e}")))
+            .map(|p| Fnmatch::new(p).map_err(|e| format!("{p:?} is not a glob: {e}")))
             .collect()
     }
 

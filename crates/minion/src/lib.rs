@@ -112,7 +112,7 @@ struct Minion {
     grains: Arc<GrainStore>,
     running: Arc<JobTable>,
     /// `disabled_functions`: jobs for these are rejected.
-    disabled: Vec<glob::Pattern>,
+    disabled: Vec<brine_proto::Fnmatch>,
     journal: Arc<Mutex<Journal>>,
     commands: mpsc::UnboundedSender<Command>,
     rebuild_sub: Arc<Notify>,
@@ -686,7 +686,7 @@ mod tests {
             id: id.clone(),
             grains: Arc::new(GrainStore::open(&id, Map::new(), dir.path()).unwrap()),
             running: Arc::default(),
-            disabled: vec![glob::Pattern::new("cmd.*").unwrap()],
+            disabled: vec![brine_proto::Fnmatch::new("cmd.*").unwrap()],
             journal: Arc::new(Mutex::new(Journal::open(dir.path()).unwrap())),
             commands,
             rebuild_sub: Arc::new(Notify::new()),

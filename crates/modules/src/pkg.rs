@@ -21,11 +21,10 @@ use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use brine_proto::{Map, Value};
+use brine_proto::{Fnmatch, Map, Value};
 
 use crate::args::{kw, opt, scalar_text, type_name, ArgError, Args, Signature};
 use crate::cmd::{run_program, CmdError, ProgramOutput};
-use crate::sys::glob_match;
 use crate::{Context, Error, Function, Handler, Outcome};
 
 /// How long a query (`dpkg-query`, `apt-cache`, `rpm`, `dnf list`) may take.
@@ -274,12 +273,10 @@ pub(crate) async fn call(ctx: &Context, fun: Fun, args: Args) -> Result<Outcome,
             let targets: BTreeSet<&String> = patterns
                 .iter()
                 .flat_map(|pattern| {
-                    old.keys().filter(move |name| {
-                        if is_glob(pattern) {
-                            glob_match(pattern.as_bytes(), name.as_bytes())
-                        } else {
-                            *name == pattern
-                        }
+                    let glob = Fnmatch::if_glob(pattern);
+                    old.keys().filter(move |name| match &glob {
+                        Some(glob) => glob.matches(name),
+                        None => *name == pattern,
                     })
                 })
                 .collect();
@@ -575,10 +572,6 @@ fn argv(items: &[&str]) -> Vec<String> {
 // ---- arguments -------------------------------------------------------------------------------
 
 /// Whether a name is a glob (Salt's `*`; `?` too).
-fn is_glob(name: &str) -> bool {
-    name.contains(['*', '?'])
-}
-
 /// `s` cut for a message.
 fn shown(s: &str) -> String {
     let mut out: String = s.chars().take(64).collect();
@@ -789,12 +782,9 @@ fn version(installed: &Installed, names: &[String], as_list: bool) -> Value {
     let mut ret = Map::new();
     let mut globbed = false;
     for name in names {
-        if is_glob(name) {
+        if let Some(glob) = Fnmatch::if_glob(name) {
             globbed = true;
-            for (found, versions) in installed
-                .iter()
-                .filter(|(found, _)| glob_match(name.as_bytes(), found.as_bytes()))
-            {
+            for (found, versions) in installed.iter().filter(|(found, _)| glob.matches(found)) {
                 ret.insert(found.clone(), render(versions, as_list));
             }
         } else {

@@ -17,11 +17,10 @@
 
 use std::time::Duration;
 
-use brine_proto::{Map, Value};
+use brine_proto::{Fnmatch, Map, Value};
 
 use crate::args::{opt, req, ArgError, Args, Signature};
 use crate::cmd::{run_program, ProgramOutput};
-use crate::sys::glob_match;
 use crate::{Error, Function, Handler, Outcome};
 
 /// The program every `service.*` function runs.
@@ -180,11 +179,11 @@ pub(crate) async fn call(fun: Fun, args: Args) -> Result<Outcome, Error> {
         Fun::Disable => "disable",
         Fun::Status => {
             let name = args.required_string("name")?;
-            if name.contains(['*', '?']) {
+            if let Some(glob) = Fnmatch::if_glob(&name) {
                 check_unit("name", &name, true)?;
                 let mut ret = Map::new();
                 for service in get_all().await? {
-                    if glob_match(name.as_bytes(), service.as_bytes()) {
+                    if glob.matches(&service) {
                         let active = is_active(&unit("name", &service)?).await?;
                         ret.insert(service, active.into());
                     }

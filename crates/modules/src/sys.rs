@@ -5,7 +5,7 @@
 //! functions (and not `cmdmod`'s); a name with `*`, `?` or `.` is a glob over full names
 //! (`cmd.run*`, `sys.list_*`, `test.ping`).
 
-use brine_proto::{Map, Value};
+use brine_proto::{Fnmatch, Map, Value};
 
 use crate::args::{scalar_text, Args, Kind, Signature};
 use crate::{functions, Error, Function, Handler, Outcome};
@@ -140,44 +140,18 @@ fn module_of(name: &str) -> Option<&str> {
     name.split_once('.').map(|(module, _)| module)
 }
 
-/// Whether any of `patterns` selects the function `name`; no pattern selects everything.
+/// Whether any of `patterns` selects the function `name`; no pattern selects everything. A
+/// pattern with a dot or a wildcard is Salt's fnmatch on the whole name; a bare word names a
+/// module.
 pub(crate) fn selects(patterns: &[String], name: &str) -> bool {
     patterns.is_empty()
         || patterns.iter().any(|pattern| {
-            if pattern.contains(['*', '?', '.']) {
-                glob_match(pattern.as_bytes(), name.as_bytes())
+            if pattern.contains('.') || Fnmatch::is_glob(pattern) {
+                Fnmatch::new(pattern).is_ok_and(|glob| glob.matches(name))
             } else {
                 module_of(name) == Some(pattern.as_str())
             }
         })
-}
-
-/// Matches `text` against a glob of `*` (any run) and `?` (any one byte); iterative, so a
-/// hostile pattern costs at most O(pattern × text).
-pub(crate) fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
-    let (mut p, mut t) = (0, 0);
-    let mut backtrack: Option<(usize, usize)> = None;
-    while t < text.len() {
-        match pattern.get(p) {
-            Some(b'*') => {
-                backtrack = Some((p, t));
-                p += 1;
-            }
-            Some(&c) if c == b'?' || c == text[t] => {
-                p += 1;
-                t += 1;
-            }
-            _ => match backtrack {
-                Some((star, matched)) => {
-                    p = star + 1;
-                    t = matched + 1;
-                    backtrack = Some((star, matched + 1));
-                }
-                None => return false,
-            },
-        }
-    }
-    pattern[p.min(pattern.len())..].iter().all(|&c| c == b'*')
 }
 
 #[cfg(test)]
@@ -186,16 +160,6 @@ mod tests {
 
     use super::*;
     use crate::tests::run;
-
-    #[test]
-    fn globs_match_like_fnmatch() {
-        assert!(glob_match(b"cmd.*", b"cmd.run"));
-        assert!(glob_match(b"*.run*", b"cmd.run_all"));
-        assert!(glob_match(b"test.p?ng", b"test.ping"));
-        assert!(!glob_match(b"cmd.*", b"test.ping"));
-        assert!(!glob_match(b"cmd.run", b"cmd.run_all"));
-        assert!(glob_match(b"**", b""));
-    }
 
     #[tokio::test]
     async fn list_functions_filters_by_module_and_glob() {

@@ -7,6 +7,7 @@
 
 pub mod codec;
 pub mod control;
+pub mod fnmatch;
 pub mod frame;
 pub mod id;
 pub mod jid;
@@ -17,6 +18,7 @@ pub mod target;
 pub use codec::{
     decode, decode_envelope, encode, encode_envelope, DecodeError, Envelope, EnvelopeRef,
 };
+pub use fnmatch::Fnmatch;
 pub use id::{IdError, MinionId};
 pub use jid::{Jid, JidError};
 pub use msg::{Job, JobReturn, MasterReply, MinionRequest, Publication};

@@ -5,7 +5,7 @@
 //! its own id and grains and has the final say. Both use [`TargetMatcher`], so they can only
 //! disagree while a minion's grain update is on its way.
 //!
-//! - glob (default): shell-style `*`, `?`, `[abc]` on the id, like Salt's fnmatch;
+//! - glob (default): shell-style `*`, `?`, `[abc]` on the id, Salt's fnmatch ([`crate::fnmatch`]);
 //! - list (`-L a,b`): exact ids;
 //! - regex (`-E`): a regular expression anchored at the start of the id, like Salt's `re.match`;
 //! - grain (`-G os:Debian`) and grain regex (`-P 'os:(Debian|Ubuntu)'`): `key:value`, nested
@@ -25,6 +25,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::fnmatch::Fnmatch;
 use crate::Map;
 
 /// The longest target expression accepted (in bytes), also after nodegroups are expanded.
@@ -238,7 +239,7 @@ enum Node {
 
 #[derive(Debug, Clone)]
 enum Leaf {
-    Glob(glob::Pattern),
+    Glob(Fnmatch),
     List(Vec<String>),
     Regex(regex::Regex),
     Grain(grain::GrainMatcher),
@@ -247,7 +248,7 @@ enum Leaf {
 
 impl Leaf {
     fn glob(expr: &str) -> Result<Self, TargetError> {
-        glob_pattern(expr)
+        Fnmatch::new(expr)
             .map(Leaf::Glob)
             .map_err(|reason| TargetError::Glob {
                 expr: expr.to_owned(),
@@ -306,7 +307,7 @@ impl Leaf {
 
     fn matches(&self, id: &str, grains: &Map) -> bool {
         match self {
-            Leaf::Glob(p) => p.matches_with(id, GLOB_OPTIONS),
+            Leaf::Glob(p) => p.matches(id),
             Leaf::List(ids) => ids.binary_search_by(|x| x.as_str().cmp(id)).is_ok(),
             Leaf::Regex(re) => re.is_match(id),
             Leaf::Grain(g) => g.matches(grains),
@@ -321,24 +322,6 @@ impl Leaf {
                 .any(|addr| net.contains(&addr)),
         }
     }
-}
-
-/// fnmatch: `*` crosses dots and slashes, a leading dot is nothing special.
-const GLOB_OPTIONS: glob::MatchOptions = glob::MatchOptions {
-    case_sensitive: true,
-    require_literal_separator: false,
-    require_literal_leading_dot: false,
-};
-
-/// A shell-style pattern; `**` means `*`, as in fnmatch (the glob crate would refuse it).
-fn glob_pattern(expr: &str) -> Result<glob::Pattern, String> {
-    let mut collapsed = String::with_capacity(expr.len());
-    for c in expr.chars() {
-        if !(c == '*' && collapsed.ends_with('*')) {
-            collapsed.push(c);
-        }
-    }
-    glob::Pattern::new(&collapsed).map_err(|e| e.msg.to_string())
 }
 
 /// A regular expression matched from the start, like Python's `re.match`, with a bounded
@@ -504,7 +487,10 @@ mod tests {
     #[test]
     fn bad_expressions_are_errors() {
         assert!(Target::Regex("(".into()).compile().is_err());
-        assert!(Target::Glob("[".into()).compile().is_err());
+        assert!(
+            m(Target::Glob("[".into()), "["),
+            "fnmatch: a lone [ is itself"
+        );
         assert!(Target::List(vec![]).compile().is_err());
         assert!(Target::Glob("a".repeat(5000)).compile().is_err());
         assert!(Target::Ipcidr("10.0.0.0/33".into()).compile().is_err());

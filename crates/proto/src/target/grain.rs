@@ -6,7 +6,8 @@
 //! is a scalar whose text matches, a list with a matching item, or a map with a matching key
 //! (or the pattern `*`). Text and pattern are compared in lower case.
 
-use super::{anchored_regex, glob_pattern, GrainExpr, TargetError};
+use super::{anchored_regex, GrainExpr, TargetError};
+use crate::fnmatch::Fnmatch;
 use crate::{Map, Value};
 
 /// A compiled grain expression.
@@ -19,7 +20,7 @@ pub(super) struct GrainMatcher {
 
 #[derive(Debug, Clone)]
 enum ValuePattern {
-    Glob { pattern: glob::Pattern, star: bool },
+    Glob { pattern: Fnmatch, star: bool },
     Regex(regex::Regex),
 }
 
@@ -27,7 +28,7 @@ impl ValuePattern {
     fn matches_text(&self, text: &str) -> bool {
         let text = text.to_lowercase();
         match self {
-            ValuePattern::Glob { pattern, .. } => pattern.matches_with(&text, super::GLOB_OPTIONS),
+            ValuePattern::Glob { pattern, .. } => pattern.matches(&text),
             ValuePattern::Regex(re) => re.is_match(&text),
         }
     }
@@ -50,7 +51,7 @@ impl GrainMatcher {
     /// `-G` / `G@`: the value is a glob.
     pub(super) fn glob(expr: &GrainExpr) -> Result<Self, TargetError> {
         Self::new(expr, |value| {
-            glob_pattern(&value.to_lowercase()).map(|pattern| ValuePattern::Glob {
+            Fnmatch::new(&value.to_lowercase()).map(|pattern| ValuePattern::Glob {
                 pattern,
                 star: value == "*",
             })
