@@ -73,18 +73,8 @@ async fn a_minion_cannot_speak_for_another_id_or_report_jobs_it_was_not_given() 
         panic!("{events:?}");
     };
 
-    let forged = JobReturn {
-        id: MinionId::new("victim").unwrap(),
-        jid: jid.clone(),
-        fun: "test.sleep".into(),
-        ret: Value::from("owned"),
-        retcode: 0,
-        success: true,
-        started_ms: 0,
-        finished_ms: 0,
-        interrupted: false,
-        rejected: false,
-    };
+    let victim_id = MinionId::new("victim").unwrap();
+    let forged = JobReturn::new(victim_id, jid.clone(), "test.sleep", "owned");
     let (_, reply) = raw.ask(&MinionRequest::Return(forged.clone())).await;
     assert_eq!(
         code(&reply),

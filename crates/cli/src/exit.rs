@@ -114,23 +114,14 @@ pub fn for_master_error(code: ControlError) -> u8 {
 
 #[cfg(test)]
 mod tests {
-    use brine_proto::{Jid, JobReturn, MinionId, Value};
+    use brine_proto::{Jid, JobReturn, MinionId};
 
     use super::*;
 
     fn outcome(id: &str, state: MinionState, success: bool, retcode: i32) -> MinionOutcome {
         let id = MinionId::new(id).unwrap();
-        let ret = (state == MinionState::Returned).then(|| JobReturn {
-            id: id.clone(),
-            jid: jid(),
-            fun: "test.ping".into(),
-            ret: Value::Bool(success),
-            retcode,
-            success,
-            started_ms: 0,
-            finished_ms: 0,
-            interrupted: false,
-            rejected: false,
+        let ret = (state == MinionState::Returned).then(|| {
+            JobReturn::new(id.clone(), jid(), "test.ping", success).with_outcome(retcode, success)
         });
         MinionOutcome { id, state, ret }
     }

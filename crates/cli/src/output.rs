@@ -662,17 +662,11 @@ mod tests {
     }
 
     fn ret(minion: &str, value: Value, success: bool) -> JobReturn {
-        JobReturn {
-            id: id(minion),
-            jid: jid(),
-            fun: "test.fun".into(),
-            ret: value,
-            retcode: if success { 0 } else { 1 },
-            success,
-            started_ms: 0,
-            finished_ms: 0,
-            interrupted: false,
-            rejected: false,
+        let ret = JobReturn::new(id(minion), jid(), "test.fun", value);
+        if success {
+            ret
+        } else {
+            ret.failed()
         }
     }
 

@@ -32,17 +32,11 @@ fn id(s: &str) -> MinionId {
 }
 
 fn ret(minion: &str, value: Value, success: bool) -> JobReturn {
-    JobReturn {
-        id: id(minion),
-        jid: jid(),
-        fun: "test.ping".into(),
-        ret: value,
-        retcode: if success { 0 } else { 1 },
-        success,
-        started_ms: 0,
-        finished_ms: 1,
-        interrupted: false,
-        rejected: false,
+    let ret = JobReturn::new(id(minion), jid(), "test.ping", value).ran(0, 1);
+    if success {
+        ret
+    } else {
+        ret.failed()
     }
 }
 

@@ -308,18 +308,7 @@ mod tests {
     }
 
     fn ret(jid: &Jid, minion: &MinionId) -> JobReturn {
-        JobReturn {
-            id: minion.clone(),
-            jid: jid.clone(),
-            fun: "test.ping".into(),
-            ret: true.into(),
-            retcode: 0,
-            success: true,
-            started_ms: 0,
-            finished_ms: 0,
-            interrupted: false,
-            rejected: false,
-        }
+        JobReturn::new(minion.clone(), jid.clone(), "test.ping", true)
     }
 
     #[test]

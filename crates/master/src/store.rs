@@ -1156,18 +1156,7 @@ mod tests {
     }
 
     fn ret(jid: &Jid, id: &MinionId) -> JobReturn {
-        JobReturn {
-            id: id.clone(),
-            jid: jid.clone(),
-            fun: "test.ping".into(),
-            ret: Value::Bool(true),
-            retcode: 0,
-            success: true,
-            started_ms: 1,
-            finished_ms: 2,
-            interrupted: false,
-            rejected: false,
-        }
+        JobReturn::new(id.clone(), jid.clone(), "test.ping", true).ran(1, 2)
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -12,7 +12,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use brine_minion::journal::Journal;
-use brine_proto::{now_ms, Jid, JobReturn, MinionId, Value};
+use brine_proto::{now_ms, Jid, JobReturn, MinionId};
 
 /// Each figure is the median of this many runs, alternating the patterns, so that whatever
 /// else the machine is doing falls on both alike.
@@ -52,18 +52,8 @@ fn run(parent: &Path, jobs: u32, flush_each: bool) -> Result<f64, Box<dyn Error>
         }
         let started_ms = now_ms();
         journal.begin(&jid, "test.ping", started_ms)?;
-        journal.finish(&JobReturn {
-            id: id.clone(),
-            jid: jid.clone(),
-            fun: "test.ping".into(),
-            ret: Value::Bool(true),
-            retcode: 0,
-            success: true,
-            started_ms,
-            finished_ms: now_ms(),
-            interrupted: false,
-            rejected: false,
-        })?;
+        let ret = JobReturn::new(id.clone(), jid.clone(), "test.ping", true);
+        journal.finish(&ret.ran(started_ms, now_ms()))?;
         journal.unspool(&jid);
         if flush_each {
             journal.flush()?;

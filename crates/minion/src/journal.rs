@@ -20,7 +20,7 @@
 use std::collections::HashSet;
 use std::path::Path;
 
-use brine_proto::{decode, encode, Jid, JobReturn, MinionId, Value};
+use brine_proto::{decode, encode, Jid, JobReturn, MinionId};
 use rusqlite::{params, Connection};
 
 /// What went wrong in the journal.
@@ -254,20 +254,9 @@ impl Journal {
         let mut interrupted = Vec::new();
         for (jid, fun, started_ms) in rows {
             let Ok(jid) = Jid::new(jid) else { continue };
-            let ret = JobReturn {
-                id: id.clone(),
-                jid,
-                fun,
-                ret: Value::String(
-                    "interrupted: the minion restarted while this job was running".into(),
-                ),
-                retcode: 1,
-                success: false,
-                started_ms: started_ms as u64,
-                finished_ms: now_ms,
-                interrupted: true,
-                rejected: false,
-            };
+            let notice = "interrupted: the minion restarted while this job was running";
+            let ret = JobReturn::interruption(id.clone(), jid, fun, notice.into())
+                .ran(started_ms as u64, now_ms);
             self.finish(&ret)?;
             interrupted.push(ret);
         }
@@ -297,18 +286,7 @@ mod tests {
     use super::*;
 
     fn ping_return(jid: &Jid) -> JobReturn {
-        JobReturn {
-            id: MinionId::new("m").unwrap(),
-            jid: jid.clone(),
-            fun: "test.ping".into(),
-            ret: Value::Bool(true),
-            retcode: 0,
-            success: true,
-            started_ms: 1,
-            finished_ms: 2,
-            interrupted: false,
-            rejected: false,
-        }
+        JobReturn::new(MinionId::new("m").unwrap(), jid.clone(), "test.ping", true).ran(1, 2)
     }
 
     /// The jids of the returns spooled on disk, as a restarted minion would find them (a

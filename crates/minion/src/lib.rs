@@ -499,18 +499,9 @@ impl Minion {
 
     /// The return that says this minion will not run `job`, and why.
     fn rejection(&self, job: &Job, started_ms: u64, reason: String) -> JobReturn {
-        JobReturn {
-            id: self.id.clone(),
-            jid: job.jid.clone(),
-            fun: job.fun.clone(),
-            ret: brine_proto::Value::String(format!("Job rejected: {reason}")),
-            retcode: 1,
-            success: false,
-            started_ms,
-            finished_ms: now_ms(),
-            interrupted: false,
-            rejected: true,
-        }
+        let reason = format!("Job rejected: {reason}");
+        JobReturn::rejection(self.id.clone(), job.jid.clone(), job.fun.clone(), reason)
+            .ran(started_ms, now_ms())
     }
 
     /// A job for more minions than its header lists: if its target matches this minion, the
@@ -622,18 +613,9 @@ impl Minion {
                     1,
                 ),
             };
-            let mut ret = JobReturn {
-                id: context.id,
-                jid: job.jid,
-                fun: job.fun,
-                ret: outcome.ret,
-                retcode: outcome.retcode,
-                success: outcome.success,
-                started_ms,
-                finished_ms: now_ms(),
-                interrupted: false,
-                rejected: false,
-            };
+            let mut ret = JobReturn::new(context.id, job.jid, job.fun, outcome.ret)
+                .with_outcome(outcome.retcode, outcome.success)
+                .ran(started_ms, now_ms());
             let size = brine_proto::encode(&ret).len();
             if size > MAX_RETURN_BYTES {
                 // It would never fit a frame: say so instead of retrying it forever.

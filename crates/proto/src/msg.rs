@@ -225,6 +225,65 @@ pub struct JobReturn {
     pub rejected: bool,
 }
 
+impl JobReturn {
+    /// A successful return of `fun` by minion `id` for job `jid`: `ret`, retcode 0, no times
+    /// (see [`ran`](Self::ran)).
+    pub fn new(id: MinionId, jid: Jid, fun: impl Into<String>, ret: impl Into<Value>) -> Self {
+        Self {
+            id,
+            jid,
+            fun: fun.into(),
+            ret: ret.into(),
+            retcode: 0,
+            success: true,
+            started_ms: 0,
+            finished_ms: 0,
+            interrupted: false,
+            rejected: false,
+        }
+    }
+
+    /// How the function went: its retcode and whether it succeeded (they are apart: a
+    /// command's retcode may be other than 0 in a successful call).
+    pub fn with_outcome(self, retcode: i32, success: bool) -> Self {
+        Self {
+            retcode,
+            success,
+            ..self
+        }
+    }
+
+    /// A failure with retcode 1 whose `ret` says what went wrong.
+    pub fn failed(self) -> Self {
+        self.with_outcome(1, false)
+    }
+
+    /// When it ran, on the minion's clock.
+    pub fn ran(self, started_ms: u64, finished_ms: u64) -> Self {
+        Self {
+            started_ms,
+            finished_ms,
+            ..self
+        }
+    }
+
+    /// The minion refused to start the job; `reason` says why.
+    pub fn rejection(id: MinionId, jid: Jid, fun: impl Into<String>, reason: String) -> Self {
+        Self {
+            rejected: true,
+            ..Self::new(id, jid, fun, reason).failed()
+        }
+    }
+
+    /// The minion restarted while it ran the job, and does not run it again; `notice` says so.
+    pub fn interruption(id: MinionId, jid: Jid, fun: impl Into<String>, notice: String) -> Self {
+        Self {
+            interrupted: true,
+            ..Self::new(id, jid, fun, notice).failed()
+        }
+    }
+}
+
 /// The master's one answer to a [`MinionRequest`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]

@@ -126,33 +126,19 @@ fn job() -> Job {
 }
 
 fn job_return() -> JobReturn {
-    JobReturn {
-        id: id("web1"),
-        jid: jid(),
-        fun: "test.echo".into(),
-        ret: json!({"echoed": "hello", "pid": 4242}),
-        retcode: 0,
-        success: true,
-        started_ms: T0_MS + 5,
-        finished_ms: T0_MS + 17,
-        interrupted: false,
-        rejected: false,
-    }
+    let ret = json!({"echoed": "hello", "pid": 4242});
+    JobReturn::new(id("web1"), jid(), "test.echo", ret).ran(T0_MS + 5, T0_MS + 17)
 }
 
 fn failed_return() -> JobReturn {
-    JobReturn {
-        id: id("db-2.example.com"),
-        jid: jid(),
-        fun: "cmd.run".into(),
-        ret: json!("sh: 1: nope: not found"),
-        retcode: 127,
-        success: false,
-        started_ms: T0_MS + 6,
-        finished_ms: T0_MS + 9,
-        interrupted: false,
-        rejected: false,
-    }
+    JobReturn::new(
+        id("db-2.example.com"),
+        jid(),
+        "cmd.run",
+        "sh: 1: nope: not found",
+    )
+    .with_outcome(127, false)
+    .ran(T0_MS + 6, T0_MS + 9)
 }
 
 fn publications() -> Vec<Publication> {

@@ -190,18 +190,7 @@ fn job() -> Job {
 }
 
 fn job_return() -> JobReturn {
-    JobReturn {
-        id: web1(),
-        jid: Jid::new(JID).unwrap(),
-        fun: "test.ping".into(),
-        ret: json!(true),
-        retcode: 0,
-        success: true,
-        started_ms: 1,
-        finished_ms: 2,
-        interrupted: false,
-        rejected: false,
-    }
+    JobReturn::new(web1(), Jid::new(JID).unwrap(), "test.ping", true).ran(1, 2)
 }
 
 // ---- the hand-written msgpack is msgpack ----

@@ -60,16 +60,6 @@ async fn settles_near(pid: u32, baseline: u64, rise: u64) -> u64 {
 
 /// A successful `test.ping` return of `id` for `jid` whose value is `bytes` long.
 fn large_return(id: &str, jid: brine_proto::Jid, bytes: usize) -> brine_proto::JobReturn {
-    brine_proto::JobReturn {
-        id: brine_proto::MinionId::new(id).unwrap(),
-        jid,
-        fun: "test.ping".into(),
-        ret: brine_proto::Value::String("x".repeat(bytes)),
-        retcode: 0,
-        success: true,
-        started_ms: 0,
-        finished_ms: 0,
-        interrupted: false,
-        rejected: false,
-    }
+    let id = brine_proto::MinionId::new(id).unwrap();
+    brine_proto::JobReturn::new(id, jid, "test.ping", "x".repeat(bytes))
 }
