@@ -305,8 +305,8 @@ for _ in $(seq 50); do
 done
 run 0 brine -G 'tier:front' test.ping
 
-say "Run a function on this host as demo-web1, without a master (like salt-call)"
-run 0 brine-call --local --config "$WORK/demo-web1.toml" grains.item role tier
+say "Run a function on this host as demo-web2, without a master (like salt-call): the grain set above is its own"
+run 0 brine-call --local --config "$WORK/demo-web2.toml" grains.item role tier
 
 say "Publish without waiting, then follow the job by its jid"
 show_command brine --async '*' test.sleep 1

@@ -15,7 +15,7 @@ use brine_master::{Master, MasterConfig};
 use brine_minion::MinionConfig;
 use brine_proto::control::{ControlEvent, ControlRequest, MinionState, PublishRequest};
 use brine_proto::frame::ControlCodec;
-use brine_proto::{Jid, Map, MinionId, Target, Value};
+use brine_proto::{FunctionName, Jid, Map, MinionId, Target, Value};
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
 use tokio::task::JoinHandle;
@@ -120,7 +120,7 @@ impl TestMaster {
     ) -> Vec<ControlEvent> {
         self.control(ControlRequest::Publish(PublishRequest {
             target,
-            fun: fun.into(),
+            fun: FunctionName::new(fun).expect("a function name"),
             arg,
             kwarg: Map::new(),
             timeout_ms: timeout.as_millis() as u64,
@@ -417,7 +417,7 @@ pub fn publish_no_wait(
 ) -> ControlRequest {
     ControlRequest::Publish(PublishRequest {
         target,
-        fun: fun.into(),
+        fun: FunctionName::new(fun).expect("a function name"),
         arg,
         kwarg,
         timeout_ms: timeout.as_millis() as u64,

@@ -62,7 +62,7 @@ async fn a_minion_cannot_speak_for_another_id_or_report_jobs_it_was_not_given() 
     let events = master
         .control(ControlRequest::Publish(PublishRequest {
             target: Target::Glob("victim".into()),
-            fun: "test.sleep".into(),
+            fun: brine_proto::FunctionName::new("test.sleep").unwrap(),
             arg: vec![Value::from(1)],
             kwarg: Map::new(),
             timeout_ms: 5_000,

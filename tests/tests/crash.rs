@@ -23,7 +23,7 @@ async fn a_return_stored_but_never_answered_lands_exactly_once() {
     let events = master
         .control(ControlRequest::Publish(PublishRequest {
             target: Target::Glob("*".into()),
-            fun: "cmd.run".into(),
+            fun: brine_proto::FunctionName::new("cmd.run").unwrap(),
             arg: vec![format!("echo once >> {}", ran.display()).into()],
             kwarg: Map::from_iter([("shell".to_string(), true.into())]),
             timeout_ms: 30_000,

@@ -64,7 +64,7 @@ async fn a_running_minion_that_goes_away_after_the_deadline_is_not_connected() {
             &socket,
             ControlRequest::Publish(PublishRequest {
                 target: Target::Glob("*".into()),
-                fun: "test.sleep".into(),
+                fun: brine_proto::FunctionName::new("test.sleep").unwrap(),
                 arg: vec![30.into()],
                 kwarg: Map::new(),
                 timeout_ms: 500,

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use brine_proto::control::{ControlEvent, ControlRequest, MinionOutcome, PublishRequest};
 use brine_proto::target::DEFAULT_DELIMITER;
-use brine_proto::{GrainExpr, Target};
+use brine_proto::{FunctionName, GrainExpr, Target};
 use clap::{value_parser, ArgGroup, Parser};
 use tokio::time::Instant;
 
@@ -152,8 +152,8 @@ pub struct Cli {
     pub target: Option<String>,
 
     /// The function to run, as module.function (test.ping, cmd.run, ...)
-    #[arg(value_name = "FUNCTION", value_parser = parse_function, required_unless_present = "doc")]
-    pub fun: Option<String>,
+    #[arg(value_name = "FUNCTION", required_unless_present = "doc")]
+    pub fun: Option<FunctionName>,
 
     /// Arguments: key=value is a keyword argument, anything else positional. Values are typed
     /// like YAML: true/false, null, numbers, [flow, lists], {flow: maps}; the rest are strings
@@ -166,20 +166,6 @@ fn parse_seconds(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(secs) if (0.0..=86_400.0).contains(&secs) => Ok(secs),
         _ => Err("expected a number of seconds from 0 to 86400".to_owned()),
-    }
-}
-
-/// Checks the `module.function` shape (each part an identifier).
-pub fn parse_function(s: &str) -> Result<String, String> {
-    let ident = |p: &str| {
-        p.chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-            && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-    };
-    match s.split_once('.') {
-        Some((module, function)) if ident(module) && ident(function) => Ok(s.to_owned()),
-        _ => Err("expected module.function, such as test.ping".to_owned()),
     }
 }
 
@@ -236,7 +222,10 @@ impl Cli {
         let args = parse_args(&self.args);
         Ok(ControlRequest::Publish(PublishRequest {
             target: self.target()?,
-            fun: self.fun.clone().unwrap_or_default(),
+            fun: self
+                .fun
+                .clone()
+                .ok_or_else(|| CommandError::Usage("a function to run is required".to_owned()))?,
             arg: args.arg,
             kwarg: args.kwarg,
             timeout_ms: self.timeout.saturating_mul(1000),
@@ -472,7 +461,7 @@ mod tests {
             panic!("not a publish");
         };
         assert_eq!(req.target, Target::List(vec!["web1".into(), "web2".into()]));
-        assert_eq!(req.fun, "cmd.run");
+        assert_eq!(req.fun.as_str(), "cmd.run");
         assert_eq!(Value::Array(req.arg), json!(["ls -la", -5]));
         assert_eq!(Value::Object(req.kwarg), json!({"cwd": "/tmp"}));
         assert_eq!(req.timeout_ms, 9000);

@@ -13,11 +13,10 @@ use std::sync::Arc;
 
 use brine_minion::MinionConfig;
 use brine_modules::{Context, GrainStore};
-use brine_proto::Value;
+use brine_proto::{FunctionName, Value};
 use clap::{Parser, ValueEnum};
 
 use crate::args::parse_args;
-use crate::brine::parse_function;
 use crate::error::CommandError;
 use crate::exit;
 use crate::output::{color_wanted, render_data, OutputFormat, Palette};
@@ -59,8 +58,8 @@ pub struct Cli {
     pub out: CallFormat,
 
     /// The function to run, as module.function (test.ping, grains.items, cmd.run, ...)
-    #[arg(value_name = "FUNCTION", value_parser = parse_function)]
-    pub fun: String,
+    #[arg(value_name = "FUNCTION")]
+    pub fun: FunctionName,
 
     /// Arguments: key=value is a keyword argument, anything else positional, typed like YAML
     #[arg(value_name = "ARGS")]
@@ -123,7 +122,7 @@ pub async fn run(
         .map_err(|e| CommandError::Usage(format!("grains: {e}")))?;
     let context = Context::with_store(id, Arc::new(store));
     let args = parse_args(&cli.args);
-    let outcome = brine_modules::execute(&context, &cli.fun, args.arg, args.kwarg).await;
+    let outcome = brine_modules::execute(&context, cli.fun.as_str(), args.arg, args.kwarg).await;
     let mut local = brine_proto::Map::new();
     local.insert("local".into(), outcome.ret);
     let palette = Palette::new(color_wanted(stdout_is_terminal));

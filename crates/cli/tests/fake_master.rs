@@ -140,7 +140,7 @@ async fn a_minion_not_connected_is_shown_and_exits_3() {
         panic!("expected publish, got {request:?}");
     };
     assert_eq!(req.target, Target::Glob("web*".into()));
-    assert_eq!(req.fun, "test.echo");
+    assert_eq!(req.fun.as_str(), "test.echo");
     assert_eq!(Value::Array(req.arg), json!(["hello", 42]));
     assert_eq!(Value::Object(req.kwarg), json!({"n": [1, 2]}));
     assert_eq!(req.timeout_ms, 7000);

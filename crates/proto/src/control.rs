@@ -19,7 +19,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Jid, JobReturn, Map, MinionId, Target, TargetMatcher, Value};
+use crate::{FunctionName, Jid, JobReturn, Map, MinionId, Target, TargetMatcher, Value};
 
 /// What the CLI asks.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -262,7 +262,7 @@ impl JobQuery {
 #[serde(deny_unknown_fields)]
 pub struct PublishRequest {
     pub target: Target,
-    pub fun: String,
+    pub fun: FunctionName,
     pub arg: Vec<Value>,
     pub kwarg: Map,
     /// How long to wait for minions that have not answered: the job's deadline. (How long the

@@ -1,5 +1,6 @@
 //! brine's wire contract: every message that crosses a socket, the envelope that carries it,
-//! the limits applied to untrusted bytes, and the grammars of minion ids, jids and targets.
+//! the limits applied to untrusted bytes, and the grammars of minion ids, function names, jids
+//! and targets.
 //!
 //! This crate does no I/O (the control socket's codec only frames bytes). The master, the minion and the CLI all speak through the types
 //! here, so a change of the wire format is a change of this crate (and of `docs/PROTOCOL.md`
@@ -9,6 +10,7 @@ pub mod codec;
 pub mod control;
 pub mod fnmatch;
 pub mod frame;
+pub mod fun;
 pub mod id;
 pub mod jid;
 pub mod limits;
@@ -19,6 +21,7 @@ pub use codec::{
     decode, decode_envelope, encode, encode_envelope, DecodeError, Envelope, EnvelopeRef,
 };
 pub use fnmatch::Fnmatch;
+pub use fun::{FunctionName, FunctionNameError};
 pub use id::{IdError, MinionId};
 pub use jid::{Jid, JidError};
 pub use msg::{Job, JobReturn, MasterReply, MinionRequest, Publication};

@@ -223,7 +223,7 @@ fn control_requests() -> Vec<ControlRequest> {
     vec![
         ControlRequest::Publish(PublishRequest {
             target: Target::List(vec!["web1".into(), "db-2.example.com".into()]),
-            fun: "cmd.run".into(),
+            fun: brine_proto::FunctionName::new("cmd.run").unwrap(),
             arg: vec![json!("uptime")],
             kwarg: map(json!({"cwd": "/tmp"})),
             timeout_ms: 10_000,

@@ -13,8 +13,8 @@ use brine_proto::control::{
 use brine_proto::limits::{MAX_COLLECTION_LEN, MAX_DEPTH, MAX_FRAME_BYTES, MAX_TOTAL_ITEMS};
 use brine_proto::msg::{PublicationHeader, SignedPublication};
 use brine_proto::{
-    decode, decode_envelope, encode, encode_envelope, DecodeError, Jid, Job, JobReturn, Map,
-    MasterReply, MinionId, MinionRequest, Publication, Target, Value,
+    decode, decode_envelope, encode, encode_envelope, DecodeError, FunctionName, Jid, Job,
+    JobReturn, Map, MasterReply, MinionId, MinionRequest, Publication, Target, Value,
 };
 use common::msgpack::{array, bin, int, map, raw_str, s, uint};
 use proptest::prelude::*;
@@ -453,7 +453,7 @@ fn unknown_message_types_are_malformed() {
     // `publish` is a control verb: the network sockets do not know it.
     let publish = encode(&ControlRequest::Publish(PublishRequest {
         target: Target::Glob("*".into()),
-        fun: "cmd.run".into(),
+        fun: FunctionName::new("cmd.run").unwrap(),
         arg: vec![json!("id")],
         kwarg: Map::new(),
         timeout_ms: 1_000,
@@ -571,7 +571,7 @@ fn unknown_fields_are_malformed() {
 
     let publish = ControlRequest::Publish(PublishRequest {
         target: Target::List(vec!["web1".into()]),
-        fun: "test.ping".into(),
+        fun: FunctionName::new("test.ping").unwrap(),
         arg: vec![],
         kwarg: Map::new(),
         timeout_ms: 1,

@@ -448,8 +448,12 @@ async fn serve_publish(
     request: PublishRequest,
     caller: Caller,
 ) -> std::io::Result<()> {
-    let mut audited =
-        audit::Request::publish(&request.target, &request.fun, &request.arg, &request.kwarg);
+    let mut audited = audit::Request::publish(
+        &request.target,
+        request.fun.as_str(),
+        &request.arg,
+        &request.kwarg,
+    );
     let record = |audited: &audit::Request, outcome| Record::new(&caller, audited.clone(), outcome);
     let invalid = |reason: String| {
         let line = record(&audited, Outcome::Invalid).because(&reason);
@@ -470,10 +474,6 @@ async fn serve_publish(
             return send_error(conn, ControlError::BadRequest, reason).await;
         }
     };
-    if let Err(reason) = check_function_name(&request.fun) {
-        let reason = invalid(reason).await;
-        return send_error(conn, ControlError::BadRequest, reason).await;
-    }
     // Every job is stored and sent to each of its minions: its size is bounded.
     let size = encode(&(&target, &request.fun, &request.arg, &request.kwarg)).len();
     if size > MAX_JOB_BYTES {
@@ -487,7 +487,7 @@ async fn serve_publish(
     let privileged = caller.is_privileged(guard.master_uid);
     // The function first: a caller who may not run it learns nothing about the minions.
     if !privileged {
-        if let Err(reason) = guard.acl.check_function(&caller.user, &request.fun) {
+        if let Err(reason) = guard.acl.check_function(&caller.user, request.fun.as_str()) {
             return deny(guard, conn, &caller, audited, reason).await;
         }
     }
@@ -514,7 +514,10 @@ async fn serve_publish(
     }
     if !privileged {
         let targeted: Vec<MinionId> = minions.iter().chain(&no_key).cloned().collect();
-        if let Err(reason) = guard.acl.check(&caller.user, &request.fun, &targeted) {
+        if let Err(reason) = guard
+            .acl
+            .check(&caller.user, request.fun.as_str(), &targeted)
+        {
             return deny(guard, conn, &caller, audited, reason).await;
         }
     }
@@ -539,7 +542,7 @@ async fn serve_publish(
     let job = Job {
         jid,
         target,
-        fun: request.fun,
+        fun: request.fun.into(),
         arg: request.arg,
         kwarg: request.kwarg,
         timeout_ms: shared.config.job_timeout.as_millis() as u64,
@@ -703,23 +706,4 @@ fn check_job_query(query: &JobQuery) -> Result<(), String> {
         }
     }
     Ok(())
-}
-
-/// `module.function`: two non-empty words of `[A-Za-z0-9_]`.
-fn check_function_name(fun: &str) -> Result<(), String> {
-    let ok = fun.len() <= 128
-        && fun.split_once('.').is_some_and(|(m, f)| {
-            !m.is_empty()
-                && !f.is_empty()
-                && m.chars()
-                    .chain(f.chars())
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_')
-        });
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "{fun:?} is not a function name of the form module.function"
-        ))
-    }
 }

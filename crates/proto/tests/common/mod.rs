@@ -409,17 +409,30 @@ pub fn signed_publication() -> impl Strategy<Value = SignedPublication> {
 
 // ---- CLI ↔ master (control socket) ----
 
+pub fn function_name() -> impl Strategy<Value = brine_proto::FunctionName> {
+    "[a-z_][a-z0-9_]{0,10}\\.[a-z_][a-z0-9_]{0,10}"
+        .prop_map(|s| brine_proto::FunctionName::new(s).expect("the grammar"))
+}
+
 pub fn publish_request() -> impl Strategy<Value = PublishRequest> {
-    (target(), text(), args(), map(), any::<u64>(), any::<bool>()).prop_map(
-        |(target, fun, arg, kwarg, timeout_ms, wait)| PublishRequest {
-            target,
-            fun,
-            arg,
-            kwarg,
-            timeout_ms,
-            wait,
-        },
+    (
+        target(),
+        function_name(),
+        args(),
+        map(),
+        any::<u64>(),
+        any::<bool>(),
     )
+        .prop_map(
+            |(target, fun, arg, kwarg, timeout_ms, wait)| PublishRequest {
+                target,
+                fun,
+                arg,
+                kwarg,
+                timeout_ms,
+                wait,
+            },
+        )
 }
 
 pub fn control_publish() -> impl Strategy<Value = ControlRequest> {
