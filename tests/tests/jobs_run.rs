@@ -236,19 +236,10 @@ async fn jobs_active_and_jobs_lookup_give_a_minion_the_same_state() {
 /// 2000-01-01 00:00:00 UTC: before every job of a test.
 const LONG_AGO: &str = "2000-01-01 00:00:00";
 
-/// A time on the master's clock in RFC 3339 with milliseconds (a jid spells the same instant).
+/// A time on the master's clock in RFC 3339 with milliseconds.
 fn rfc3339(ms: u64) -> String {
-    let s = Jid::from_micros(ms * 1000).to_string();
-    format!(
-        "{}-{}-{}T{}:{}:{}.{}Z",
-        &s[0..4],
-        &s[4..6],
-        &s[6..8],
-        &s[8..10],
-        &s[10..12],
-        &s[12..14],
-        &s[14..17]
-    )
+    let time = jiff::Timestamp::from_millisecond(ms as i64).expect("a time of this century");
+    time.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
 }
 
 /// The jids `brine-run --out json` lists with `args`, newest first.

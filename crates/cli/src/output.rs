@@ -476,18 +476,9 @@ impl Progress {
 
 /// A UTC time in milliseconds since the epoch as `YYYY-MM-DD HH:MM:SS`.
 pub fn utc_time(ms: u64) -> String {
-    // A jid is exactly a UTC time stamp `%Y%m%d%H%M%S%f`: reuse its calendar arithmetic.
-    let stamp = brine_proto::Jid::from_micros(ms.saturating_mul(1000)).to_string();
-    let (date, time) = stamp.split_at(stamp.len() - 12);
-    let (y, md) = date.split_at(date.len() - 4);
-    format!(
-        "{y}-{}-{} {}:{}:{}",
-        &md[..2],
-        &md[2..],
-        &time[..2],
-        &time[2..4],
-        &time[4..6]
-    )
+    let ms = i64::try_from(ms).unwrap_or(i64::MAX);
+    let time = jiff::Timestamp::from_millisecond(ms).unwrap_or(jiff::Timestamp::MAX);
+    time.strftime("%Y-%m-%d %H:%M:%S").to_string()
 }
 
 /// `jobs.list` in one format: a table for people, a list of records for scripts.

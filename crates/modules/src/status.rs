@@ -4,7 +4,7 @@
 use std::io;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use brine_proto::{Jid, Map, Value};
+use brine_proto::{Map, Value};
 
 use crate::args::{Args, Signature};
 use crate::{blocking, Error, Function, Handler, Outcome};
@@ -120,22 +120,12 @@ fn uptime_map(seconds: u64, now: f64, users: usize) -> Map {
 
 /// Python's `datetime.utcfromtimestamp(secs).isoformat()`: microseconds only when not zero.
 fn iso_utc(secs: f64) -> String {
-    let micros = (secs * 1e6).round().max(0.0) as u64;
-    // A jid is exactly a UTC time stamp `%Y%m%d%H%M%S%f`: its calendar arithmetic serves here.
-    let stamp = Jid::from_micros(micros).to_string();
-    let (date, rest) = stamp.split_at(stamp.len() - 12);
-    let (year, month_day) = date.split_at(date.len() - 4);
-    let base = format!(
-        "{year}-{}-{}T{}:{}:{}",
-        &month_day[..2],
-        &month_day[2..],
-        &rest[..2],
-        &rest[2..4],
-        &rest[4..6]
-    );
-    match &rest[6..] {
-        "000000" => base,
-        fraction => format!("{base}.{fraction}"),
+    let micros = (secs * 1e6).round().max(0.0) as i64;
+    let time = jiff::Timestamp::from_microsecond(micros).unwrap_or(jiff::Timestamp::MAX);
+    let base = time.strftime("%Y-%m-%dT%H:%M:%S").to_string();
+    match time.subsec_microsecond() {
+        0 => base,
+        fraction => format!("{base}.{fraction:06}"),
     }
 }
 

@@ -34,18 +34,10 @@ impl Jid {
     /// The jid for a UTC time given as microseconds since the Unix epoch (clamped to
     /// [`Jid::MAX_MICROS`]).
     pub fn from_micros(micros: u64) -> Self {
-        let micros = micros.min(Self::MAX_MICROS);
-        let secs = (micros / 1_000_000) as i64;
-        let frac = micros % 1_000_000;
-        let days = secs.div_euclid(86_400);
-        let rem = secs.rem_euclid(86_400);
-        let (y, m, d) = civil_from_days(days);
-        Self(format!(
-            "{y:04}{m:02}{d:02}{:02}{:02}{:02}{frac:06}",
-            rem / 3600,
-            rem % 3600 / 60,
-            rem % 60
-        ))
+        let micros = micros.min(Self::MAX_MICROS) as i64;
+        let time = jiff::Timestamp::from_microsecond(micros)
+            .expect("every time up to MAX_MICROS is a timestamp");
+        Self(time.strftime("%Y%m%d%H%M%S%6f").to_string())
     }
 
     pub fn as_str(&self) -> &str {
@@ -61,20 +53,6 @@ fn is_time_stamp(s: &str) -> bool {
         && field(8) < 24
         && field(10) < 60
         && field(12) < 60
-}
-
-/// Days since 1970-01-01 to (year, month, day), Howard Hinnant's civil-from-days algorithm.
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
 impl TryFrom<String> for Jid {
