@@ -11,7 +11,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use brine_minion::MinionConfig;
+use brine_config::MinionConfig;
 use brine_modules::{Context, GrainStore};
 use brine_proto::{FunctionName, Value};
 use clap::{Parser, ValueEnum};

@@ -39,11 +39,6 @@ pub fn one_line(err: &impl Display) -> String {
         .join(": ")
 }
 
-/// Whether `filter` is a valid log filter (tracing's `EnvFilter` syntax).
-pub fn is_valid_log_filter(filter: &str) -> bool {
-    tracing_subscriber::EnvFilter::try_new(filter).is_ok()
-}
-
 /// Logs to stderr (journald reads it) with `log_level`, unless `RUST_LOG` is set. The zeromq
 /// crate's own chatter is kept to errors unless the filter names it: it logs every peer that
 /// comes and goes, and a warning for every malformed frame a peer sends, which a peer could

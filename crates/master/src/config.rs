@@ -7,6 +7,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use brine_config::ConfigError;
 use brine_proto::Target;
 use serde::Deserialize;
 
@@ -93,34 +94,11 @@ impl Default for MasterConfig {
     }
 }
 
-/// Why the configuration cannot be used.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("reading configuration: {0}")]
-    Load(#[from] config::ConfigError),
-    #[error("invalid setting {key}: {reason}")]
-    Invalid { key: &'static str, reason: String },
-}
-
 impl MasterConfig {
-    /// Loads defaults, then the file at `path` (when given), then `BRINE_MASTER_*` variables.
+    /// Loads defaults, then the file at `path` (when given), then `BRINE_MASTER_*` variables,
+    /// and checks them.
     pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
-        let mut builder = config::Config::builder();
-        if let Some(path) = path {
-            builder = builder.add_source(
-                config::File::from(path)
-                    .format(config::FileFormat::Toml)
-                    .required(true),
-            );
-        }
-        let config: MasterConfig = builder
-            .add_source(
-                config::Environment::with_prefix("BRINE_MASTER")
-                    .prefix_separator("_")
-                    .try_parsing(true),
-            )
-            .build()?
-            .try_deserialize()?;
+        let config: MasterConfig = brine_config::load(path, "BRINE_MASTER")?;
         config.validate()?;
         Ok(config)
     }
@@ -166,7 +144,7 @@ impl MasterConfig {
         if self.publish_port != 0 && self.publish_port == self.ret_port {
             return invalid("ret_port", "must differ from publish_port");
         }
-        if !brine_daemon::is_valid_log_filter(&self.log_level) {
+        if !brine_config::is_valid_log_filter(&self.log_level) {
             return invalid("log_level", "is not a valid log filter");
         }
         let groups = self.nodegroup_expressions();

@@ -22,7 +22,6 @@
 
 mod backoff;
 pub mod client;
-pub mod config;
 pub mod journal;
 pub mod link;
 pub mod running;
@@ -45,8 +44,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn, Instrument};
 
+pub use brine_config::MinionConfig;
 use client::{ClientTimings, MasterTrust, ReqClient};
-pub use config::MinionConfig;
 use journal::{Journal, JournalError};
 use link::{Command, Link, LinkEvent};
 use running::JobTable;

@@ -55,7 +55,7 @@ Exit codes:
   69  the open-file limit cannot hold that many minions (run several swarms with --first)";
 
 fn parse_log_level(filter: &str) -> Result<String, String> {
-    if brine_daemon::is_valid_log_filter(filter) {
+    if brine_config::is_valid_log_filter(filter) {
         Ok(filter.to_owned())
     } else {
         Err("not a valid log filter".to_owned())
@@ -65,13 +65,7 @@ fn parse_log_level(filter: &str) -> Result<String, String> {
 /// The `log_level` the configuration file or a `BRINE_MINION_LOG_LEVEL` variable sets, if any
 /// (the minion's own default, "info", is too chatty for a swarm).
 fn configured_log_level(path: &Path) -> Option<String> {
-    config::Config::builder()
-        .add_source(config::File::from(path).format(config::FileFormat::Toml))
-        .add_source(config::Environment::with_prefix("BRINE_MINION").prefix_separator("_"))
-        .build()
-        .ok()?
-        .get_string("log_level")
-        .ok()
+    brine_config::raw_setting(Some(path), "BRINE_MINION", "log_level")
 }
 
 fn main() -> ExitCode {

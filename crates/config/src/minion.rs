@@ -8,6 +8,8 @@ use std::time::Duration;
 use brine_proto::{Fnmatch, Map, MinionId};
 use serde::Deserialize;
 
+use crate::ConfigError;
+
 /// Every minion setting. `config/minion.toml` lists each with its default and a comment.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -71,34 +73,11 @@ impl Default for MinionConfig {
     }
 }
 
-/// Why the configuration cannot be used.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("reading configuration: {0}")]
-    Load(#[from] config::ConfigError),
-    #[error("invalid setting {key}: {reason}")]
-    Invalid { key: &'static str, reason: String },
-}
-
 impl MinionConfig {
-    /// Loads defaults, then the file at `path` (when given), then `BRINE_MINION_*` variables.
+    /// Loads defaults, then the file at `path` (when given), then `BRINE_MINION_*` variables,
+    /// and checks them.
     pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
-        let mut builder = config::Config::builder();
-        if let Some(path) = path {
-            builder = builder.add_source(
-                config::File::from(path)
-                    .format(config::FileFormat::Toml)
-                    .required(true),
-            );
-        }
-        let config: MinionConfig = builder
-            .add_source(
-                config::Environment::with_prefix("BRINE_MINION")
-                    .prefix_separator("_")
-                    .try_parsing(true),
-            )
-            .build()?
-            .try_deserialize()?;
+        let config: MinionConfig = crate::load(path, "BRINE_MINION")?;
         config.validate()?;
         Ok(config)
     }
@@ -133,7 +112,7 @@ impl MinionConfig {
         if let Err(reason) = self.disabled_function_patterns() {
             return invalid("disabled_functions", reason);
         }
-        if !brine_daemon::is_valid_log_filter(&self.log_level) {
+        if !crate::is_valid_log_filter(&self.log_level) {
             return invalid("log_level", "is not a valid log filter".into());
         }
         Ok(())
