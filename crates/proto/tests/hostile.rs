@@ -1396,7 +1396,7 @@ proptest! {
     }
 }
 
-/// docs/PROTOCOL.md §11 lists the encodings the Rust decoder accepts although brine never
+/// docs/PROTOCOL.md §12 lists the encodings the Rust decoder accepts although brine never
 /// writes them ("accepted, but never send them"). This pins that list, both ways: each one is
 /// accepted as the document says, and the look-alikes it does not list are refused.
 #[test]
