@@ -8,12 +8,14 @@ cd "$(dirname "$0")/.."
 # elsewhere, install them yourself: faketime (the fault tests run minions with skewed clocks),
 # iputils-ping (network.ping's tests ping 127.0.0.1), a system python3 that every user may run
 # (the control-socket attack test opens connections as other users with it), rpm (pkg's rpm
-# version order is checked against rpm's own rpm.vercmp, through rpmlua; dpkg's against dpkg).
+# version order is checked against rpm's own rpm.vercmp, through rpmlua; dpkg's against dpkg),
+# postgresql (the shared store's tests start servers of their own in temporary directories).
 missing=()
 ls /usr/lib/*/faketime/libfaketime.so.1 >/dev/null 2>&1 || missing+=(faketime)
 command -v ping >/dev/null || missing+=(iputils-ping)
 [ -x /usr/bin/python3 ] || missing+=(python3-minimal)
 command -v rpmlua >/dev/null || missing+=(rpm)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
         echo "== installing ${missing[*]}"

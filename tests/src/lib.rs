@@ -5,6 +5,7 @@
 //! second. Every wait here is bounded: a hang fails the test instead of stalling it.
 
 pub mod fleet;
+pub mod postgres;
 pub mod raw_minion;
 
 use std::future::Future;
