@@ -12,9 +12,9 @@
 //! Publishing: compile the target, check the function against the caller's ACL, resolve the
 //! target against the registry (the expected minions; an id the target names outright that
 //! has no accepted key is expected too, `no_key` from the start, and sent nothing), check
-//! every expected minion against the ACL, write the `allowed` audit line (no line, no job: fail closed), write the job to the
-//! store, register it with the job hub, and only then publish it. A store failure answers
-//! `error storage` and publishes nothing.
+//! every expected minion against the ACL, write the `allowed` audit line (no line, no job:
+//! fail closed), write the job to the store, register it with the job hub, and only then
+//! publish it. A store failure answers `error storage` and publishes nothing.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
