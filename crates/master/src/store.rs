@@ -45,6 +45,12 @@ pub enum StoreError {
     TooManyPendingKeys,
     #[error("{MAX_PREACCEPTED_KEYS} ids are preaccepted already: delete some first")]
     TooManyPreaccepted,
+    #[error(
+        "job store: its schema is version {found}, written by a newer brine-master; this one \
+         knows up to version {known} and leaves the store as it is (run the newer master, or \
+         move the store aside)"
+    )]
+    NewerSchema { found: i64, known: i64 },
 }
 
 /// SQLite checkpoints by itself only past this many WAL pages (32 MiB); the store thread
@@ -160,7 +166,35 @@ pub struct Store {
     conn: Connection,
 }
 
-/// Columns added since a store was first created: a store from an earlier version gains them.
+/// The schema version this build writes (SQLite's `user_version`). Version 1 is the schema of
+/// the first versioned store: its migration brings any earlier store up to it, whatever it
+/// lacked. A later change of the schema is a new version with a migration of its own, run once,
+/// in order.
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// Brings the store's schema to [`SCHEMA_VERSION`], each step once, in one immediate
+/// transaction (a second master or process opening the same store waits for it, then finds
+/// the work done). A store written by a newer brine is refused, not changed.
+fn migrate(conn: &Connection) -> Result<(), StoreError> {
+    let tx = rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)?;
+    let found: i64 = tx.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+    if found > SCHEMA_VERSION {
+        return Err(StoreError::NewerSchema {
+            found,
+            known: SCHEMA_VERSION,
+        });
+    }
+    if found < 1 {
+        tx.execute_batch(SCHEMA)?;
+        add_missing_columns(&tx)?;
+    }
+    tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// Columns added before the schema was versioned: a store from then gains them (part of
+/// version 1's migration, inside its transaction).
 fn add_missing_columns(conn: &Connection) -> Result<(), StoreError> {
     let has_grains = conn
         .prepare("SELECT 1 FROM pragma_table_info('minions') WHERE name = 'grains'")?
@@ -172,12 +206,8 @@ fn add_missing_columns(conn: &Connection) -> Result<(), StoreError> {
         .prepare("SELECT 1 FROM pragma_table_info('jobs') WHERE name = 'target_text'")?
         .exists([])?;
     if !has_target_text {
-        // The column and its values in one transaction: a crash between them would leave the
-        // column, so nothing would ever fill it.
-        let tx = conn.unchecked_transaction()?;
-        tx.execute_batch("ALTER TABLE jobs ADD COLUMN target_text TEXT")?;
-        fill_target_texts(&tx)?;
-        tx.commit()?;
+        conn.execute_batch("ALTER TABLE jobs ADD COLUMN target_text TEXT")?;
+        fill_target_texts(conn)?;
     }
     Ok(())
 }
@@ -244,8 +274,7 @@ impl Store {
         // The hot statements (receipts, returns, hellos) are cached; room for all of them.
         conn.set_prepared_statement_cache_capacity(32);
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        conn.execute_batch(SCHEMA)?;
-        add_missing_columns(&conn)?;
+        migrate(&conn)?;
         add_fnmatch(&conn)?;
         Ok(Self { conn })
     }
@@ -1427,10 +1456,10 @@ mod tests {
                 Target::list_from_str("a,b"),
                 &["a"],
             );
-            // As a store from before the column was kept.
+            // As a store from before the column was kept (and the schema versioned).
             store
                 .conn
-                .execute_batch("ALTER TABLE jobs DROP COLUMN target_text")
+                .execute_batch("ALTER TABLE jobs DROP COLUMN target_text; PRAGMA user_version = 0")
                 .unwrap();
             jid
         };
@@ -1474,6 +1503,34 @@ mod tests {
         assert_eq!(minions[0].id.as_str(), "old1");
         assert!(minions[0].grains.is_empty(), "none were ever reported");
         assert_eq!(minions[1].grains, grains);
+    }
+
+    #[test]
+    fn the_schema_is_versioned_and_a_newer_one_is_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let version = |store: &Store| -> i64 {
+            store
+                .conn
+                .query_row("PRAGMA user_version", [], |r| r.get(0))
+                .unwrap()
+        };
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(version(&store), SCHEMA_VERSION);
+        drop(store);
+        // Opening again runs nothing twice.
+        assert_eq!(version(&Store::open(dir.path()).unwrap()), SCHEMA_VERSION);
+        Connection::open(dir.path().join("jobs.sqlite"))
+            .unwrap()
+            .pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+            .unwrap();
+        let err = Store::open(dir.path()).unwrap_err();
+        assert!(matches!(err, StoreError::NewerSchema { .. }), "{err}");
+        assert!(err.to_string().contains("newer brine-master"), "{err}");
+        let left: i64 = Connection::open(dir.path().join("jobs.sqlite"))
+            .unwrap()
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(left, SCHEMA_VERSION + 1, "not changed");
     }
 
     #[test]
