@@ -111,6 +111,22 @@ impl TestMaster {
         control(&self.socket, request).await
     }
 
+    /// Asserts that `jobs.lookup` (without waiting) gives every expected minion of job `jid`
+    /// exactly these states, sorted by id.
+    pub async fn assert_job_states(&self, jid: &Jid, expected: &[(&str, MinionState)]) {
+        let lookup = ControlRequest::LookupJob {
+            jid: jid.clone(),
+            wait: false,
+        };
+        let events = self.control(lookup).await;
+        let states: Vec<(&str, MinionState)> = report(&events)
+            .minions
+            .iter()
+            .map(|m| (m.id.as_str(), m.state))
+            .collect();
+        assert_eq!(states, expected, "the minions of job {jid}");
+    }
+
     /// Publishes `fun` to `target` and waits for the job's end.
     pub async fn publish(
         &self,

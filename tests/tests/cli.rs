@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use brine_proto::control::{ControlEvent, ControlRequest, JobQuery, MinionState};
-use brine_tests::{json, report, Cluster, Output};
+use brine_tests::{json, Cluster, Output};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn brine_pings_every_minion_and_exits_0() {
@@ -152,23 +152,14 @@ async fn a_minion_rejects_a_disabled_function_with_the_reason() {
     let [ControlEvent::Jobs { jobs }] = &listed[..] else {
         panic!("{listed:?}");
     };
-    let lookup = ControlRequest::LookupJob {
-        jid: jobs[0].jid.clone(),
-        wait: false,
-    };
-    let events = cluster.master.control(lookup).await;
-    let states: Vec<_> = report(&events)
-        .minions
-        .iter()
-        .map(|m| (m.id.as_str(), m.state))
-        .collect();
-    assert_eq!(
-        states,
-        [
-            ("locked", MinionState::Rejected),
-            ("open1", MinionState::Returned)
-        ]
-    );
+    let states = [
+        ("locked", MinionState::Rejected),
+        ("open1", MinionState::Returned),
+    ];
+    cluster
+        .master
+        .assert_job_states(&jobs[0].jid, &states)
+        .await;
     let out = cluster.brine(&["--out", "json", "*", "test.ping"]).await;
     assert_eq!(out.code, 0, "{out:?}");
     cluster.stop().await;

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use brine_proto::control::{ControlRequest, JobReport, MinionState};
+use brine_proto::control::{JobReport, MinionState};
 use brine_proto::{Jid, Map, Target, Value};
 use brine_tests::{json, publish_no_wait, published_jid, report, within, Cluster, Output};
 use serde_json::json;
@@ -144,26 +144,12 @@ async fn jobs_active_shows_who_runs_a_job_until_it_ends() {
         json(out).get(jid.as_str()).is_none()
     })
     .await;
-    let events = cluster
-        .master
-        .control(ControlRequest::LookupJob {
-            jid: jid.clone(),
-            wait: false,
-        })
-        .await;
-    let states: Vec<_> = report(&events)
-        .minions
-        .iter()
-        .map(|m| (m.id.as_str(), m.state))
-        .collect();
-    assert_eq!(
-        states,
-        [
-            ("down", MinionState::NotConnected),
-            ("fast", MinionState::Returned),
-            ("slow", MinionState::Returned)
-        ]
-    );
+    let states = [
+        ("down", MinionState::NotConnected),
+        ("fast", MinionState::Returned),
+        ("slow", MinionState::Returned),
+    ];
+    cluster.master.assert_job_states(&jid, &states).await;
     let out = cluster.brine_run(&lookup_missing).await;
     assert_eq!(
         (out.code, out.stdout.as_str()),
@@ -209,27 +195,13 @@ async fn jobs_active_and_jobs_lookup_give_a_minion_the_same_state() {
     assert_eq!(ids(job, "Rejected"), ["locked"], "{out:?}");
     assert_eq!(ids(job, "Returned"), ["fast"], "not the refusal: {out:?}");
     assert_eq!(ids(job, "Missing"), ["ghost"], "{out:?}");
-    let events = cluster
-        .master
-        .control(ControlRequest::LookupJob {
-            jid: jid.clone(),
-            wait: false,
-        })
-        .await;
-    let states: Vec<_> = report(&events)
-        .minions
-        .iter()
-        .map(|m| (m.id.as_str(), m.state))
-        .collect();
-    assert_eq!(
-        states,
-        [
-            ("fast", MinionState::Returned),
-            ("ghost", MinionState::NoKey),
-            ("locked", MinionState::Rejected),
-            ("slow", MinionState::Running),
-        ]
-    );
+    let states = [
+        ("fast", MinionState::Returned),
+        ("ghost", MinionState::NoKey),
+        ("locked", MinionState::Rejected),
+        ("slow", MinionState::Running),
+    ];
+    cluster.master.assert_job_states(&jid, &states).await;
     cluster.stop().await;
 }
 

@@ -377,23 +377,18 @@ async fn serve_client(
                     return send_error(conn, ControlError::BadRequest, err.to_string()).await
                 }
             };
-            let (expected, no_key) = match resolve(shared, &matcher).await {
-                Ok(resolved) => resolved,
+            let (unseen, no_key) = match unknown_named(shared, &matcher).await {
+                Ok(unknown) => unknown,
                 Err(Unresolved(code, reason)) => return send_error(conn, code, reason).await,
             };
             let mut minions = shared.registry.matching_statuses(&matcher);
             // Named ids with an accepted key that never said hello.
-            let unseen: Vec<MinionStatus> = expected
-                .into_iter()
-                .filter(|id| minions.binary_search_by(|m| m.id.cmp(id)).is_err())
-                .map(|id| MinionStatus {
-                    id,
-                    connected: false,
-                    last_seen_ms: 0,
-                    version: String::new(),
-                })
-                .collect();
-            minions.extend(unseen);
+            minions.extend(unseen.into_iter().map(|id| MinionStatus {
+                id,
+                connected: false,
+                last_seen_ms: 0,
+                version: String::new(),
+            }));
             minions.sort_by(|a, b| a.id.cmp(&b.id));
             send(conn, &ControlEvent::Minions { minions, no_key }).await
         }
@@ -491,8 +486,8 @@ async fn serve_publish(
             return deny(guard, conn, &caller, audited, reason).await;
         }
     }
-    let (minions, no_key) = match resolve(shared, &matcher).await {
-        Ok(resolved) => resolved,
+    let (unseen, no_key) = match unknown_named(shared, &matcher).await {
+        Ok(unknown) => unknown,
         Err(Unresolved(code, reason)) => {
             let line = match code {
                 ControlError::BadRequest => record(&audited, Outcome::Invalid),
@@ -502,6 +497,9 @@ async fn serve_publish(
             return send_error(conn, code, reason).await;
         }
     };
+    let mut minions = shared.registry.matching(&matcher);
+    minions.extend(unseen);
+    minions.sort();
     audited.resolved(minions.len() + no_key.len());
     if minions.is_empty() && no_key.is_empty() {
         audit_best_effort(guard, record(&audited, Outcome::NoMinions)).await;
@@ -612,15 +610,14 @@ async fn serve_publish(
 /// Why a target could not be resolved: the error code and the reason.
 struct Unresolved(ControlError, String);
 
-/// The minions a target expects, sorted: the known ones it matches (with the ids it names that
-/// have an accepted key but have not said hello yet: they are sent the job too), and apart
-/// from them the ids it names that have no accepted key (Salt's "missing" minions). A named id
-/// that cannot be a minion id is a bad request.
-async fn resolve(
+/// The ids the target names outright that the registry does not know, sorted and split: those
+/// whose key is accepted (a minion that has not said hello yet: a job expects it and is sent
+/// to it like any other), and those without an accepted key (Salt's "missing" minions:
+/// `no_key`). A named id that cannot be a minion id is a bad request.
+async fn unknown_named(
     shared: &Arc<Shared>,
     matcher: &TargetMatcher,
 ) -> Result<(Vec<MinionId>, Vec<MinionId>), Unresolved> {
-    let mut minions = shared.registry.matching(matcher);
     let mut unknown = Vec::new();
     for name in matcher.named_ids() {
         let id = MinionId::new(name).map_err(|err| {
@@ -634,7 +631,7 @@ async fn resolve(
         }
     }
     if unknown.is_empty() {
-        return Ok((minions, Vec::new()));
+        return Ok((Vec::new(), Vec::new()));
     }
     let named = unknown.clone();
     let accepted = shared
@@ -643,9 +640,7 @@ async fn resolve(
         .await
         .map_err(|err| Unresolved(ControlError::Storage, err.to_string()))?;
     unknown.retain(|id| !accepted.contains(id));
-    minions.extend(accepted);
-    minions.sort();
-    Ok((minions, unknown))
+    Ok((accepted, unknown))
 }
 
 /// Forwards returns as they are stored, then the job's full record when it ends.
